@@ -1,0 +1,1 @@
+"""The national care-capacity model: vocabularies and the location/vacancy-line types."""

@@ -1,0 +1,140 @@
+"""The normalised national model: a location, its provider and its vacancy lines.
+
+Every source (pushing trackers, London's pulled tracker, FHIR transactions) is mapped onto
+these types before it reaches ``gateway.ingest``. They hold what the provider said; the
+data-quality checks below never change a figure, they only flag it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.model.vocab import (
+    FundingSource,
+    NhsRegion,
+    ProviderType,
+    QualityFlag,
+    ShortStayService,
+    UnavailableReason,
+    VacancyType,
+)
+
+CQC_ID_PATTERN = r"^1-[0-9]{1,12}$"
+Count = Annotated[int, Field(ge=0, le=100_000)]
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    line1: str | None = None
+    line2: str | None = None
+    town: str | None = None
+    county: str | None = None
+    postcode: str | None = None
+
+
+class ProviderRef(BaseModel):
+    """The company running a location (its CQC provider ID where known)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cqc_provider_id: str | None = Field(default=None, pattern=CQC_ID_PATTERN)
+    name: str | None = None
+
+
+class VacancyLine(BaseModel):
+    """One line per location and vacancy type, with the provider's figures as sent.
+
+    ``vacancy_type`` is None when the source used a code the gateway has not mapped
+    yet; ``source_code`` then keeps the source's own code and the line is left out of
+    national totals.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    vacancy_type: VacancyType | None
+    source_code: str | None = None
+    weekly_price_from: float | None = Field(default=None, ge=0)
+    maximum_capacity: Count
+    occupied: Count
+    reserved: Count = 0
+    admittable: Count = 0
+    unavailable: Count = 0
+    unavailable_reasons: tuple[UnavailableReason, ...] = ()
+    flexible: bool = False
+
+    @property
+    def line_key(self) -> str:
+        """The line's key within its location: the national type, or the source code."""
+        if self.vacancy_type is not None:
+            return self.vacancy_type.value
+        return f"unmapped:{self.source_code}"
+
+    @property
+    def is_consistent(self) -> bool:
+        return self.maximum_capacity == (
+            self.occupied + self.reserved + self.admittable + self.unavailable
+        )
+
+    @property
+    def vacancies_total(self) -> int:
+        """Vacancies = maximum capacity - occupied, never below zero."""
+        return max(self.maximum_capacity - self.occupied, 0)
+
+    def quality_flags(self) -> list[QualityFlag]:
+        """Data-quality findings on this line; the figures themselves are kept."""
+        flags: list[QualityFlag] = []
+        if not self.is_consistent:
+            flags.append(QualityFlag.CAPACITY_INVARIANT_BROKEN)
+        if self.unavailable > 0 and not self.unavailable_reasons:
+            flags.append(QualityFlag.UNAVAILABLE_WITHOUT_REASON)
+        if self.unavailable == 0 and self.unavailable_reasons:
+            flags.append(QualityFlag.REASONS_WITHOUT_UNAVAILABLE)
+        if self.vacancy_type is None:
+            flags.append(QualityFlag.UNMAPPED_VACANCY_TYPE)
+        return flags
+
+
+class LocationUpdate(BaseModel):
+    """The whole state of one location as one source reports it at ``updated_at``.
+
+    An update replaces what that location held: vacancy lines it leaves out are gone.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    cqc_location_id: str = Field(pattern=CQC_ID_PATTERN)
+    name: str
+    provider: ProviderRef = ProviderRef()
+    nhs_region: NhsRegion | None = None
+    local_authority: str | None = None
+    address: Address = Address()
+    phone: str | None = None
+    provider_type: ProviderType = ProviderType.CARE_HOME
+    short_stay_services: tuple[ShortStayService, ...] = ()
+    languages: tuple[str, ...] = ()
+    notes: str | None = None
+    funding_sources: tuple[FundingSource, ...] = ()
+    contracts_with_local_authorities: tuple[str, ...] = ()
+    contracts_with_sub_icbs: tuple[str, ...] = ()
+    short_stay_weekly_cost: float | None = Field(default=None, ge=0)
+    accepting_admissions: bool = True
+    out_of_hours_admissions: bool | None = None
+    active: bool = True
+    updated_at: datetime
+    vacancies: tuple[VacancyLine, ...] = ()
+
+    @field_validator("updated_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("updated_at must carry a time-zone offset")
+        return value
+
+    @property
+    def entered_capacity(self) -> int:
+        """Total entered capacity: the sum of the mapped lines' maximum capacity."""
+        return sum(v.maximum_capacity for v in self.vacancies if v.vacancy_type is not None)
