@@ -1,0 +1,1 @@
+"""What every upstream adapter shares: retry policy, failure classes, safe logging."""
