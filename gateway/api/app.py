@@ -1,0 +1,66 @@
+"""The app factory: engine, shared HTTP client and scheduler are made and closed by the
+lifespan, so several stateless gateway processes can run side by side."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from gateway.api import problems
+from gateway.api.routes import native
+from gateway.ingest.submissions import SCHEMA_PATH
+from gateway.settings import Settings, get_settings
+from gateway.store.db import create_engine, session_factory
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A gateway application for ``settings`` (the environment's by default)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        app.state.engine = engine
+        app.state.session_factory = session_factory(engine)
+        app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        try:
+            yield
+        finally:
+            await app.state.http.aclose()
+            engine.dispose()
+
+    app = FastAPI(
+        title="National Care Capacity Gateway",
+        version="0.1.0",
+        description="One national view of care-home bed capacity in England.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    app.include_router(native.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            submission = json.loads(SCHEMA_PATH.read_text())
+            schema.setdefault("components", {}).setdefault("schemas", {})["TrackerSubmission"] = {
+                "description": submission["description"],
+                "externalDocs": {"url": "/schemas/tracker-submission.schema.json"},
+                "type": "object",
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,55 @@
+"""Request dependencies: the database session (which commits) and the caller's principal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.auth import Principal, Scope, authenticate
+from gateway.settings import Settings
+
+
+def get_factory(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(
+    factory: Annotated[sessionmaker[Session], Depends(get_factory)],
+) -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, else rolled back."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def get_principal(
+    factory: Annotated[sessionmaker[Session], Depends(get_factory)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    with factory() as session:
+        return authenticate(session, authorization)
+
+
+def require(scope: Scope):  # type: ignore[no-untyped-def]
+    """A dependency that admits only principals holding ``scope`` (or admin)."""
+
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        principal.require(scope)
+        return principal
+
+    return check
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+FactoryDep = Annotated[sessionmaker[Session], Depends(get_factory)]
+Reader = Annotated[Principal, Depends(require(Scope.READ))]
+Submitter = Annotated[Principal, Depends(require(Scope.SUBMIT))]
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]

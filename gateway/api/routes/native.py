@@ -1,0 +1,62 @@
+"""The native API: tracker pushes and reads of the national view."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from gateway.api.deps import FactoryDep, Reader, SessionDep, Submitter
+from gateway.errors import PayloadTooLarge
+from gateway.ingest.submissions import receive_submission
+from gateway.locations import get_location_detail, get_location_history
+from gateway.model.capacity import CQC_ID_PATTERN
+
+router = APIRouter(prefix="/api/v1")
+CqcId = Annotated[str, Path(pattern=CQC_ID_PATTERN, description="CQC location ID, e.g. 1-10000302982")]
+
+
+@router.post(
+    "/submissions",
+    summary="Push a batch of location updates (schemas/tracker-submission.schema.json)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TrackerSubmission"}}},
+        }
+    },
+)
+async def post_submission(
+    request: Request,
+    principal: Submitter,
+    factory: FactoryDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    limit = request.app.state.settings.max_submission_bytes
+    body = await request.body()
+    if len(body) > limit:
+        raise PayloadTooLarge(f"the body is {len(body)} bytes; the limit is {limit}")
+    outcome = await run_in_threadpool(
+        receive_submission,
+        factory,
+        principal,
+        body,
+        content_type=request.headers.get("content-type"),
+        idempotency_key=idempotency_key,
+    )
+    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
+    return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+
+
+@router.get("/locations/{cqc_location_id}", summary="One location of the national view")
+def read_location(cqc_location_id: CqcId, session: SessionDep, _: Reader) -> dict[str, Any]:
+    return get_location_detail(session, cqc_location_id)
+
+
+@router.get("/locations/{cqc_location_id}/history", summary="Every accepted version of a location")
+def read_location_history(
+    cqc_location_id: CqcId, session: SessionDep, _: Reader
+) -> list[dict[str, Any]]:
+    return get_location_history(session, cqc_location_id)

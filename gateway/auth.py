@@ -1,0 +1,90 @@
+"""Bearer tokens: minted once, stored as SHA-256 digests, each with scopes and regions."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from gateway.errors import Forbidden, NotAuthenticated
+from gateway.model.vocab import NhsRegion
+from gateway.store import repository
+from gateway.store.tables import ApiToken, utcnow
+
+ALL_REGIONS = "*"
+TOKEN_PREFIX = "ccg_"
+
+
+class Scope(StrEnum):
+    SUBMIT = "submit"
+    READ = "read"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's id and name, what it may do and where it may write."""
+
+    token_id: str
+    name: str
+    scopes: frozenset[str]
+    regions: frozenset[str]
+
+    def require(self, scope: Scope) -> None:
+        if scope.value not in self.scopes and Scope.ADMIN.value not in self.scopes:
+            raise Forbidden(f"this token lacks the '{scope.value}' scope")
+
+    def may_write(self, region: str) -> bool:
+        return ALL_REGIONS in self.regions or region in self.regions
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_regions(values: Iterable[str]) -> list[str]:
+    """Region codes from user input ('north-west', 'North West' or 'all')."""
+    out: list[str] = []
+    for value in values:
+        if value.strip().lower() in ("all", ALL_REGIONS):
+            return [ALL_REGIONS]
+        out.append(NhsRegion.from_display(value).value)
+    return sorted(set(out))
+
+
+def create_token(
+    session: Session, *, name: str, scopes: Iterable[str], regions: Iterable[str] = ()
+) -> tuple[ApiToken, str]:
+    """Mint a token; the plain token is returned once and never stored."""
+    scope_values = sorted({Scope(s.strip().lower()).value for s in scopes})
+    if not scope_values:
+        raise ValueError("a token needs at least one scope")
+    plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        id=str(uuid.uuid4()),
+        name=name,
+        token_hash=digest(plain),
+        scopes=scope_values,
+        regions=parse_regions(regions),
+        created_at=utcnow(),
+    )
+    repository.add_token(session, token)
+    return token, plain
+
+
+def authenticate(session: Session, authorization: str | None) -> Principal:
+    """The principal behind an ``Authorization: Bearer ...`` header, or NotAuthenticated."""
+    if not authorization:
+        raise NotAuthenticated("send 'Authorization: Bearer <token>'")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise NotAuthenticated("the Authorization header must be 'Bearer <token>'")
+    token = repository.token_by_hash(session, digest(value.strip()))
+    if token is None or token.revoked_at is not None:
+        raise NotAuthenticated("unknown or revoked token")
+    return Principal(token.id, token.name, frozenset(token.scopes), frozenset(token.regions))

@@ -1,0 +1,193 @@
+"""Apply location updates from any source to the national view.
+
+Every source ends here: pushes, London's pulled pages, FHIR transactions. For each update
+the rule is the same:
+- older than what the gateway holds (by the source's own timestamp): ``stale``, ignored;
+- the same content as held: ``unchanged``;
+- otherwise ``accepted``: a new version is written and the current view replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from sqlalchemy.orm import Session
+
+from gateway.model.capacity import LocationUpdate
+from gateway.store import repository
+from gateway.store.repository import HeldLocation
+
+
+class RecordStatus(StrEnum):
+    ACCEPTED = "accepted"
+    UNCHANGED = "unchanged"
+    STALE = "stale"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordProblem:
+    """One thing wrong with one record: where (a JSON pointer into the body) and why."""
+
+    pointer: str
+    message: str
+
+
+@dataclass(slots=True)
+class RecordResult:
+    """What became of one record of a batch."""
+
+    index: int
+    cqc_location_id: str | None
+    status: RecordStatus
+    problems: list[RecordProblem] = field(default_factory=list)
+    version_id: int | None = None
+    quality_flags: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "index": self.index,
+            "cqc_location_id": self.cqc_location_id,
+            "status": self.status.value,
+        }
+        if self.version_id is not None:
+            out["version_id"] = self.version_id
+        if self.quality_flags:
+            out["quality_flags"] = self.quality_flags
+        if self.problems:
+            out["errors"] = [{"pointer": p.pointer, "message": p.message} for p in self.problems]
+        return out
+
+
+def content_hash(record: dict[str, Any]) -> str:
+    """A stable digest of a normalised record (the same content gives the same digest)."""
+    return hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _rows(
+    update: LocationUpdate, source: str, received_at: datetime, digest: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    lines: list[dict[str, Any]] = []
+    flags: set[str] = set()
+    for line in update.vacancies:
+        line_flags = [f.value for f in line.quality_flags()]
+        flags.update(line_flags)
+        lines.append(
+            {
+                "cqc_location_id": update.cqc_location_id,
+                "line_key": line.line_key,
+                "vacancy_type": line.vacancy_type.value if line.vacancy_type else None,
+                "source_code": line.source_code,
+                "weekly_price_from": line.weekly_price_from,
+                "maximum_capacity": line.maximum_capacity,
+                "occupied": line.occupied,
+                "reserved": line.reserved,
+                "admittable": line.admittable,
+                "unavailable": line.unavailable,
+                "unavailable_reasons": [r.value for r in line.unavailable_reasons],
+                "flexible": line.flexible,
+                "consistent": line.is_consistent,
+                "quality_flags": line_flags,
+            }
+        )
+    address = update.address
+    location = {
+        "cqc_location_id": update.cqc_location_id,
+        "name": update.name,
+        "cqc_provider_id": update.provider.cqc_provider_id,
+        "provider_name": update.provider.name,
+        "nhs_region": update.nhs_region.value if update.nhs_region else None,
+        "local_authority": update.local_authority,
+        "address_line1": address.line1,
+        "address_line2": address.line2,
+        "town": address.town,
+        "county": address.county,
+        "postcode": address.postcode,
+        "phone": update.phone,
+        "provider_type": update.provider_type.value,
+        "short_stay_services": [s.value for s in update.short_stay_services],
+        "languages": list(update.languages),
+        "notes": update.notes,
+        "funding_sources": [f.value for f in update.funding_sources],
+        "contracts_with_local_authorities": list(update.contracts_with_local_authorities),
+        "contracts_with_sub_icbs": list(update.contracts_with_sub_icbs),
+        "short_stay_weekly_cost": update.short_stay_weekly_cost,
+        "accepting_admissions": update.accepting_admissions,
+        "out_of_hours_admissions": update.out_of_hours_admissions,
+        "active": update.active,
+        "entered_capacity": update.entered_capacity,
+        "quality_flags": sorted(flags),
+        "source": source,
+        "source_updated_at": update.updated_at,
+        "received_at": received_at,
+        "content_hash": digest,
+    }
+    return location, lines, sorted(flags)
+
+
+def apply_updates(
+    session: Session,
+    *,
+    source: str,
+    updates: Sequence[tuple[int, LocationUpdate]],
+    received_at: datetime,
+    submission_id: str | None = None,
+    held: dict[str, HeldLocation] | None = None,
+) -> list[RecordResult]:
+    """Judge and apply ``updates`` (each with its index in the batch) in order.
+
+    ``held`` may be passed when the caller already loaded it (to check regions, say).
+    Later updates of the same location in one batch are judged against earlier ones.
+    """
+    if held is None:
+        held = repository.held_locations(session, [u.cqc_location_id for _, u in updates])
+    else:
+        held = dict(held)
+    results: list[RecordResult] = []
+    winners: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    versions: list[dict[str, Any]] = []
+    accepted: list[RecordResult] = []
+    for index, update in updates:
+        record = update.model_dump(mode="json")
+        digest = content_hash(record)
+        current = held.get(update.cqc_location_id)
+        result = RecordResult(index, update.cqc_location_id, RecordStatus.ACCEPTED)
+        if current is not None and update.updated_at < current.source_updated_at:
+            result.status = RecordStatus.STALE
+        elif current is not None and current.content_hash == digest:
+            result.status = RecordStatus.UNCHANGED
+        else:
+            location, lines, flags = _rows(update, source, received_at, digest)
+            result.quality_flags = flags
+            winners[update.cqc_location_id] = (location, lines)
+            versions.append(
+                {
+                    "cqc_location_id": update.cqc_location_id,
+                    "source": source,
+                    "source_updated_at": update.updated_at,
+                    "received_at": received_at,
+                    "submission_id": submission_id,
+                    "content_hash": digest,
+                    "record": record,
+                }
+            )
+            accepted.append(result)
+            held[update.cqc_location_id] = HeldLocation(
+                location["nhs_region"], source, update.updated_at, digest
+            )
+        results.append(result)
+
+    version_ids = repository.add_versions(session, versions)
+    for result, version_id in zip(accepted, version_ids, strict=True):
+        result.version_id = version_id
+        winners[result.cqc_location_id or ""][0]["version_id"] = version_id
+    locations = [location for location, _ in winners.values()]
+    lines = [line for _, location_lines in winners.values() for line in location_lines]
+    repository.replace_locations(session, locations, lines)
+    return results

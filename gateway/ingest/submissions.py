@@ -1,0 +1,259 @@
+"""Push submissions from regional trackers: keep the raw body, validate, authorise, apply.
+
+The raw body is committed in its own transaction before anything else looks at it, so
+nothing sent to the gateway is lost even when parsing or applying fails; a bad mapping
+can then be replayed from the ``submission`` table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from pydantic import ValidationError as ModelError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.auth import Principal, Scope
+from gateway.errors import Conflict, Forbidden, InvalidBody, Unprocessable
+from gateway.ingest.service import RecordProblem, RecordResult, RecordStatus, apply_updates
+from gateway.model.capacity import LocationUpdate
+from gateway.store import repository
+from gateway.store.db import transaction
+from gateway.store.tables import Submission, utcnow
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "tracker-submission.schema.json"
+
+
+@cache
+def _validators() -> tuple[Draft202012Validator, Draft202012Validator]:
+    """(batch envelope validator, one-location validator) for the submission schema."""
+    schema = json.loads(SCHEMA_PATH.read_text())
+    Draft202012Validator.check_schema(schema)
+    envelope = {**schema, "properties": {**schema["properties"]}}
+    envelope["properties"]["locations"] = {
+        **schema["properties"]["locations"],
+        "items": {"type": "object"},
+    }
+    item = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/location_update"}
+    checker = Draft202012Validator.FORMAT_CHECKER
+    return (
+        Draft202012Validator(envelope, format_checker=checker),
+        Draft202012Validator(item, format_checker=checker),
+    )
+
+
+def _pointer(prefix: str, error: ValidationError) -> str:
+    return prefix + "".join(f"/{part}" for part in error.absolute_path)
+
+
+def _message(error: ValidationError) -> str:
+    # jsonschema repeats the whole offending value in its messages; keep them short and
+    # free of payload content beyond the field in question.
+    message = error.message
+    return message if len(message) <= 300 else message[:297] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionOutcome:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def parse_batch(body: bytes) -> list[Any]:
+    """The batch's ``locations`` array, or InvalidBody / Unprocessable saying why not."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidBody(f"the body is not JSON: {exc}") from exc
+    envelope, _ = _validators()
+    errors = sorted(envelope.iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise Unprocessable(
+            "the body is not a tracker submission batch (schemas/tracker-submission.schema.json)",
+            errors=[{"pointer": _pointer("", e), "message": _message(e)} for e in errors[:50]],
+        )
+    locations: list[Any] = document["locations"]
+    return locations
+
+
+def validate_records(records: list[Any]) -> tuple[list[tuple[int, LocationUpdate]], list[RecordResult]]:
+    """Split a batch into valid updates and rejected records (each problem with a pointer)."""
+    _, item_validator = _validators()
+    valid: list[tuple[int, LocationUpdate]] = []
+    rejected: list[RecordResult] = []
+    for index, record in enumerate(records):
+        prefix = f"/locations/{index}"
+        cqc_id = record.get("cqc_location_id") if isinstance(record, dict) else None
+        cqc_id = cqc_id if isinstance(cqc_id, str) else None
+        errors = list(item_validator.iter_errors(record))
+        if errors:
+            problems = [RecordProblem(_pointer(prefix, e), _message(e)) for e in errors]
+            rejected.append(RecordResult(index, cqc_id, RecordStatus.REJECTED, problems))
+            continue
+        try:
+            valid.append((index, LocationUpdate.model_validate(record)))
+        except ModelError as exc:
+            problems = [
+                RecordProblem(prefix + "".join(f"/{p}" for p in err["loc"]), err["msg"])
+                for err in exc.errors()
+            ]
+            rejected.append(RecordResult(index, cqc_id, RecordStatus.REJECTED, problems))
+    return valid, rejected
+
+
+def _authorise_regions(
+    session: Session, principal: Principal, valid: list[tuple[int, LocationUpdate]]
+) -> tuple[list[tuple[int, LocationUpdate]], list[RecordResult], dict[str, Any]]:
+    """Drop records with no known region; refuse the batch if any lies outside the token's."""
+    held = repository.held_locations(session, [u.cqc_location_id for _, u in valid])
+    kept: list[tuple[int, LocationUpdate]] = []
+    rejected: list[RecordResult] = []
+    outside: list[str] = []
+    for index, update in valid:
+        known = held.get(update.cqc_location_id)
+        region = known.nhs_region if known and known.nhs_region else None
+        region = region or (update.nhs_region.value if update.nhs_region else None)
+        if region is None:
+            problem = RecordProblem(
+                f"/locations/{index}/nhs_region",
+                "nhs_region is required for a location the gateway does not know yet",
+            )
+            rejected.append(
+                RecordResult(index, update.cqc_location_id, RecordStatus.REJECTED, [problem])
+            )
+        elif not principal.may_write(region):
+            outside.append(f"{update.cqc_location_id} ({region})")
+        else:
+            kept.append((index, update))
+    if outside:
+        raise Forbidden(
+            f"this token may not write locations outside its regions "
+            f"({', '.join(sorted(principal.regions)) or 'none'}): {', '.join(outside[:20])}"
+            + (f" and {len(outside) - 20} more" if len(outside) > 20 else ""),
+            locations=outside,
+        )
+    return kept, rejected, held
+
+
+def _process(
+    session: Session, principal: Principal, body: bytes, submission_id: str, received_at: datetime
+) -> dict[str, Any]:
+    records = parse_batch(body)
+    valid, rejected = validate_records(records)
+    valid, region_rejected, held = _authorise_regions(session, principal, valid)
+    applied = apply_updates(
+        session,
+        source=principal.name,
+        updates=valid,
+        received_at=received_at,
+        submission_id=submission_id,
+        held=held,
+    )
+    results = sorted(applied + rejected + region_rejected, key=lambda r: r.index)
+    summary = {status.value: 0 for status in RecordStatus}
+    for result in results:
+        summary[result.status.value] += 1
+    return {
+        "submission_id": submission_id,
+        "source": principal.name,
+        "received_at": received_at.isoformat(),
+        "summary": summary,
+        "records": [r.as_dict() for r in results],
+    }
+
+
+def receive_submission(
+    factory: sessionmaker[Session],
+    principal: Principal,
+    body: bytes,
+    *,
+    content_type: str | None = None,
+    idempotency_key: str | None = None,
+) -> SubmissionOutcome:
+    """Keep, check and apply one pushed batch; the answer reports every record."""
+    principal.require(Scope.SUBMIT)
+    request_hash = hashlib.sha256(body).hexdigest()
+    submission_id = str(uuid.uuid4())
+    received_at = utcnow()
+    try:
+        with transaction(factory) as session:
+            if idempotency_key:
+                previous = repository.submission_by_idempotency_key(
+                    session, principal.token_id, idempotency_key
+                )
+                if previous is not None:
+                    return _replay(previous, request_hash)
+            repository.add_submission(
+                session,
+                Submission(
+                    id=submission_id,
+                    source=principal.name,
+                    token_id=principal.token_id,
+                    idempotency_key=idempotency_key,
+                    request_hash=request_hash,
+                    content_type=content_type,
+                    body=body,
+                    received_at=received_at,
+                ),
+            )
+    except IntegrityError:
+        # The same key raced in from a concurrent retry: answer as that one did.
+        with transaction(factory) as session:
+            previous = repository.submission_by_idempotency_key(
+                session, principal.token_id, idempotency_key or ""
+            )
+            if previous is None:
+                raise
+            return _replay(previous, request_hash)
+
+    try:
+        with transaction(factory) as session:
+            answer = _process(session, principal, body, submission_id, received_at)
+            _finish(session, submission_id, 200, answer)
+        return SubmissionOutcome(200, answer)
+    except (InvalidBody, Unprocessable, Forbidden) as refused:
+        with transaction(factory) as session:
+            _finish(session, submission_id, refused.status_code, _problem_record(refused))
+        raise
+
+
+def _problem_record(error: InvalidBody | Unprocessable | Forbidden) -> dict[str, Any]:
+    return {"error": type(error).__name__, "status": error.status_code, "detail": error.detail, **error.extra}
+
+
+def _finish(session: Session, submission_id: str, status: int, answer: dict[str, Any]) -> None:
+    submission = repository.get_submission(session, submission_id)
+    if submission is None:  # pragma: no cover - written in the transaction before
+        raise RuntimeError(f"submission {submission_id} vanished")
+    submission.status_code = status
+    submission.response = answer
+    summary = answer.get("summary", {})
+    submission.accepted = summary.get("accepted", 0)
+    submission.unchanged = summary.get("unchanged", 0)
+    submission.stale = summary.get("stale", 0)
+    submission.rejected = summary.get("rejected", 0)
+
+
+def _replay(previous: Submission, request_hash: str) -> SubmissionOutcome:
+    if previous.request_hash != request_hash:
+        raise Unprocessable(
+            "this Idempotency-Key was already used with a different body; use a new key"
+        )
+    if previous.status_code is None or previous.response is None:
+        raise Conflict("a submission with this Idempotency-Key is still being processed")
+    if previous.status_code != 200:
+        error = {403: Forbidden, 400: InvalidBody}.get(previous.status_code, Unprocessable)
+        extra = {k: v for k, v in previous.response.items() if k not in ("error", "status", "detail")}
+        raise error(previous.response.get("detail", ""), replayed=True, **extra)
+    return SubmissionOutcome(previous.status_code, previous.response, replayed=True)

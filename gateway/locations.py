@@ -1,0 +1,117 @@
+"""Reading the national view: one location with its vacancy lines and provenance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from gateway.errors import NotFound
+from gateway.model.vocab import NhsRegion, QualityFlag, VacancyType
+from gateway.store import repository
+from gateway.store.tables import Location, VacancyLine, utcnow
+
+
+def _display(vocabulary: type[VacancyType] | type[NhsRegion], code: str | None) -> str | None:
+    if code is None:
+        return None
+    try:
+        return vocabulary(code).display
+    except ValueError:
+        return None
+
+
+def line_public(line: VacancyLine, location: Location) -> dict[str, Any]:
+    """A vacancy line as the API shows it: the provider's figures, flags and provenance."""
+    return {
+        "vacancy_type": line.vacancy_type,
+        "vacancy_type_display": _display(VacancyType, line.vacancy_type),
+        "source_code": line.source_code,
+        "weekly_price_from": line.weekly_price_from,
+        "maximum_capacity": line.maximum_capacity,
+        "occupied": line.occupied,
+        "reserved": line.reserved,
+        "admittable": line.admittable,
+        "unavailable": line.unavailable,
+        "vacancies_total": max(line.maximum_capacity - line.occupied, 0),
+        "unavailable_reasons": line.unavailable_reasons,
+        "flexible": line.flexible,
+        "consistent": line.consistent,
+        "quality_flags": [
+            {"code": flag, "message": QualityFlag(flag).display} for flag in line.quality_flags
+        ],
+        "source": location.source,
+        "source_updated_at": location.source_updated_at.isoformat(),
+    }
+
+
+def age_seconds(updated_at: datetime, now: datetime | None = None) -> float:
+    return max(((now or utcnow()) - updated_at).total_seconds(), 0.0)
+
+
+def location_public(location: Location, lines: list[VacancyLine]) -> dict[str, Any]:
+    """A location of the national view as the API shows it."""
+    return {
+        "cqc_location_id": location.cqc_location_id,
+        "name": location.name,
+        "provider": {"cqc_provider_id": location.cqc_provider_id, "name": location.provider_name},
+        "provider_type": location.provider_type,
+        "nhs_region": location.nhs_region,
+        "nhs_region_display": _display(NhsRegion, location.nhs_region),
+        "local_authority": location.local_authority,
+        "address": {
+            "line1": location.address_line1,
+            "line2": location.address_line2,
+            "town": location.town,
+            "county": location.county,
+            "postcode": location.postcode,
+        },
+        "phone": location.phone,
+        "active": location.active,
+        "short_stay_services": location.short_stay_services,
+        "languages": location.languages,
+        "notes": location.notes,
+        "funding_sources": location.funding_sources,
+        "contracts_with_local_authorities": location.contracts_with_local_authorities,
+        "contracts_with_sub_icbs": location.contracts_with_sub_icbs,
+        "short_stay_weekly_cost": location.short_stay_weekly_cost,
+        "accepting_admissions": location.accepting_admissions,
+        "out_of_hours_admissions": location.out_of_hours_admissions,
+        "entered_capacity": location.entered_capacity,
+        "quality_flags": [
+            {"code": flag, "message": QualityFlag(flag).display} for flag in location.quality_flags
+        ],
+        "source": location.source,
+        "source_updated_at": location.source_updated_at.isoformat(),
+        "data_age_seconds": round(age_seconds(location.source_updated_at)),
+        "received_at": location.received_at.isoformat(),
+        "version_id": location.version_id,
+        "vacancies": [line_public(line, location) for line in lines],
+    }
+
+
+def get_location_detail(session: Session, cqc_location_id: str) -> dict[str, Any]:
+    """One location with its lines, or NotFound."""
+    found = repository.get_location(session, cqc_location_id)
+    if found is None:
+        raise NotFound(f"no location {cqc_location_id} in the national view")
+    return location_public(*found)
+
+
+def get_location_history(session: Session, cqc_location_id: str) -> list[dict[str, Any]]:
+    """Every accepted version of a location, oldest first."""
+    versions = repository.location_versions(session, cqc_location_id)
+    if not versions:
+        raise NotFound(f"no location {cqc_location_id} in the national view")
+    return [
+        {
+            "version_id": v.version_id,
+            "source": v.source,
+            "source_updated_at": v.source_updated_at.isoformat(),
+            "received_at": v.received_at.isoformat(),
+            "submission_id": v.submission_id,
+            "record": v.record,
+        }
+        for v in versions
+    ]

@@ -1,0 +1,69 @@
+"""Configuration, read from ``GATEWAY_*`` environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///var/gateway.db"
+
+
+class Settings(BaseSettings):
+    """Every setting the gateway reads. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    environment: str = Field(
+        default="development", description="development, test or production"
+    )
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL: sqlite:///path.db (default) or postgresql+psycopg://...",
+    )
+    database_pool_size: int = 10
+    max_submission_bytes: int = Field(
+        default=32 * 1024 * 1024, description="Largest push body accepted, in bytes"
+    )
+    scheduler_enabled: bool = Field(
+        default=True, description="Run the source sync jobs inside this gateway process"
+    )
+
+    # London's bed tracker (pulled).
+    london_base_url: str | None = None
+    london_client_id: str | None = None
+    london_client_secret: SecretStr | None = None
+    london_interval_s: float = 300.0
+    london_freshness_target_s: float = 3600.0
+    london_page_size: int = 200
+
+    # The CQC registry.
+    cqc_base_url: str | None = None
+    cqc_subscription_key: SecretStr | None = None
+    cqc_requests_per_minute: float = 500.0
+    cqc_full_sync_interval_s: float = 86400.0
+    cqc_incremental_interval_s: float = 3600.0
+    cqc_freshness_target_s: float = 2 * 86400.0
+
+    # Pushing regional trackers: how old their newest data may be before they are stale.
+    push_freshness_target_s: float = 86400.0
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _sqlite_folder(self) -> Settings:
+        if self.is_sqlite and ":memory:" not in self.database_url:
+            path = self.database_url.split("///", 1)[-1]
+            if path:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings (read once)."""
+    return Settings()

@@ -1,0 +1,164 @@
+"""The store's tables (SQLModel). The schema itself is built by the Alembic migrations.
+
+- ``location`` and ``vacancy_line``: the current national view, one row per location and
+  one per (location, vacancy type).
+- ``location_version``: every accepted change, in order, with its source, the source's
+  own timestamp, the time received and the normalised record as accepted.
+- ``submission``: the raw body of every push, kept before it is parsed, with the answer.
+- ``sync_state``: per-source cursors; ``api_token``: hashed bearer tokens.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC instant on every backend (SQLite keeps no offset of its own)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(default: Any = None) -> Any:
+    return Field(default=default, sa_type=sa.JSON)
+
+
+class Location(SQLModel, table=True):
+    """A location in the current national view (keyed by CQC location ID)."""
+
+    cqc_location_id: str = Field(primary_key=True, max_length=20)
+    name: str
+    cqc_provider_id: str | None = Field(default=None, index=True, max_length=20)
+    provider_name: str | None = None
+    nhs_region: str | None = Field(default=None, index=True, max_length=40)
+    local_authority: str | None = Field(default=None, index=True)
+    address_line1: str | None = None
+    address_line2: str | None = None
+    town: str | None = None
+    county: str | None = None
+    postcode: str | None = Field(default=None, max_length=10)
+    phone: str | None = None
+    provider_type: str = Field(max_length=20)
+    short_stay_services: list[str] = _json([])
+    languages: list[str] = _json([])
+    notes: str | None = None
+    funding_sources: list[str] = _json([])
+    contracts_with_local_authorities: list[str] = _json([])
+    contracts_with_sub_icbs: list[str] = _json([])
+    short_stay_weekly_cost: float | None = None
+    accepting_admissions: bool = True
+    out_of_hours_admissions: bool | None = None
+    active: bool = Field(default=True, index=True)
+    entered_capacity: int = 0
+    quality_flags: list[str] = _json([])
+    source: str = Field(index=True, max_length=80)
+    source_updated_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    version_id: int
+    content_hash: str = Field(max_length=64)
+
+
+class VacancyLine(SQLModel, table=True):
+    """One vacancy line of a location in the current national view."""
+
+    __tablename__ = "vacancy_line"
+
+    cqc_location_id: str = Field(
+        primary_key=True, foreign_key="location.cqc_location_id", max_length=20
+    )
+    line_key: str = Field(primary_key=True, max_length=80)
+    vacancy_type: str | None = Field(default=None, index=True, max_length=60)
+    source_code: str | None = Field(default=None, max_length=60)
+    weekly_price_from: float | None = None
+    maximum_capacity: int
+    occupied: int
+    reserved: int
+    admittable: int
+    unavailable: int
+    unavailable_reasons: list[str] = _json([])
+    flexible: bool = False
+    consistent: bool = True
+    quality_flags: list[str] = _json([])
+
+
+class LocationVersion(SQLModel, table=True):
+    """One accepted change of one location, in the order the gateway accepted it."""
+
+    __tablename__ = "location_version"
+
+    version_id: int | None = Field(default=None, primary_key=True)
+    cqc_location_id: str = Field(index=True, max_length=20)
+    source: str = Field(max_length=80)
+    source_updated_at: datetime = Field(sa_type=UTCDateTime)
+    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    submission_id: str | None = Field(default=None, index=True, max_length=36)
+    content_hash: str = Field(max_length=64)
+    record: dict[str, Any] = _json({})
+
+
+class Submission(SQLModel, table=True):
+    """The raw body of one push, kept before parsing, and the answer the gateway gave."""
+
+    __table_args__ = (sa.UniqueConstraint("token_id", "idempotency_key"),)
+
+    id: str = Field(primary_key=True, max_length=36)
+    source: str = Field(index=True, max_length=80)
+    token_id: str = Field(max_length=36)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    request_hash: str = Field(max_length=64)
+    content_type: str | None = None
+    body: bytes = Field(sa_type=sa.LargeBinary)
+    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    status_code: int | None = None
+    response: dict[str, Any] | None = _json(None)
+    accepted: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    rejected: int = 0
+
+
+class SyncState(SQLModel, table=True):
+    """Where each source's incremental sync stands (its cursor)."""
+
+    __tablename__ = "sync_state"
+
+    source: str = Field(primary_key=True, max_length=80)
+    cursor: dict[str, Any] = _json({})
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token, stored as its SHA-256 digest, with scopes and writable regions."""
+
+    __tablename__ = "api_token"
+
+    id: str = Field(primary_key=True, max_length=36)
+    name: str = Field(index=True, max_length=120)
+    token_hash: str = Field(unique=True, max_length=64)
+    scopes: list[str] = _json([])
+    regions: list[str] = _json([])
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
