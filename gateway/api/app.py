@@ -3,7 +3,6 @@ lifespan, so several stateless gateway processes can run side by side."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +13,8 @@ from fastapi.openapi.utils import get_openapi
 
 from gateway.api import problems
 from gateway.api.routes import native
-from gateway.ingest.submissions import SCHEMA_PATH
+from gateway.ingest.submissions import SCHEMA_NAME
+from gateway.schemas import load_schema
 from gateway.settings import Settings, get_settings
 from gateway.store.db import create_engine, session_factory
 
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
-            submission = json.loads(SCHEMA_PATH.read_text())
+            submission = load_schema(SCHEMA_NAME)
             schema.setdefault("components", {}).setdefault("schemas", {})["TrackerSubmission"] = {
                 "description": submission["description"],
                 "externalDocs": {"url": "/schemas/tracker-submission.schema.json"},

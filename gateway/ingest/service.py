@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from gateway.model.capacity import LocationUpdate
+from gateway.schemas import Problem
 from gateway.store import repository
 from gateway.store.repository import HeldLocation
 
@@ -31,14 +32,6 @@ class RecordStatus(StrEnum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True, slots=True)
-class RecordProblem:
-    """One thing wrong with one record: where (a JSON pointer into the body) and why."""
-
-    pointer: str
-    message: str
-
-
 @dataclass(slots=True)
 class RecordResult:
     """What became of one record of a batch."""
@@ -46,7 +39,7 @@ class RecordResult:
     index: int
     cqc_location_id: str | None
     status: RecordStatus
-    problems: list[RecordProblem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     version_id: int | None = None
     quality_flags: list[str] = field(default_factory=list)
 

@@ -8,59 +8,36 @@ can then be replayed from the ``submission`` table.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 from pydantic import ValidationError as ModelError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth import Principal, Scope
 from gateway.errors import Conflict, Forbidden, InvalidBody, Unprocessable
-from gateway.ingest.service import RecordProblem, RecordResult, RecordStatus, apply_updates
+from gateway.ingest.service import RecordResult, RecordStatus, apply_updates
 from gateway.model.capacity import LocationUpdate
+from gateway.schemas import Problem, SchemaValidator, load_schema, validator
 from gateway.store import repository
 from gateway.store.db import transaction
 from gateway.store.tables import Submission, utcnow
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "tracker-submission.schema.json"
+SCHEMA_NAME = "tracker-submission.schema.json"
 
 
 @cache
-def _validators() -> tuple[Draft202012Validator, Draft202012Validator]:
-    """(batch envelope validator, one-location validator) for the submission schema."""
-    schema = json.loads(SCHEMA_PATH.read_text())
-    Draft202012Validator.check_schema(schema)
-    envelope = {**schema, "properties": {**schema["properties"]}}
-    envelope["properties"]["locations"] = {
-        **schema["properties"]["locations"],
-        "items": {"type": "object"},
-    }
-    item = {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": "#/$defs/location_update"}
-    checker = Draft202012Validator.FORMAT_CHECKER
-    return (
-        Draft202012Validator(envelope, format_checker=checker),
-        Draft202012Validator(item, format_checker=checker),
-    )
-
-
-def _pointer(prefix: str, error: ValidationError) -> str:
-    return prefix + "".join(f"/{part}" for part in error.absolute_path)
-
-
-def _message(error: ValidationError) -> str:
-    # jsonschema repeats the whole offending value in its messages; keep them short and
-    # free of payload content beyond the field in question.
-    message = error.message
-    return message if len(message) <= 300 else message[:297] + "..."
+def _envelope() -> SchemaValidator:
+    """The batch without its records: records are judged one by one, so one bad record
+    never sinks the batch."""
+    schema = load_schema(SCHEMA_NAME)
+    locations = {**schema["properties"]["locations"], "items": {"type": "object"}}
+    return SchemaValidator({**schema, "properties": {**schema["properties"], "locations": locations}})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +53,11 @@ def parse_batch(body: bytes) -> list[Any]:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidBody(f"the body is not JSON: {exc}") from exc
-    envelope, _ = _validators()
-    errors = sorted(envelope.iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
+    problems = _envelope().problems(document)
+    if problems:
         raise Unprocessable(
-            "the body is not a tracker submission batch (schemas/tracker-submission.schema.json)",
-            errors=[{"pointer": _pointer("", e), "message": _message(e)} for e in errors[:50]],
+            f"the body is not a tracker submission batch (schemas/{SCHEMA_NAME})",
+            errors=[{"pointer": p.pointer, "message": p.message} for p in problems[:50]],
         )
     locations: list[Any] = document["locations"]
     return locations
@@ -89,23 +65,22 @@ def parse_batch(body: bytes) -> list[Any]:
 
 def validate_records(records: list[Any]) -> tuple[list[tuple[int, LocationUpdate]], list[RecordResult]]:
     """Split a batch into valid updates and rejected records (each problem with a pointer)."""
-    _, item_validator = _validators()
+    item_validator = validator(SCHEMA_NAME, "location_update")
     valid: list[tuple[int, LocationUpdate]] = []
     rejected: list[RecordResult] = []
     for index, record in enumerate(records):
         prefix = f"/locations/{index}"
         cqc_id = record.get("cqc_location_id") if isinstance(record, dict) else None
         cqc_id = cqc_id if isinstance(cqc_id, str) else None
-        errors = list(item_validator.iter_errors(record))
-        if errors:
-            problems = [RecordProblem(_pointer(prefix, e), _message(e)) for e in errors]
+        problems = item_validator.problems(record, prefix)
+        if problems:
             rejected.append(RecordResult(index, cqc_id, RecordStatus.REJECTED, problems))
             continue
         try:
             valid.append((index, LocationUpdate.model_validate(record)))
         except ModelError as exc:
             problems = [
-                RecordProblem(prefix + "".join(f"/{p}" for p in err["loc"]), err["msg"])
+                Problem(prefix + "".join(f"/{p}" for p in err["loc"]), err["msg"])
                 for err in exc.errors()
             ]
             rejected.append(RecordResult(index, cqc_id, RecordStatus.REJECTED, problems))
@@ -125,7 +100,7 @@ def _authorise_regions(
         region = known.nhs_region if known and known.nhs_region else None
         region = region or (update.nhs_region.value if update.nhs_region else None)
         if region is None:
-            problem = RecordProblem(
+            problem = Problem(
                 f"/locations/{index}/nhs_region",
                 "nhs_region is required for a location the gateway does not know yet",
             )

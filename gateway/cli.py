@@ -1,0 +1,140 @@
+"""The ``gateway`` command: serve, migrate, mint tokens, build demo data, sync, benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gateway.settings import get_settings
+
+app = typer.Typer(
+    help="National Care Capacity Gateway: one national view of care-home bed capacity.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+token_app = typer.Typer(help="Bearer tokens for trackers, readers and admins.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+console = Console()
+
+
+def _split(values: list[str]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Bring the database named by GATEWAY_DATABASE_URL to the latest schema."""
+    from gateway.store.db import upgrade
+
+    upgrade(get_settings().database_url, revision)
+    console.print(f"database at revision {revision}")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who the token is for; pushes are recorded under it")],
+    scopes: Annotated[list[str], typer.Option(help="submit, read, admin (comma-separated)")],
+    regions: Annotated[
+        list[str] | None,
+        typer.Option(help="NHS regions a tracker may write (codes or names, or 'all')"),
+    ] = None,
+) -> None:
+    """Mint a token and print it once: only its digest is stored."""
+    from gateway.auth import create_token
+    from gateway.store.db import create_engine, session_factory, transaction, upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    factory = session_factory(create_engine(settings.database_url))
+    try:
+        with transaction(factory) as session:
+            token, plain = create_token(
+                session, name=name, scopes=_split(scopes), regions=_split(regions or [])
+            )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    console.print(f"token for [bold]{token.name}[/] (scopes {', '.join(token.scopes)}; "
+                  f"regions {', '.join(token.regions) or 'none'}); shown once:")
+    print(plain)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (names, scopes, regions; never the tokens themselves)."""
+    from gateway.store import repository
+    from gateway.store.db import create_engine, session_factory
+
+    factory = session_factory(create_engine(get_settings().database_url))
+    table = Table("id", "name", "scopes", "regions", "created", "revoked")
+    with factory() as session:
+        for t in repository.list_tokens(session):
+            table.add_row(t.id, t.name, ",".join(t.scopes), ",".join(t.regions),
+                          t.created_at.isoformat(timespec="seconds"),
+                          t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "")
+    console.print(table)
+
+
+@app.command("serve")
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="Gateway processes side by side")] = 1,
+    migrate: Annotated[bool, typer.Option(help="Run migrations first")] = True,
+) -> None:
+    """Run the gateway's HTTP server."""
+    import uvicorn
+
+    from gateway.store.db import upgrade
+
+    if migrate:
+        upgrade(get_settings().database_url)
+    uvicorn.run("gateway.api.app:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level="info")
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path, typer.Option(help="Folder to write the data set into")],
+    seed: Annotated[int, typer.Option(help="Same seed, same files")] = 2023,
+) -> None:
+    """Generate the deterministic national demo data set."""
+    from gateway.demo import generate
+
+    manifest = generate(out, seed=seed)
+    table = Table("NHS region", "locations", "maximum capacity", "occupied", title="demo care homes")
+    for region, row in sorted(manifest.get("regions", {}).items()):
+        table.add_row(region, str(row.get("locations")), str(row.get("maximum_capacity")),
+                      str(row.get("occupied")))
+    console.print(table)
+    console.print(f"written to {out}")
+
+
+@app.command("demo")
+def demo(
+    port: int = 8000,
+    data: Annotated[Path, typer.Option(help="Demo data folder (built if missing)")] = Path(
+        "var/demo-data"
+    ),
+) -> None:
+    """Run the gateway with the national demo data, simulators and all."""
+    from gateway.demo_stack import run_demo
+
+    run_demo(port=port, data_dir=data)
+
+
+@app.command("bench")
+def bench(name: Annotated[str, typer.Argument(help="ingest")]) -> None:
+    """Run a benchmark; its last line is one JSON object with its figures."""
+    from gateway.bench import run_benchmark
+
+    run_benchmark(name)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
