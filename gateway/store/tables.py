@@ -162,3 +162,102 @@ class ApiToken(SQLModel, table=True):
     regions: list[str] = _json([])
     created_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RegistryLocation(SQLModel, table=True):
+    """A location as the CQC registry describes it (the authority on what exists)."""
+
+    __tablename__ = "registry_location"
+
+    cqc_location_id: str = Field(primary_key=True, max_length=20)
+    cqc_provider_id: str | None = Field(default=None, index=True, max_length=20)
+    name: str
+    care_home: bool = True
+    registration_status: str = Field(max_length=20)
+    registration_date: str | None = None
+    deregistration_date: str | None = None
+    dormant: bool | None = None
+    registered_beds: int | None = None
+    brand_id: str | None = None
+    brand_name: str | None = Field(default=None, index=True)
+    address_line1: str | None = None
+    address_line2: str | None = None
+    town: str | None = None
+    county: str | None = None
+    postcode: str | None = Field(default=None, index=True, max_length=10)
+    latitude: float | None = None
+    longitude: float | None = None
+    cqc_region: str | None = None
+    nhs_region: str | None = Field(default=None, index=True, max_length=40)
+    local_authority: str | None = Field(default=None, index=True)
+    icb_code: str | None = Field(default=None, index=True)
+    icb_name: str | None = None
+    sub_icb_code: str | None = None
+    sub_icb_name: str | None = None
+    ods_code: str | None = None
+    phone: str | None = None
+    website: str | None = None
+    regulated_activities: list[str] = _json([])
+    service_types: list[str] = _json([])
+    specialisms: list[str] = _json([])
+    overall_rating: str | None = Field(default=None, index=True, max_length=30)
+    rating_date: str | None = None
+    last_inspection_date: str | None = None
+    record: dict[str, Any] = _json({})
+    synced_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class RegistryProvider(SQLModel, table=True):
+    """A provider (the company) as the CQC registry describes it."""
+
+    __tablename__ = "registry_provider"
+
+    cqc_provider_id: str = Field(primary_key=True, max_length=20)
+    name: str
+    ownership_type: str | None = None
+    companies_house_number: str | None = None
+    location_ids: list[str] = _json([])
+    record: dict[str, Any] = _json({})
+    synced_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class SyncRun(SQLModel, table=True):
+    """One run of one source's sync, whatever its outcome."""
+
+    __tablename__ = "sync_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(index=True, max_length=80)
+    kind: str = Field(default="incremental", max_length=20)
+    started_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = Field(default="running", max_length=20)  # running, succeeded, failed
+    pages: int = 0
+    records_seen: int = 0
+    accepted: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    rejected: int = 0
+    rejections: list[dict[str, Any]] = _json([])
+    warnings: list[str] = _json([])
+    error_class: str | None = Field(default=None, max_length=20)
+    error_message: str | None = None
+
+
+class HeldRecord(SQLModel, table=True):
+    """A source record the national view cannot place yet (e.g. a London home without a
+    CQC ID), held until it is matched to the registry."""
+
+    __tablename__ = "held_record"
+
+    source: str = Field(primary_key=True, max_length=80)
+    source_ref: str = Field(primary_key=True, max_length=80)
+    name: str
+    postcode: str | None = None
+    local_authority: str | None = None
+    record: dict[str, Any] = _json({})
+    first_seen: datetime = Field(sa_type=UTCDateTime)
+    last_seen: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(default="unmatched", max_length=20)  # unmatched, linked, review, rejected
+    matched_cqc_location_id: str | None = Field(default=None, max_length=20)
+    match_score: float | None = None

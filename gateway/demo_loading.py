@@ -1,0 +1,70 @@
+"""Reading a generated demo data set: push batches per region, London homes, registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.model.vocab import NhsRegion
+
+PUSH_BATCH_LIMIT = 5000
+
+
+def ensure_demo_data(data_dir: Path, seed: int = 2023) -> Path:
+    """Generate the demo data set into ``data_dir`` unless it is already there."""
+    if not (data_dir / "manifest.json").exists():
+        from gateway.demo import generate
+
+        generate(data_dir, seed=seed)
+    return data_dir
+
+
+def push_files(data_dir: Path) -> dict[NhsRegion, list[Path]]:
+    """Each non-London region's batch files, in order."""
+    files: dict[NhsRegion, list[Path]] = {}
+    for path in sorted((data_dir / "push").glob("*.json")):
+        stem = path.stem
+        region_code = stem.rsplit("-", 1)[0] if stem.rsplit("-", 1)[-1].isdigit() else stem
+        files.setdefault(NhsRegion(region_code), []).append(path)
+    return files
+
+
+def london_homes(data_dir: Path) -> list[dict[str, Any]]:
+    homes: list[dict[str, Any]] = orjson.loads((data_dir / "london" / "homes.json").read_bytes())
+    return homes
+
+
+def london_as_push_records(homes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """London homes mapped to the national model, written in the push format.
+
+    Homes the mapping cannot place (malformed, or without a CQC ID) are left out, as are
+    lines of unmapped categories (the push format has no place for them).
+    """
+    from adapters.london_tracker.mapping import map_home
+
+    records: list[dict[str, Any]] = []
+    for home in homes:
+        update = map_home(home).update
+        if update is None:
+            continue
+        record = update.model_dump(mode="json")
+        record["vacancies"] = [
+            {k: v for k, v in line.items() if k != "source_code"}
+            for line in record["vacancies"]
+            if line["vacancy_type"] is not None
+        ]
+        records.append(record)
+    return records
+
+
+def national_push_bodies(data_dir: Path) -> list[bytes]:
+    """The whole national demo set as push bodies: every region's batches, and London's
+    homes mapped and packed into batches of the push format."""
+    ensure_demo_data(data_dir)
+    bodies = [path.read_bytes() for paths in push_files(data_dir).values() for path in paths]
+    records = london_as_push_records(london_homes(data_dir))
+    for start in range(0, len(records), PUSH_BATCH_LIMIT):
+        bodies.append(orjson.dumps({"locations": records[start : start + PUSH_BATCH_LIMIT]}))
+    return bodies
