@@ -49,6 +49,9 @@ class Settings(BaseSettings):
 
     # Pushing regional trackers: how old their newest data may be before they are stale.
     push_freshness_target_s: float = 86400.0
+    source_failing_after: int = Field(
+        default=3, description="Failed runs in a row after which a source shows 'failing'"
+    )
 
     @property
     def is_sqlite(self) -> bool:

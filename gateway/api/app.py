@@ -12,11 +12,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway.api import problems
-from gateway.api.routes import native
+from gateway.api.routes import native, sources
 from gateway.ingest.submissions import SCHEMA_NAME
 from gateway.schemas import load_schema
 from gateway.settings import Settings, get_settings
 from gateway.store.db import create_engine, session_factory
+from gateway.sync.scheduler import SourceScheduler
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,9 +30,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.session_factory = session_factory(engine)
         app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+        scheduler = SourceScheduler(app.state.session_factory, app.state.http, settings)
+        app.state.scheduler = scheduler
+        if settings.scheduler_enabled:
+            scheduler.start()
         try:
             yield
         finally:
+            scheduler.shutdown()
             await app.state.http.aclose()
             engine.dispose()
 
@@ -44,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     problems.install(app)
     app.include_router(native.router)
+    app.include_router(sources.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

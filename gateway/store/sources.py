@@ -1,0 +1,100 @@
+"""Queries about sources: their sync runs, their newest data, their pushes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from gateway.store.tables import Location, RegistryLocation, Submission, SyncRun
+
+
+@dataclass(frozen=True, slots=True)
+class SourceActivity:
+    """What the store knows of one source's recent activity."""
+
+    last_attempt: datetime | None
+    last_success: datetime | None
+    consecutive_failures: int
+    newest_data: datetime | None
+    last_error_class: str | None
+    last_error: str | None
+
+
+def _runs(session: Session, source: str, limit: int = 50) -> list[SyncRun]:
+    return list(
+        session.scalars(
+            sa.select(SyncRun)
+            .where(SyncRun.source == source)  # type: ignore[arg-type]
+            .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())  # type: ignore[attr-defined,union-attr]
+            .limit(limit)
+        )
+    )
+
+
+def newest_location_data(session: Session, source: str) -> datetime | None:
+    return session.scalar(
+        sa.select(sa.func.max(Location.source_updated_at)).where(Location.source == source)  # type: ignore[arg-type]
+    )
+
+
+def pulled_source_activity(session: Session, source: str, data_source: str | None = None) -> SourceActivity:
+    """Activity of a pulled source from its sync runs (newest data from ``data_source``'s
+    locations, or the registry for 'cqc')."""
+    runs = [r for r in _runs(session, source) if r.status != "running"]
+    failures = 0
+    for run in runs:
+        if run.status != "failed":
+            break
+        failures += 1
+    success = next((r for r in runs if r.status == "succeeded"), None)
+    last_failed = runs[0] if runs and runs[0].status == "failed" else None
+    if source == "cqc":
+        newest = session.scalar(sa.select(sa.func.max(RegistryLocation.synced_at)))
+    else:
+        newest = newest_location_data(session, data_source or source)
+    return SourceActivity(
+        last_attempt=runs[0].started_at if runs else None,
+        last_success=success.finished_at if success else None,
+        consecutive_failures=failures,
+        newest_data=newest,
+        last_error_class=last_failed.error_class if last_failed else None,
+        last_error=last_failed.error_message if last_failed else None,
+    )
+
+
+def push_sources(session: Session) -> list[str]:
+    """Names of every source that has pushed to the gateway."""
+    return list(session.scalars(sa.select(Submission.source).distinct().order_by(Submission.source)))
+
+
+def push_source_activity(session: Session, source: str) -> SourceActivity:
+    """Activity of a pushing tracker from its submissions."""
+    submissions = list(
+        session.execute(
+            sa.select(Submission.received_at, Submission.status_code)
+            .where(Submission.source == source)  # type: ignore[arg-type]
+            .order_by(Submission.received_at.desc())  # type: ignore[attr-defined]
+            .limit(50)
+        )
+    )
+    failures = 0
+    for _, status in submissions:
+        if status == 200:
+            break
+        failures += 1
+    success = next((received for received, status in submissions if status == 200), None)
+    return SourceActivity(
+        last_attempt=submissions[0][0] if submissions else None,
+        last_success=success,
+        consecutive_failures=failures,
+        newest_data=newest_location_data(session, source),
+        last_error_class="refused" if failures else None,
+        last_error=None,
+    )
+
+
+def recent_runs(session: Session, source: str, limit: int = 20) -> list[SyncRun]:
+    return _runs(session, source, limit)

@@ -1,0 +1,90 @@
+"""Sync runs: every run of every pulled source is recorded, whatever its outcome."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.common.http import FailureClass, UpstreamError
+from gateway.ingest.service import RecordResult, RecordStatus
+from gateway.store.db import transaction
+from gateway.store.tables import SyncRun, utcnow
+
+MAX_REJECTIONS_KEPT = 500
+
+
+@dataclass
+class RunCounts:
+    """What a run has seen so far; written to its ``sync_run`` row with each page."""
+
+    pages: int = 0
+    records_seen: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add_results(self, results: list[RecordResult]) -> None:
+        for result in results:
+            self.statuses[result.status.value] += 1
+
+    def reject(self, ref: str, reasons: list[str]) -> None:
+        self.statuses[RecordStatus.REJECTED.value] += 1
+        if len(self.rejections) < MAX_REJECTIONS_KEPT:
+            self.rejections.append({"ref": ref, "reasons": reasons})
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "pages": self.pages,
+            "records_seen": self.records_seen,
+            "accepted": self.statuses[RecordStatus.ACCEPTED.value],
+            "unchanged": self.statuses[RecordStatus.UNCHANGED.value],
+            "stale": self.statuses[RecordStatus.STALE.value],
+            "rejected": self.statuses[RecordStatus.REJECTED.value],
+            "rejections": list(self.rejections),
+            "warnings": list(self.warnings[:MAX_REJECTIONS_KEPT]),
+        }
+
+
+def classify(error: BaseException) -> FailureClass:
+    """The failure class recorded on a run that ended with ``error``."""
+    if isinstance(error, UpstreamError):
+        return error.failure_class
+    return FailureClass.INTERNAL
+
+
+def start_run(factory: sessionmaker[Session], source: str, kind: str) -> int:
+    with transaction(factory) as session:
+        run = SyncRun(source=source, kind=kind, started_at=utcnow())
+        session.add(run)
+        session.flush()
+        assert run.id is not None
+        return run.id
+
+
+def write_counts(session: Session, run_id: int, counts: RunCounts) -> None:
+    """Store a run's counters, in the caller's transaction (the one holding the page)."""
+    run = session.get(SyncRun, run_id)
+    if run is None:  # pragma: no cover - created by start_run
+        raise RuntimeError(f"sync run {run_id} vanished")
+    for key, value in counts.as_row().items():
+        setattr(run, key, value)
+
+
+def finish_run(
+    factory: sessionmaker[Session], run_id: int, counts: RunCounts, error: BaseException | None = None
+) -> SyncRun:
+    """Close a run as succeeded, or as failed with its failure class and a short message."""
+    with transaction(factory) as session:
+        write_counts(session, run_id, counts)
+        run = session.get(SyncRun, run_id)
+        assert run is not None
+        run.finished_at = utcnow()
+        run.status = "failed" if error is not None else "succeeded"
+        if error is not None:
+            run.error_class = classify(error).value
+            # The message names the call and status only; bodies are never recorded.
+            run.error_message = f"{type(error).__name__}: {error}"[:500]
+        return run
