@@ -1,0 +1,96 @@
+"""The scheduler runs each source on its interval; a failing source shows 'failing' while
+the others stay 'ok'."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.common.http import TransientUpstreamError
+from gateway.api.app import create_app
+from gateway.ingest.service import apply_updates
+from gateway.model.capacity import LocationUpdate
+from gateway.settings import Settings
+from gateway.store.db import transaction
+from gateway.store.tables import SyncRun, utcnow
+from gateway.sync import sources as sources_module
+from gateway.sync.runs import RunCounts, finish_run, start_run
+from gateway.sync.sources import JobSpec, SourceSpec, SyncContext
+from tests.conftest import TokenMaker, bearer
+from tests.factories import location
+
+
+async def _healthy(context: SyncContext) -> SyncRun:
+    run_id = start_run(context.factory, "fake-healthy", "incremental")
+    update = LocationUpdate.model_validate(location("1-500000001", updated_at=utcnow().isoformat()))
+    with transaction(context.factory) as session:
+        apply_updates(session, source="fake-healthy", updates=[(0, update)], received_at=utcnow())
+    counts = RunCounts(pages=1, records_seen=1)
+    return finish_run(context.factory, run_id, counts)
+
+
+async def _broken(context: SyncContext) -> SyncRun:
+    run_id = start_run(context.factory, "fake-broken", "incremental")
+    return finish_run(context.factory, run_id, RunCounts(),
+                      TransientUpstreamError("GET /homes: HTTP 503", status_code=503))
+
+
+@pytest.fixture
+def fake_sources(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    fakes = {
+        "fake-healthy": SourceSpec("fake-healthy", lambda s: True, lambda s: 3600.0,
+                                   (JobSpec("incremental", lambda s: 0.2, _healthy),)),
+        "fake-broken": SourceSpec("fake-broken", lambda s: True, lambda s: 3600.0,
+                                  (JobSpec("incremental", lambda s: 0.2, _broken),)),
+    }
+    monkeypatch.setattr(sources_module, "PULLED_SOURCES", fakes)
+    from gateway.sync import health, scheduler
+    monkeypatch.setattr(health, "PULLED_SOURCES", fakes)
+    monkeypatch.setattr(scheduler, "PULLED_SOURCES", fakes)
+    yield
+
+
+def test_scheduled_syncs_run_and_failing_source_is_reported(
+    fake_sources: None, settings: Settings, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    settings = settings.model_copy(update={"scheduler_enabled": True, "source_failing_after": 3})
+    token = make_token(scopes=("read",))
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            body = client.get("/api/v1/sources", headers=bearer(token)).json()
+            by_name = {s["source"]: s for s in body["sources"]}
+            if by_name.get("fake-broken", {}).get("consecutive_failures", 0) >= 3:
+                break
+            time.sleep(0.2)
+        runs = client.get("/api/v1/sources/fake-broken/runs", headers=bearer(token)).json()
+    assert by_name["fake-broken"]["status"] == "failing"
+    assert by_name["fake-broken"]["last_error_class"] == "transient"
+    assert by_name["fake-broken"]["last_successful_sync"] is None
+    assert by_name["fake-healthy"]["status"] == "ok"
+    assert by_name["fake-healthy"]["consecutive_failures"] == 0
+    assert by_name["fake-healthy"]["newest_data_age_seconds"] < 60
+    assert all(run["status"] == "failed" and run["error_class"] == "transient" for run in runs)
+
+
+def test_status_rules() -> None:
+    from gateway.store.sources import SourceActivity
+    from gateway.sync.health import status_of
+
+    now = utcnow()
+    fresh = now - timedelta(minutes=5)
+    old = now - timedelta(hours=5)
+
+    def activity(failures: int, newest: object) -> SourceActivity:
+        return SourceActivity(now, now, failures, newest, None, None)  # type: ignore[arg-type]
+
+    assert status_of(activity(0, fresh), 3600, 3, now) == "ok"
+    assert status_of(activity(1, fresh), 3600, 3, now) == "degraded"
+    assert status_of(activity(0, old), 3600, 3, now) == "stale"
+    assert status_of(activity(0, None), 3600, 3, now) == "stale"
+    assert status_of(activity(3, fresh), 3600, 3, now) == "failing"
