@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from gateway.store.tables import (
     ApiToken,
@@ -17,6 +18,7 @@ from gateway.store.tables import (
     Submission,
     SyncState,
     VacancyLine,
+    table,
 )
 
 # SQLite allows 32766 bound parameters; PostgreSQL far more. Keep IN lists well under.
@@ -41,7 +43,7 @@ class HeldLocation:
 def held_locations(session: Session, ids: Sequence[str]) -> dict[str, HeldLocation]:
     """The held state of each of ``ids`` that the national view has."""
     held: dict[str, HeldLocation] = {}
-    t = Location.__table__
+    t = table(Location)
     for chunk in _chunks(sorted(set(ids))):
         rows = session.execute(
             sa.select(
@@ -62,8 +64,8 @@ def add_versions(session: Session, versions: list[dict[str, Any]]) -> list[int]:
     if not versions:
         return []
     result = session.execute(
-        sa.insert(LocationVersion.__table__).returning(
-            LocationVersion.__table__.c.version_id, sort_by_parameter_order=True
+        sa.insert(table(LocationVersion)).returning(
+            table(LocationVersion).c.version_id, sort_by_parameter_order=True
         ),
         versions,
     )
@@ -77,7 +79,7 @@ def replace_locations(
     if not locations:
         return
     ids = [row["cqc_location_id"] for row in locations]
-    line_t, loc_t = VacancyLine.__table__, Location.__table__
+    line_t, loc_t = table(VacancyLine), table(Location)
     for chunk in _chunks(ids):
         session.execute(sa.delete(line_t).where(line_t.c.cqc_location_id.in_(chunk)))
         session.execute(sa.delete(loc_t).where(loc_t.c.cqc_location_id.in_(chunk)))
@@ -93,8 +95,8 @@ def get_location(session: Session, cqc_location_id: str) -> tuple[Location, list
         return None
     lines = session.scalars(
         sa.select(VacancyLine)
-        .where(VacancyLine.cqc_location_id == cqc_location_id)  # type: ignore[arg-type]
-        .order_by(VacancyLine.line_key)  # type: ignore[arg-type]
+        .where(col(VacancyLine.cqc_location_id) == cqc_location_id)
+        .order_by(col(VacancyLine.line_key))
     ).all()
     return location, list(lines)
 
@@ -104,8 +106,8 @@ def location_versions(session: Session, cqc_location_id: str) -> list[LocationVe
     return list(
         session.scalars(
             sa.select(LocationVersion)
-            .where(LocationVersion.cqc_location_id == cqc_location_id)  # type: ignore[arg-type]
-            .order_by(LocationVersion.version_id)  # type: ignore[arg-type]
+            .where(col(LocationVersion.cqc_location_id) == cqc_location_id)
+            .order_by(col(LocationVersion.version_id))
         )
     )
 
@@ -121,8 +123,8 @@ def add_submission(session: Session, submission: Submission) -> None:
 def submission_by_idempotency_key(session: Session, token_id: str, key: str) -> Submission | None:
     return session.scalars(
         sa.select(Submission).where(
-            Submission.token_id == token_id,  # type: ignore[arg-type]
-            Submission.idempotency_key == key,  # type: ignore[arg-type]
+            col(Submission.token_id) == token_id,
+            col(Submission.idempotency_key) == key,
         )
     ).first()
 
@@ -140,7 +142,7 @@ def count_submissions(session: Session) -> int:
 
 def token_by_hash(session: Session, token_hash: str) -> ApiToken | None:
     return session.scalars(
-        sa.select(ApiToken).where(ApiToken.token_hash == token_hash)  # type: ignore[arg-type]
+        sa.select(ApiToken).where(col(ApiToken.token_hash) == token_hash)
     ).first()
 
 
@@ -150,7 +152,7 @@ def add_token(session: Session, token: ApiToken) -> None:
 
 
 def list_tokens(session: Session) -> list[ApiToken]:
-    return list(session.scalars(sa.select(ApiToken).order_by(ApiToken.created_at)))  # type: ignore[arg-type]
+    return list(session.scalars(sa.select(ApiToken).order_by(col(ApiToken.created_at))))
 
 
 # --- sync state --------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from gateway.store.tables import Location, RegistryLocation, Submission, SyncRun
 
@@ -27,8 +28,8 @@ def _runs(session: Session, source: str, limit: int = 50) -> list[SyncRun]:
     return list(
         session.scalars(
             sa.select(SyncRun)
-            .where(SyncRun.source == source)  # type: ignore[arg-type]
-            .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())  # type: ignore[attr-defined,union-attr]
+            .where(col(SyncRun.source) == source)
+            .order_by(col(SyncRun.started_at).desc(), col(SyncRun.id).desc())
             .limit(limit)
         )
     )
@@ -36,7 +37,7 @@ def _runs(session: Session, source: str, limit: int = 50) -> list[SyncRun]:
 
 def newest_location_data(session: Session, source: str) -> datetime | None:
     return session.scalar(
-        sa.select(sa.func.max(Location.source_updated_at)).where(Location.source == source)  # type: ignore[arg-type]
+        sa.select(sa.func.max(col(Location.source_updated_at))).where(col(Location.source) == source)
     )
 
 
@@ -52,7 +53,7 @@ def pulled_source_activity(session: Session, source: str, data_source: str | Non
     success = next((r for r in runs if r.status == "succeeded"), None)
     last_failed = runs[0] if runs and runs[0].status == "failed" else None
     if source == "cqc":
-        newest = session.scalar(sa.select(sa.func.max(RegistryLocation.synced_at)))
+        newest = session.scalar(sa.select(sa.func.max(col(RegistryLocation.synced_at))))
     else:
         newest = newest_location_data(session, data_source or source)
     return SourceActivity(
@@ -67,16 +68,17 @@ def pulled_source_activity(session: Session, source: str, data_source: str | Non
 
 def push_sources(session: Session) -> list[str]:
     """Names of every source that has pushed to the gateway."""
-    return list(session.scalars(sa.select(Submission.source).distinct().order_by(Submission.source)))
+    query = sa.select(col(Submission.source)).distinct().order_by(col(Submission.source))
+    return list(session.scalars(query))
 
 
 def push_source_activity(session: Session, source: str) -> SourceActivity:
     """Activity of a pushing tracker from its submissions."""
     submissions = list(
         session.execute(
-            sa.select(Submission.received_at, Submission.status_code)
-            .where(Submission.source == source)  # type: ignore[arg-type]
-            .order_by(Submission.received_at.desc())  # type: ignore[attr-defined]
+            sa.select(col(Submission.received_at), col(Submission.status_code))
+            .where(col(Submission.source) == source)
+            .order_by(col(Submission.received_at).desc())
             .limit(50)
         )
     )

@@ -38,6 +38,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def table(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a SQLModel table class (for bulk statements)."""
+    found: sa.Table = model.__table__  # type: ignore[attr-defined]
+    return found
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
