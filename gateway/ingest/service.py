@@ -64,56 +64,34 @@ def content_hash(record: dict[str, Any]) -> str:
 
 
 def _rows(
-    update: LocationUpdate, source: str, received_at: datetime, digest: str
+    update: LocationUpdate, record: dict[str, Any], source: str, received_at: datetime, digest: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """The location and vacancy-line rows of an accepted update (``record`` is its JSON dump)."""
+    cqc_id = update.cqc_location_id
     lines: list[dict[str, Any]] = []
     flags: set[str] = set()
-    for line in update.vacancies:
+    for line, line_record in zip(update.vacancies, record["vacancies"], strict=True):
         line_flags = [f.value for f in line.quality_flags()]
         flags.update(line_flags)
         lines.append(
             {
-                "cqc_location_id": update.cqc_location_id,
+                **line_record,
+                "cqc_location_id": cqc_id,
                 "line_key": line.line_key,
-                "vacancy_type": line.vacancy_type.value if line.vacancy_type else None,
-                "source_code": line.source_code,
-                "weekly_price_from": line.weekly_price_from,
-                "maximum_capacity": line.maximum_capacity,
-                "occupied": line.occupied,
-                "reserved": line.reserved,
-                "admittable": line.admittable,
-                "unavailable": line.unavailable,
-                "unavailable_reasons": [r.value for r in line.unavailable_reasons],
-                "flexible": line.flexible,
                 "consistent": line.is_consistent,
                 "quality_flags": line_flags,
             }
         )
-    address = update.address
+    address, provider = record["address"], record["provider"]
     location = {
-        "cqc_location_id": update.cqc_location_id,
-        "name": update.name,
-        "cqc_provider_id": update.provider.cqc_provider_id,
-        "provider_name": update.provider.name,
-        "nhs_region": update.nhs_region.value if update.nhs_region else None,
-        "local_authority": update.local_authority,
-        "address_line1": address.line1,
-        "address_line2": address.line2,
-        "town": address.town,
-        "county": address.county,
-        "postcode": address.postcode,
-        "phone": update.phone,
-        "provider_type": update.provider_type.value,
-        "short_stay_services": [s.value for s in update.short_stay_services],
-        "languages": list(update.languages),
-        "notes": update.notes,
-        "funding_sources": [f.value for f in update.funding_sources],
-        "contracts_with_local_authorities": list(update.contracts_with_local_authorities),
-        "contracts_with_sub_icbs": list(update.contracts_with_sub_icbs),
-        "short_stay_weekly_cost": update.short_stay_weekly_cost,
-        "accepting_admissions": update.accepting_admissions,
-        "out_of_hours_admissions": update.out_of_hours_admissions,
-        "active": update.active,
+        **{key: value for key, value in record.items() if key not in _NESTED},
+        "cqc_provider_id": provider["cqc_provider_id"],
+        "provider_name": provider["name"],
+        "address_line1": address["line1"],
+        "address_line2": address["line2"],
+        "town": address["town"],
+        "county": address["county"],
+        "postcode": address["postcode"],
         "entered_capacity": update.entered_capacity,
         "quality_flags": sorted(flags),
         "source": source,
@@ -122,6 +100,10 @@ def _rows(
         "content_hash": digest,
     }
     return location, lines, sorted(flags)
+
+
+# Parts of a record that are not columns of ``location`` as they stand.
+_NESTED = frozenset({"address", "provider", "vacancies", "updated_at"})
 
 
 def apply_updates(
@@ -156,7 +138,7 @@ def apply_updates(
         elif current is not None and current.content_hash == digest:
             result.status = RecordStatus.UNCHANGED
         else:
-            location, lines, flags = _rows(update, source, received_at, digest)
+            location, lines, flags = _rows(update, record, source, received_at, digest)
             result.quality_flags = flags
             winners[update.cqc_location_id] = (location, lines)
             versions.append(

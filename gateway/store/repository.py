@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -17,6 +20,7 @@ from gateway.store.tables import (
     LocationVersion,
     Submission,
     SyncState,
+    UTCDateTime,
     VacancyLine,
     table,
 )
@@ -59,17 +63,80 @@ def held_locations(session: Session, ids: Sequence[str]) -> dict[str, HeldLocati
     return held
 
 
+@lru_cache(maxsize=8192)
+def _sqlite_instant(value: datetime | None) -> str | None:
+    # Cached: a batch repeats its received_at on every row.
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_value(column: sa.Column[Any]) -> Callable[[Any], Any] | None:
+    """How SQLAlchemy would store a Python value in this column on SQLite (None: as is)."""
+    if isinstance(column.type, sa.JSON):
+        return lambda v: orjson.dumps(v).decode()
+    if isinstance(column.type, UTCDateTime):
+        return _sqlite_instant
+    if isinstance(column.type, sa.Boolean):
+        return lambda v: None if v is None else int(v)
+    return None
+
+
+def _bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> int | None:
+    """Insert ``rows`` (all with the same keys) in one executemany.
+
+    On SQLite this goes straight to the driver with the values converted as SQLAlchemy
+    would convert them: the per-row parameter processing of SQLAlchemy Core costs more
+    than the insert itself on a national push. Returns the last rowid on SQLite.
+    Elsewhere it is a plain Core executemany.
+    """
+    if not rows:
+        return None
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        session.execute(sa.insert(t), rows)
+        return None
+    keys = list(rows[0])
+    columns = [t.c[key] for key in keys]
+    convert = [(i, fn) for i, column in enumerate(columns) if (fn := _sqlite_value(column)) is not None]
+    pick = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
+
+    def values(row: dict[str, Any]) -> list[Any]:
+        out = list(pick(row))
+        for i, fn in convert:
+            out[i] = fn(out[i])
+        return out
+
+    sql = (
+        f"INSERT INTO {t.name} ({', '.join(c.name for c in columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)})"
+    )
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(sql, [values(row) for row in rows])
+        cursor.execute("SELECT last_insert_rowid()")
+        last: int = cursor.fetchone()[0]
+    finally:
+        cursor.close()
+    return last
+
+
 def add_versions(session: Session, versions: list[dict[str, Any]]) -> list[int]:
     """Insert version rows in order; return their version ids in the same order."""
     if not versions:
         return []
+    t = table(LocationVersion)
+    last = _bulk_insert(session, t, versions)
+    if last is not None:
+        # SQLite: one writer holds the database, so the rowids of one executemany are
+        # consecutive and end at the last one inserted.
+        return list(range(last - len(versions) + 1, last + 1))
     result = session.execute(
-        sa.insert(table(LocationVersion)).returning(
-            table(LocationVersion).c.version_id, sort_by_parameter_order=True
-        ),
-        versions,
+        sa.insert(t).returning(t.c.version_id, t.c.cqc_location_id, t.c.content_hash), versions
     )
-    return [row[0] for row in result]
+    # Ids grow in insertion order, so repeats of one (location, content) keep their order.
+    found: dict[tuple[str, str], list[int]] = {}
+    for version_id, cqc_id, digest in sorted(result, key=lambda row: row[0]):
+        found.setdefault((cqc_id, digest), []).append(version_id)
+    return [found[(v["cqc_location_id"], v["content_hash"])].pop(0) for v in versions]
 
 
 def replace_locations(
@@ -83,9 +150,8 @@ def replace_locations(
     for chunk in _chunks(ids):
         session.execute(sa.delete(line_t).where(line_t.c.cqc_location_id.in_(chunk)))
         session.execute(sa.delete(loc_t).where(loc_t.c.cqc_location_id.in_(chunk)))
-    session.execute(sa.insert(loc_t), locations)
-    if lines:
-        session.execute(sa.insert(line_t), lines)
+    _bulk_insert(session, loc_t, locations)
+    _bulk_insert(session, line_t, lines)
 
 
 def get_location(session: Session, cqc_location_id: str) -> tuple[Location, list[VacancyLine]] | None:
