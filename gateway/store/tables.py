@@ -267,3 +267,26 @@ class HeldRecord(SQLModel, table=True):
     status: str = Field(default="unmatched", max_length=20)  # unmatched, linked, review, rejected
     matched_cqc_location_id: str | None = Field(default=None, max_length=20)
     match_score: float | None = None
+
+
+class Finding(SQLModel, table=True):
+    """A reconciliation finding: a discrepancy between a tracker and the CQC registry.
+
+    Its id is stable (derived from kind, location and source), so a finding that persists
+    across runs keeps its id, ``first_seen`` and history; it closes itself when the
+    condition goes away.
+    """
+
+    id: str = Field(primary_key=True, max_length=40)
+    kind: str = Field(index=True, max_length=40)
+    severity: str = Field(max_length=10)
+    cqc_location_id: str | None = Field(default=None, index=True, max_length=20)
+    source: str | None = Field(default=None, index=True, max_length=80)
+    source_ref: str | None = Field(default=None, max_length=80)
+    nhs_region: str | None = Field(default=None, index=True, max_length=40)
+    local_authority: str | None = None
+    evidence: dict[str, Any] = _json({})
+    status: str = Field(default="open", index=True, max_length=10)
+    first_seen: datetime = Field(sa_type=UTCDateTime)
+    last_seen: datetime = Field(sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

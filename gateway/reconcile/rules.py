@@ -1,0 +1,166 @@
+"""Reconciliation rules: what trackers report, compared with the CQC registry.
+
+Pure functions over plain snapshots, so each rule is tested without a database. Each rule
+yields :class:`Observation` s; the service turns them into findings with stable ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from rapidfuzz import fuzz
+
+NAME_AGREEMENT = 80.0  # token-sort similarity (0-100) under which names disagree
+
+
+class Kind:
+    UNKNOWN_TO_CQC = "unknown-to-cqc"
+    DEREGISTERED_REPORTING = "deregistered-reporting"
+    DORMANT_REPORTING = "dormant-reporting"
+    CAPACITY_ABOVE_REGISTERED = "capacity-above-registered"
+    POSTCODE_MISMATCH = "postcode-mismatch"
+    NAME_MISMATCH = "name-mismatch"
+    CONFLICTING_REPORTS = "conflicting-reports"
+    NOT_REPORTED = "not-reported"
+    UNMATCHED_HOME = "unmatched-home"
+
+
+SEVERITY = {
+    Kind.UNKNOWN_TO_CQC: "high",
+    Kind.DEREGISTERED_REPORTING: "high",
+    Kind.DORMANT_REPORTING: "medium",
+    Kind.CAPACITY_ABOVE_REGISTERED: "medium",
+    Kind.POSTCODE_MISMATCH: "low",
+    Kind.NAME_MISMATCH: "low",
+    Kind.CONFLICTING_REPORTS: "high",
+    Kind.NOT_REPORTED: "low",
+    Kind.UNMATCHED_HOME: "medium",
+}
+
+
+@dataclass(frozen=True)
+class TrackedLocation:
+    """A location as the national view holds it (one source's report)."""
+
+    cqc_location_id: str
+    source: str
+    name: str
+    postcode: str | None
+    entered_capacity: int
+    nhs_region: str | None
+    local_authority: str | None
+    reporting: bool  # active with at least one vacancy line
+
+
+@dataclass(frozen=True)
+class RegisteredLocation:
+    cqc_location_id: str
+    name: str
+    postcode: str | None
+    registration_status: str
+    dormant: bool | None
+    registered_beds: int | None
+    care_home: bool
+    nhs_region: str | None
+    local_authority: str | None
+
+
+@dataclass(frozen=True)
+class SourceFigures:
+    """The latest figures one source reported for a location (from its versions)."""
+
+    cqc_location_id: str
+    source: str
+    figures: tuple[tuple[str, int, int, int, int, int], ...]  # per line key: the counts
+
+
+@dataclass
+class Observation:
+    kind: str
+    cqc_location_id: str | None
+    source: str | None
+    nhs_region: str | None
+    local_authority: str | None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    source_ref: str | None = None
+
+
+_PUNCTUATION = re.compile(r"[^a-z0-9 ]+")
+_NOISE = {"the", "ltd", "limited", "plc", "llp"}
+
+
+def normalise_name(name: str) -> str:
+    """Lower case, '&' as 'and', no punctuation, no company suffixes or leading 'the'."""
+    text = _PUNCTUATION.sub(" ", name.lower().replace("&", " and "))
+    return " ".join(word for word in text.split() if word not in _NOISE)
+
+
+def name_similarity(a: str, b: str) -> float:
+    return float(fuzz.token_sort_ratio(normalise_name(a), normalise_name(b)))
+
+
+def normalise_postcode(postcode: str | None) -> str | None:
+    if not postcode:
+        return None
+    compact = re.sub(r"\s+", "", postcode.upper())
+    return f"{compact[:-3]} {compact[-3:]}" if len(compact) > 3 else compact
+
+
+def compare(tracked: Iterable[TrackedLocation],
+            registry: dict[str, RegisteredLocation]) -> Iterator[Observation]:
+    """Rules that compare each tracked location with its registry record."""
+    for loc in tracked:
+        reg = registry.get(loc.cqc_location_id)
+
+        def observe(kind: str, evidence: dict[str, Any], loc: TrackedLocation = loc) -> Observation:
+            return Observation(kind, loc.cqc_location_id, loc.source, loc.nhs_region,
+                               loc.local_authority, evidence)
+
+        if reg is None:
+            yield observe(Kind.UNKNOWN_TO_CQC, {"tracker_name": loc.name, "tracker_postcode": loc.postcode})
+            continue
+        if loc.reporting and reg.registration_status.lower() == "deregistered":
+            yield observe(Kind.DEREGISTERED_REPORTING,
+                          {"registration_status": reg.registration_status, "tracker_name": loc.name})
+        if loc.reporting and reg.dormant:
+            yield observe(Kind.DORMANT_REPORTING, {"dormancy": "Y"})
+        if reg.registered_beds is not None and loc.entered_capacity > reg.registered_beds:
+            yield observe(Kind.CAPACITY_ABOVE_REGISTERED,
+                          {"entered_capacity": loc.entered_capacity, "registered_beds": reg.registered_beds})
+        tracker_pc, cqc_pc = normalise_postcode(loc.postcode), normalise_postcode(reg.postcode)
+        if tracker_pc and cqc_pc and tracker_pc != cqc_pc:
+            yield observe(Kind.POSTCODE_MISMATCH, {"tracker_postcode": tracker_pc, "cqc_postcode": cqc_pc})
+        similarity = name_similarity(loc.name, reg.name)
+        if similarity < NAME_AGREEMENT:
+            yield observe(Kind.NAME_MISMATCH, {"tracker_name": loc.name, "cqc_name": reg.name,
+                                               "similarity": round(similarity, 1)})
+
+
+def conflicting_reports(figures: Iterable[SourceFigures],
+                        tracked: dict[str, TrackedLocation]) -> Iterator[Observation]:
+    """One CQC ID reported by two or more sources with different figures."""
+    by_location: dict[str, list[SourceFigures]] = {}
+    for item in figures:
+        by_location.setdefault(item.cqc_location_id, []).append(item)
+    for cqc_id, reports in sorted(by_location.items()):
+        if len({r.source for r in reports}) < 2 or len({r.figures for r in reports}) < 2:
+            continue
+        loc = tracked.get(cqc_id)
+        yield Observation(
+            Kind.CONFLICTING_REPORTS, cqc_id, None,
+            loc.nhs_region if loc else None, loc.local_authority if loc else None,
+            {"sources": {r.source: [list(f) for f in r.figures] for r in reports}},
+        )
+
+
+def not_reported(registry: dict[str, RegisteredLocation],
+                 reported_ids: set[str]) -> Iterator[Observation]:
+    """Registered, active care homes that no tracker reports."""
+    for reg in registry.values():
+        if (reg.care_home and reg.registration_status.lower() == "registered" and not reg.dormant
+                and reg.cqc_location_id not in reported_ids):
+            yield Observation(Kind.NOT_REPORTED, reg.cqc_location_id, None, reg.nhs_region,
+                              reg.local_authority, {"cqc_name": reg.name})

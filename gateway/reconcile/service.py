@@ -1,0 +1,199 @@
+"""Reconciliation: run every rule, match held homes, and keep findings up to date.
+
+A finding's id is derived from its kind, location, source and source reference, so it
+persists across runs (``first_seen`` stays, ``last_seen`` moves) and closes itself when its
+condition is no longer observed; it reopens if the condition comes back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from gateway.ingest.service import apply_updates
+from gateway.model.capacity import LocationUpdate
+from gateway.reconcile import matching
+from gateway.reconcile.rules import (
+    SEVERITY,
+    Kind,
+    Observation,
+    RegisteredLocation,
+    SourceFigures,
+    TrackedLocation,
+    compare,
+    conflicting_reports,
+    not_reported,
+)
+from gateway.store import reconciliation as queries
+from gateway.store.tables import Finding, HeldRecord, utcnow
+
+PointOf = Callable[[str | None], tuple[float, float] | None]
+
+
+@dataclass
+class ReconcileSummary:
+    open_by_kind: Counter[str] = field(default_factory=Counter)
+    opened: int = 0
+    closed: int = 0
+    linked: int = 0
+    queued_for_review: int = 0
+    unmatched: int = 0
+    coverage: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "open_by_kind": dict(sorted(self.open_by_kind.items())),
+            "opened": self.opened,
+            "closed": self.closed,
+            "matching": {"linked": self.linked, "queued_for_review": self.queued_for_review,
+                         "unmatched": self.unmatched},
+            "coverage_by_region": self.coverage,
+        }
+
+
+def finding_id(kind: str, cqc_location_id: str | None, source: str | None, source_ref: str | None) -> str:
+    key = "|".join([kind, cqc_location_id or "", source or "", source_ref or ""])
+    return hashlib.sha1(key.encode()).hexdigest()[:20]
+
+
+def _snapshots(session: Session) -> tuple[list[TrackedLocation], dict[str, RegisteredLocation]]:
+    tracked = [
+        TrackedLocation(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7] > 0)
+        for row in queries.tracked_rows(session)
+    ]
+    registry = {
+        r.cqc_location_id: RegisteredLocation(
+            r.cqc_location_id, r.name, r.postcode, r.registration_status, r.dormant,
+            r.registered_beds, r.care_home, r.nhs_region, r.local_authority,
+        )
+        for r in queries.registry_rows(session)
+    }
+    return tracked, registry
+
+
+def _figures(session: Session) -> list[SourceFigures]:
+    out = []
+    for cqc_id, source, record in queries.multi_source_versions(session):
+        lines = tuple(sorted(
+            (str(line.get("vacancy_type")), line["maximum_capacity"], line["occupied"],
+             line["reserved"], line["admittable"], line["unavailable"])
+            for line in record.get("vacancies", [])
+        ))
+        out.append(SourceFigures(cqc_id, source, lines))
+    return out
+
+
+def link_held_record(session: Session, held: HeldRecord, cqc_location_id: str, score: float | None,
+                     now: datetime) -> None:
+    """Link a held home to a registry location and put its latest report into the view."""
+    held.status = "linked"
+    held.matched_cqc_location_id = cqc_location_id
+    held.match_score = score
+    if held.record:
+        update = LocationUpdate.model_validate({**held.record, "cqc_location_id": cqc_location_id})
+        apply_updates(session, source=held.source, updates=[(0, update)], received_at=now)
+
+
+def _match_held(session: Session, summary: ReconcileSummary, point_of: PointOf,
+                now: datetime) -> list[Observation]:
+    pending = queries.held_records(session, statuses=["unmatched", "review"])
+    if not pending:
+        return []
+    index = matching.RegistryIndex(
+        matching.RegistryCandidate(r.cqc_location_id, r.name, r.postcode, r.local_authority,
+                                   r.latitude, r.longitude)
+        for r in queries.registry_rows(session)
+        if r.registration_status.lower() == "registered"
+    )
+    observations = []
+    for held in pending:
+        decision = matching.match_home(held.name, held.postcode, held.local_authority,
+                                       point_of(held.postcode), index)
+        best = decision.best
+        if decision.decision == "link" and best is not None:
+            link_held_record(session, held, best.cqc_location_id, best.score, now)
+            summary.linked += 1
+            continue
+        held.status = "review" if decision.decision == "review" else "unmatched"
+        queued = decision.decision == "review" and best is not None
+        held.matched_cqc_location_id = best.cqc_location_id if queued and best else None
+        held.match_score = best.score if best else None
+        if decision.decision == "review":
+            summary.queued_for_review += 1
+        else:
+            summary.unmatched += 1
+        candidates = [c for c in (decision.best, decision.runner_up) if c is not None]
+        observations.append(Observation(
+            Kind.UNMATCHED_HOME, None, held.source, None, held.local_authority,
+            {"name": held.name, "postcode": held.postcode, "status": held.status,
+             "candidates": [{"cqc_location_id": c.cqc_location_id, "name": c.name, "score": c.score,
+                             "distance_km": c.distance_km} for c in candidates]},
+            source_ref=held.source_ref,
+        ))
+    return observations
+
+
+def _coverage(
+    tracked: list[TrackedLocation], registry: dict[str, RegisteredLocation]
+) -> dict[str, dict[str, int]]:
+    reported = {t.cqc_location_id for t in tracked}
+    coverage: dict[str, dict[str, int]] = {}
+    for reg in registry.values():
+        if not (reg.care_home and reg.registration_status.lower() == "registered"):
+            continue
+        row = coverage.setdefault(reg.nhs_region or "unknown", {"registered": 0, "reported": 0})
+        row["registered"] += 1
+        row["reported"] += reg.cqc_location_id in reported
+    return dict(sorted(coverage.items()))
+
+
+def reconcile(session: Session, *, point_of: PointOf = lambda _: None,
+              now: datetime | None = None) -> ReconcileSummary:
+    """Run every rule once and bring the findings up to date (in the caller's transaction)."""
+    now = now or utcnow()
+    summary = ReconcileSummary()
+    observations = _match_held(session, summary, point_of, now)
+    session.flush()
+    tracked, registry = _snapshots(session)
+    by_id = {t.cqc_location_id: t for t in tracked}
+    observations += list(compare(tracked, registry))
+    observations += list(conflicting_reports(_figures(session), by_id))
+    observations += list(not_reported(registry, set(by_id)))
+    summary.coverage = _coverage(tracked, registry)
+
+    existing = queries.findings_by_id(session)
+    seen: set[str] = set()
+    new: list[Finding] = []
+    for obs in observations:
+        fid = finding_id(obs.kind, obs.cqc_location_id, obs.source, obs.source_ref)
+        if fid in seen:
+            continue
+        seen.add(fid)
+        summary.open_by_kind[obs.kind] += 1
+        finding = existing.get(fid)
+        if finding is None:
+            new.append(Finding(
+                id=fid, kind=obs.kind, severity=SEVERITY[obs.kind], cqc_location_id=obs.cqc_location_id,
+                source=obs.source, source_ref=obs.source_ref, nhs_region=obs.nhs_region,
+                local_authority=obs.local_authority, evidence=obs.evidence, status="open",
+                first_seen=now, last_seen=now,
+            ))
+            summary.opened += 1
+            continue
+        if finding.status != "open":
+            summary.opened += 1
+        finding.status, finding.closed_at = "open", None
+        finding.last_seen, finding.evidence = now, obs.evidence
+        finding.nhs_region, finding.local_authority = obs.nhs_region, obs.local_authority
+    queries.add_findings(session, new)
+    for fid, finding in existing.items():
+        if fid not in seen and finding.status == "open":
+            queries.close_finding(finding, now)
+            summary.closed += 1
+    return summary

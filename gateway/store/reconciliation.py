@@ -1,0 +1,127 @@
+"""Queries behind reconciliation: snapshots of the national view, the registry, the
+per-source figures, held records and findings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from gateway.store.tables import (
+    Finding,
+    HeldRecord,
+    Location,
+    LocationVersion,
+    RegistryLocation,
+    VacancyLine,
+)
+
+
+def tracked_rows(session: Session) -> list[sa.Row[Any]]:
+    """Active locations of the national view, with how many vacancy lines each has."""
+    lines = (
+        sa.select(col(VacancyLine.cqc_location_id), sa.func.count().label("lines"))
+        .group_by(col(VacancyLine.cqc_location_id))
+        .subquery()
+    )
+    query = (
+        sa.select(
+            col(Location.cqc_location_id), col(Location.source), col(Location.name),
+            col(Location.postcode), col(Location.entered_capacity), col(Location.nhs_region),
+            col(Location.local_authority), sa.func.coalesce(lines.c.lines, 0),
+        )
+        .outerjoin(lines, lines.c.cqc_location_id == col(Location.cqc_location_id))
+        .where(col(Location.active).is_(True))
+    )
+    return list(session.execute(query))
+
+
+def registry_rows(session: Session) -> list[RegistryLocation]:
+    return list(session.scalars(sa.select(RegistryLocation)))
+
+
+def multi_source_versions(session: Session) -> list[tuple[str, str, dict[str, Any]]]:
+    """(location, source, record) of the latest version from each source, for locations
+    that more than one source has reported."""
+    shared = (
+        sa.select(col(LocationVersion.cqc_location_id))
+        .group_by(col(LocationVersion.cqc_location_id))
+        .having(sa.func.count(sa.distinct(col(LocationVersion.source))) > 1)
+    )
+    latest = (
+        sa.select(sa.func.max(col(LocationVersion.version_id)))
+        .where(col(LocationVersion.cqc_location_id).in_(shared))
+        .group_by(col(LocationVersion.cqc_location_id), col(LocationVersion.source))
+    )
+    rows = session.execute(
+        sa.select(col(LocationVersion.cqc_location_id), col(LocationVersion.source),
+                  col(LocationVersion.record))
+        .where(col(LocationVersion.version_id).in_(latest))
+    )
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+def held_records(session: Session, statuses: Iterable[str] | None = None) -> list[HeldRecord]:
+    query = sa.select(HeldRecord).order_by(col(HeldRecord.source), col(HeldRecord.source_ref))
+    if statuses is not None:
+        query = query.where(col(HeldRecord.status).in_(list(statuses)))
+    return list(session.scalars(query))
+
+
+def get_held_record(session: Session, source: str, source_ref: str) -> HeldRecord | None:
+    return session.get(HeldRecord, (source, source_ref))
+
+
+def upsert_held_record(session: Session, record: HeldRecord) -> HeldRecord:
+    """Insert or refresh a held record, keeping its first sighting and any match made."""
+    existing = session.get(HeldRecord, (record.source, record.source_ref))
+    if existing is None:
+        session.add(record)
+        return record
+    existing.name, existing.postcode = record.name, record.postcode
+    existing.local_authority, existing.record = record.local_authority, record.record
+    existing.last_seen = record.last_seen
+    return existing
+
+
+def findings_by_id(session: Session) -> dict[str, Finding]:
+    return {f.id: f for f in session.scalars(sa.select(Finding))}
+
+
+def add_findings(session: Session, findings: list[Finding]) -> None:
+    session.add_all(findings)
+
+
+def list_findings(
+    session: Session,
+    *,
+    kinds: list[str] | None = None,
+    regions: list[str] | None = None,
+    sources: list[str] | None = None,
+    statuses: list[str] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[int, list[Finding]]:
+    query = sa.select(Finding)
+    if kinds:
+        query = query.where(col(Finding.kind).in_(kinds))
+    if regions:
+        query = query.where(col(Finding.nhs_region).in_(regions))
+    if sources:
+        query = query.where(col(Finding.source).in_(sources))
+    if statuses:
+        query = query.where(col(Finding.status).in_(statuses))
+    total = int(session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0)
+    query = query.order_by(col(Finding.kind), col(Finding.cqc_location_id), col(Finding.id)).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return total, list(session.scalars(query))
+
+
+def close_finding(finding: Finding, now: datetime) -> None:
+    finding.status = "closed"
+    finding.closed_at = now

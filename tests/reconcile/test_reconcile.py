@@ -1,0 +1,146 @@
+"""Reconciliation finds each kind of discrepancy, keeps ids stable and closes findings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.reconcile import matching
+from gateway.reconcile.service import reconcile
+from gateway.store import reconciliation as queries
+from gateway.store.db import transaction
+from gateway.store.tables import HeldRecord, RegistryLocation, utcnow
+from tests.conftest import TokenMaker, bearer
+from tests.factories import batch, location, vacancy
+
+
+def registry(cqc_id: str, **over: Any) -> RegistryLocation:
+    fields: dict[str, Any] = dict(
+        cqc_location_id=cqc_id, name=f"Test Home {cqc_id}", care_home=True,
+        registration_status="Registered", dormant=False, registered_beds=40, postcode="M1 1AA",
+        nhs_region="north-west", local_authority="Manchester", latitude=53.48, longitude=-2.24,
+        synced_at=utcnow(),
+    )
+    fields.update(over)
+    return RegistryLocation(**fields)
+
+
+def push(client: TestClient, token: str, *records: dict[str, Any]) -> None:
+    response = client.post("/api/v1/submissions", content=orjson.dumps(batch(*records)),
+                           headers=bearer(token))
+    assert response.status_code == 200, response.text
+    assert all(r["status"] == "accepted" for r in response.json()["records"]), response.text
+
+
+def run(factory: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+    with transaction(factory) as session:
+        summary = reconcile(session)
+    with factory() as session:
+        _, findings = queries.list_findings(session, statuses=["open"])
+    return summary, {(f.kind, f.cqc_location_id or f.source_ref) for f in findings}, findings
+
+
+def test_each_kind_is_found_and_findings_close_when_fixed(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    north_west = make_token(name="tracker-north-west")
+    neighbour = make_token(name="tracker-neighbour")
+    push(client, north_west,
+         location("1-101"),                                   # clean
+         location("1-102"),                                   # unknown to CQC
+         location("1-103"),                                   # deregistered, reporting
+         location("1-104"),                                   # dormant, reporting
+         location("1-105", vacancies=[vacancy(maximum_capacity=50, occupied=46)]),  # above registered
+         location("1-106", address={"postcode": "m2 2bb"}),   # postcode differs
+         location("1-107", name="Completely Different Manor"),  # name differs
+         location("1-108"))
+    # Another tracker reports 1-108 later with other figures.
+    push(client, neighbour, location("1-108", updated_at="2026-11-21T09:00:00Z",
+                                     vacancies=[vacancy(occupied=10, admittable=8)]))
+    with transaction(factory) as session:
+        session.add_all([
+            registry("1-101"), registry("1-103", registration_status="Deregistered"),
+            registry("1-104", dormant=True), registry("1-105", registered_beds=30),
+            registry("1-106"), registry("1-107"), registry("1-108"), registry("1-199"),
+        ])
+    summary, found, findings = run(factory)
+    assert found == {
+        ("unknown-to-cqc", "1-102"), ("deregistered-reporting", "1-103"), ("dormant-reporting", "1-104"),
+        ("capacity-above-registered", "1-105"), ("postcode-mismatch", "1-106"),
+        ("name-mismatch", "1-107"), ("conflicting-reports", "1-108"), ("not-reported", "1-199"),
+    }
+    evidence = {f.kind: f.evidence for f in findings}
+    assert evidence["capacity-above-registered"] == {"entered_capacity": 50, "registered_beds": 30}
+    assert set(evidence["conflicting-reports"]["sources"]) == {"tracker-north-west", "tracker-neighbour"}
+    assert summary.coverage["north-west"] == {"registered": 7, "reported": 6}
+    ids_before = {f.kind: (f.id, f.first_seen) for f in findings}
+
+    # Fix two problems upstream; run again: those close, the rest keep id and first_seen.
+    push(client, north_west, location("1-105", updated_at="2026-11-22T09:00:00Z",
+                                     vacancies=[vacancy(maximum_capacity=20)]))
+    with transaction(factory) as session:
+        session.add(registry("1-102"))
+    summary, found, findings = run(factory)
+    assert ("capacity-above-registered", "1-105") not in found
+    assert ("unknown-to-cqc", "1-102") not in found
+    assert summary.closed == 2
+    for finding in findings:
+        assert (finding.id, finding.first_seen) == ids_before[finding.kind], finding.kind
+    with factory() as session:
+        _, closed = queries.list_findings(session, statuses=["closed"])
+    assert {f.kind for f in closed} == {"capacity-above-registered", "unknown-to-cqc"}
+
+
+def test_held_homes_are_linked_queued_or_left_unmatched(
+    factory: sessionmaker[Session], client: TestClient
+) -> None:
+    now = utcnow()
+    record = location("1-1")
+    del record["cqc_location_id"]
+    with transaction(factory) as session:
+        session.add_all([
+            registry("1-301", name="Cranberry House Nursing Home", postcode="NW8 9AA",
+                     local_authority="Westminster", nhs_region="london"),
+            registry("1-302", name="Oak Lodge", postcode="NW8 7XY", local_authority="Westminster",
+                     nhs_region="london"),
+            registry("1-303", name="Oak Lodge Care Centre", postcode="NW8 7XZ", local_authority="Westminster",
+                     nhs_region="london"),
+        ])
+        for ref, name, postcode in [("LDN-000001", "THE CRANBERRY HOUSE NURSING HOME LTD  ", "nw89aa"),
+                                    ("LDN-000002", "Oak Lodge Care", "NW8 7XY"),
+                                    ("LDN-000003", "Sunrise Villa", "NW8 1AA")]:
+            session.add(HeldRecord(source="london", source_ref=ref, name=name, postcode=postcode,
+                                   local_authority="Westminster", record={**record, "nhs_region": "london"},
+                                   first_seen=now, last_seen=now))
+    summary, found, _ = run(factory)
+    assert (summary.linked, summary.queued_for_review, summary.unmatched) == (1, 1, 1)
+    with factory() as session:
+        held = {h.source_ref: h for h in queries.held_records(session)}
+    assert held["LDN-000001"].status == "linked"
+    assert held["LDN-000001"].matched_cqc_location_id == "1-301"
+    assert held["LDN-000002"].status == "review"
+    assert held["LDN-000003"].status == "unmatched"
+    assert ("unmatched-home", "LDN-000002") in found and ("unmatched-home", "LDN-000003") in found
+    token_read = client.get("/api/v1/locations/1-301", headers=bearer(_reader(factory)))
+    assert token_read.status_code == 200 and token_read.json()["source"] == "london"
+
+
+def _reader(factory: sessionmaker[Session]) -> str:
+    from gateway.auth import create_token
+    with transaction(factory) as session:
+        return create_token(session, name="reader", scopes=["read"])[1]
+
+
+def test_match_scores_prefer_near_and_similar() -> None:
+    index = matching.RegistryIndex([
+        matching.RegistryCandidate("1-1", "St Anne's Care Home", "B97 4AA", "Redditch", 52.30, -1.95),
+        matching.RegistryCandidate("1-2", "St Anne's Care Home", "B97 5ZZ", "Redditch", 52.60, -1.50),
+    ])
+    decision = matching.match_home("St Annes Care Home", "B97 4AB", "Redditch", (52.30, -1.95), index)
+    assert decision.decision == "link" and decision.best is not None
+    assert decision.best.cqc_location_id == "1-1"
+    assert decision.runner_up is not None and decision.runner_up.distance_km is not None
+    assert decision.runner_up.distance_km > 40
