@@ -144,3 +144,48 @@ def test_match_scores_prefer_near_and_similar() -> None:
     assert decision.best.cqc_location_id == "1-1"
     assert decision.runner_up is not None and decision.runner_up.distance_km is not None
     assert decision.runner_up.distance_km > 40
+
+
+def test_findings_api_filters_exports_csv_and_reviews_matches(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    token = make_token(name="tracker-north-west")
+    admin = make_token(name="admin", scopes=("admin",))
+    push(client, token, location("1-102"), location("1-105", vacancies=[vacancy(maximum_capacity=50,
+                                                                                 occupied=46)]))
+    now = utcnow()
+    with transaction(factory) as session:
+        session.add_all([registry("1-105", registered_beds=30),
+                         registry("1-301", name="Oak Lodge", postcode="NW8 7XY",
+                                  local_authority="Westminster", nhs_region="london"),
+                         registry("1-302", name="Oak Lodge Care Centre", postcode="NW8 7XZ",
+                                  local_authority="Westminster", nhs_region="london")])
+        record = {k: v for k, v in location("1-1", region="london").items() if k != "cqc_location_id"}
+        session.add(HeldRecord(source="london", source_ref="LDN-000002", name="Oak Lodge Care",
+                               postcode="NW8 7XY", local_authority="Westminster", record=record,
+                               first_seen=now, last_seen=now))
+    run(factory)
+    response = client.get("/api/v1/reconciliation/findings", params={"kind": "unknown-to-cqc"},
+                          headers=bearer(token))
+    assert response.status_code == 200
+    assert [f["cqc_location_id"] for f in response.json()["findings"]] == ["1-102"]
+    csv_text = client.get("/api/v1/reconciliation/findings", headers=bearer(token),
+                          params={"format": "csv", "region": "north-west"}).text
+    lines = csv_text.strip().splitlines()
+    assert lines[0].startswith("id,kind,severity")
+    assert {line.split(",")[1] for line in lines[1:]} == {"unknown-to-cqc", "capacity-above-registered"}
+    bad = client.get("/api/v1/reconciliation/findings", params={"kind": "bogus"}, headers=bearer(token))
+    assert bad.status_code == 422 and "kind" in bad.json()["detail"]
+
+    queue = client.get("/api/v1/reconciliation/matches", params={"status": "review"}, headers=bearer(token))
+    assert [m["source_ref"] for m in queue.json()] == ["LDN-000002"]
+    decision = {"source": "london", "source_ref": "LDN-000002", "decision": "confirm"}
+    refused = client.post("/api/v1/reconciliation/matches", json=decision, headers=bearer(token))
+    assert refused.status_code == 403
+    confirmed = client.post("/api/v1/reconciliation/matches", json=decision, headers=bearer(admin))
+    assert confirmed.status_code == 200 and confirmed.json()["status"] == "linked"
+    linked_id = confirmed.json()["candidate_cqc_location_id"]
+    assert client.get(f"/api/v1/locations/{linked_id}", headers=bearer(admin)).json()["source"] == "london"
+    missing = client.post("/api/v1/reconciliation/matches", headers=bearer(admin),
+                          json={**decision, "source_ref": "LDN-999999"})
+    assert missing.status_code == 404
