@@ -128,6 +128,24 @@ def demo(
     run_demo(port=port, data_dir=data)
 
 
+@app.command("reconcile")
+def reconcile_command() -> None:
+    """Compare every tracker with the CQC registry once and print the findings' counts."""
+    from gateway.reconcile.service import reconcile
+    from gateway.store.db import create_engine, session_factory, transaction, upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    with transaction(session_factory(create_engine(settings.database_url))) as session:
+        summary = reconcile(session)
+    table = Table("finding kind", "open", title="reconciliation")
+    for kind, count in sorted(summary.open_by_kind.items()):
+        table.add_row(kind, str(count))
+    console.print(table)
+    console.print(f"opened {summary.opened}, closed {summary.closed}; matching: linked {summary.linked}, "
+                  f"queued for review {summary.queued_for_review}, unmatched {summary.unmatched}")
+
+
 @app.command("bench")
 def bench(name: Annotated[str, typer.Argument(help="ingest")]) -> None:
     """Run a benchmark; its last line is one JSON object with its figures."""

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
 
     # Pushing regional trackers: how old their newest data may be before they are stale.
     push_freshness_target_s: float = 86400.0
+    reconcile_interval_s: float = Field(default=3600.0, description="Reconciliation job interval")
     source_failing_after: int = Field(
         default=3, description="Failed runs in a row after which a source shows 'failing'"
     )

@@ -49,7 +49,25 @@ class SourceScheduler:
                     next_run_time=now,
                     misfire_grace_time=None,
                 )
+        self.scheduler.add_job(
+            self.run_reconciliation, "interval", seconds=self._settings.reconcile_interval_s,
+            id="reconcile", max_instances=1, coalesce=True,
+        )
         self.scheduler.start()
+
+    async def run_reconciliation(self) -> None:
+        from gateway.reconcile.service import reconcile
+        from gateway.store.db import transaction
+
+        def work() -> None:
+            with transaction(self._factory) as session:
+                summary = reconcile(session)
+            log.info("reconciliation: %s open findings", sum(summary.open_by_kind.values()))
+
+        try:
+            await asyncio.to_thread(work)
+        except Exception:  # a failed reconciliation must not stop the scheduler
+            log.exception("reconciliation failed")
 
     async def run_job(self, source: str, job: JobSpec) -> None:
         lock = self._locks.setdefault(source, asyncio.Lock())
