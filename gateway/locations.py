@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from gateway.errors import NotFound
 from gateway.model.vocab import NhsRegion, QualityFlag, VacancyType
 from gateway.store import repository
-from gateway.store.tables import Location, VacancyLine, utcnow
+from gateway.store.registry import get_registry_location
+from gateway.store.tables import Location, RegistryLocation, VacancyLine, utcnow
 
 
 def _display(vocabulary: type[VacancyType] | type[NhsRegion], code: str | None) -> str | None:
@@ -50,8 +51,49 @@ def age_seconds(updated_at: datetime, now: datetime | None = None) -> float:
     return max(((now or utcnow()) - updated_at).total_seconds(), 0.0)
 
 
-def location_public(location: Location, lines: list[VacancyLine]) -> dict[str, Any]:
-    """A location of the national view as the API shows it."""
+def registry_public(reg: RegistryLocation | None) -> dict[str, Any] | None:
+    """What the CQC registry says of a location (None when the registry does not know it)."""
+    if reg is None:
+        return None
+    return {
+        "name": reg.name,
+        "registration_status": reg.registration_status,
+        "dormant": reg.dormant,
+        "registered_beds": reg.registered_beds,
+        "overall_rating": reg.overall_rating,
+        "rating_date": reg.rating_date,
+        "brand": {"id": reg.brand_id, "name": reg.brand_name} if reg.brand_id else None,
+        "cqc_provider_id": reg.cqc_provider_id,
+        "regulated_activities": reg.regulated_activities,
+        "service_types": reg.service_types,
+        "specialisms": reg.specialisms,
+        "local_authority": reg.local_authority,
+        "nhs_region": reg.nhs_region,
+        "cqc_region": reg.cqc_region,
+        "icb": {"code": reg.icb_code, "name": reg.icb_name} if reg.icb_code else None,
+        "sub_icb": {"code": reg.sub_icb_code, "name": reg.sub_icb_name} if reg.sub_icb_code else None,
+        "latitude": reg.latitude,
+        "longitude": reg.longitude,
+        "ods_code": reg.ods_code,
+        "address": {"line1": reg.address_line1, "line2": reg.address_line2, "town": reg.town,
+                    "county": reg.county, "postcode": reg.postcode},
+        "synced_at": reg.synced_at.isoformat(),
+    }
+
+
+def location_flags(location: Location, reg: RegistryLocation | None) -> list[str]:
+    """The location's data-quality flags: its lines' and those against the registry."""
+    flags = set(location.quality_flags)
+    registered = reg.registered_beds if reg is not None else None
+    if registered is not None and location.entered_capacity > registered:
+        flags.add(QualityFlag.ENTERED_CAPACITY_ABOVE_REGISTERED.value)
+    return sorted(flags)
+
+
+def location_public(
+    location: Location, lines: list[VacancyLine], reg: RegistryLocation | None = None
+) -> dict[str, Any]:
+    """A location of the national view as the API shows it, enriched from the registry."""
     return {
         "cqc_location_id": location.cqc_location_id,
         "name": location.name,
@@ -80,8 +122,9 @@ def location_public(location: Location, lines: list[VacancyLine]) -> dict[str, A
         "out_of_hours_admissions": location.out_of_hours_admissions,
         "entered_capacity": location.entered_capacity,
         "quality_flags": [
-            {"code": flag, "message": QualityFlag(flag).display} for flag in location.quality_flags
+            {"code": flag, "message": QualityFlag(flag).display} for flag in location_flags(location, reg)
         ],
+        "registry": registry_public(reg),
         "source": location.source,
         "source_updated_at": location.source_updated_at.isoformat(),
         "data_age_seconds": round(age_seconds(location.source_updated_at)),
@@ -96,7 +139,8 @@ def get_location_detail(session: Session, cqc_location_id: str) -> dict[str, Any
     found = repository.get_location(session, cqc_location_id)
     if found is None:
         raise NotFound(f"no location {cqc_location_id} in the national view")
-    return location_public(*found)
+    location, lines = found
+    return location_public(location, lines, get_registry_location(session, cqc_location_id))
 
 
 def get_location_history(session: Session, cqc_location_id: str) -> list[dict[str, Any]]:

@@ -189,3 +189,19 @@ def test_findings_api_filters_exports_csv_and_reviews_matches(
     missing = client.post("/api/v1/reconciliation/matches", headers=bearer(admin),
                           json={**decision, "source_ref": "LDN-999999"})
     assert missing.status_code == 404
+
+
+def test_location_read_is_enriched_from_the_registry(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    token = make_token()
+    push(client, token, location("1-105", vacancies=[vacancy(maximum_capacity=50, occupied=46)]))
+    assert client.get("/api/v1/locations/1-105", headers=bearer(token)).json()["registry"] is None
+    with transaction(factory) as session:
+        session.add(registry("1-105", registered_beds=30, overall_rating="good", icb_code="QOP",
+                             icb_name="NHS Greater Manchester ICB", ods_code="VN123"))
+    body = client.get("/api/v1/locations/1-105", headers=bearer(token)).json()
+    assert body["registry"]["registered_beds"] == 30
+    assert body["registry"]["icb"] == {"code": "QOP", "name": "NHS Greater Manchester ICB"}
+    assert (body["registry"]["latitude"], body["registry"]["longitude"]) == (53.48, -2.24)
+    assert "entered-capacity-above-registered" in [f["code"] for f in body["quality_flags"]]

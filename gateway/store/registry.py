@@ -1,0 +1,60 @@
+"""Registry rows: upserts from CQC syncs and look-ups for enrichment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from gateway.store.tables import RegistryLocation, RegistryProvider, table
+
+_CHUNK = 900
+
+
+def replace_registry_locations(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or replace registry location rows (keyed by CQC location ID)."""
+    if not rows:
+        return
+    t = table(RegistryLocation)
+    ids = [row["cqc_location_id"] for row in rows]
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(sa.delete(t).where(t.c.cqc_location_id.in_(ids[start : start + _CHUNK])))
+    session.execute(sa.insert(t), list(rows))
+
+
+def replace_registry_providers(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    t = table(RegistryProvider)
+    ids = [row["cqc_provider_id"] for row in rows]
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(sa.delete(t).where(t.c.cqc_provider_id.in_(ids[start : start + _CHUNK])))
+    session.execute(sa.insert(t), list(rows))
+
+
+def registry_ids_synced_since(session: Session, since: datetime) -> set[str]:
+    """Locations written by syncs since ``since`` (a resumed full sync skips them)."""
+    query = sa.select(col(RegistryLocation.cqc_location_id)).where(col(RegistryLocation.synced_at) >= since)
+    return set(session.scalars(query))
+
+
+def registry_snapshot(session: Session) -> dict[str, dict[str, Any]]:
+    """Every registry location as a plain dict, by CQC location ID (for comparisons)."""
+    out = {}
+    for row in session.scalars(sa.select(RegistryLocation)):
+        data = row.model_dump()
+        data.pop("synced_at", None)
+        out[row.cqc_location_id] = data
+    return out
+
+
+def get_registry_location(session: Session, cqc_location_id: str) -> RegistryLocation | None:
+    return session.get(RegistryLocation, cqc_location_id)
+
+
+def count_registry(session: Session) -> int:
+    return int(session.scalar(sa.select(sa.func.count()).select_from(RegistryLocation)) or 0)
