@@ -104,7 +104,7 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="Same seed, same files")] = 2023,
 ) -> None:
     """Generate the deterministic national demo data set."""
-    from gateway.demo import generate
+    from gateway.demoset import generate
 
     manifest = generate(out, seed=seed)
     table = Table("NHS region", "locations", "maximum capacity", "occupied", title="demo care homes")

@@ -15,7 +15,7 @@ PUSH_BATCH_LIMIT = 5000
 def ensure_demo_data(data_dir: Path, seed: int = 2023) -> Path:
     """Generate the demo data set into ``data_dir`` unless it is already there."""
     if not (data_dir / "manifest.json").exists():
-        from gateway.demo import generate
+        from gateway.demoset import generate
 
         generate(data_dir, seed=seed)
     return data_dir
