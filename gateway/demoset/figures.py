@@ -21,8 +21,9 @@ REFERENCE: dict[NhsRegion, tuple[int, int, int, int, int, int]] = {
 COMMUNITY_REHAB_PROVIDERS = 260
 
 
-def allocate(total: int, weights: Sequence[float], limits: Sequence[int] | None,
-             rng: random.Random) -> list[int]:
+def allocate(
+    total: int, weights: Sequence[float], limits: Sequence[int] | None, rng: random.Random
+) -> list[int]:
     """Split ``total`` into integers proportional to ``weights``, each at most its limit.
 
     Largest-remainder rounding, then any shortfall (from limits) handed out one at a time

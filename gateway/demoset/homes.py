@@ -76,21 +76,32 @@ class Home:
 
 
 _PRICE = {  # weekly price ranges (GBP) by vacancy type
-    VacancyType.GENERAL_RESIDENTIAL: (750, 1100), VacancyType.DEMENTIA_RESIDENTIAL: (850, 1250),
-    VacancyType.GENERAL_NURSING: (1000, 1500), VacancyType.DEMENTIA_NURSING: (1100, 1700),
+    VacancyType.GENERAL_RESIDENTIAL: (750, 1100),
+    VacancyType.DEMENTIA_RESIDENTIAL: (850, 1250),
+    VacancyType.GENERAL_NURSING: (1000, 1500),
+    VacancyType.DEMENTIA_NURSING: (1100, 1700),
     VacancyType.LEARNING_DISABILITY_RESIDENTIAL: (1200, 2200),
     VacancyType.LEARNING_DISABILITY_NURSING: (1500, 2600),
-    VacancyType.MENTAL_HEALTH_RESIDENTIAL: (1000, 1500), VacancyType.MENTAL_HEALTH_NURSING: (1200, 1800),
-    VacancyType.YOUNG_PHYSICALLY_DISABLED: (1200, 2000), VacancyType.COMMUNITY_CARE: (700, 1000),
-    VacancyType.TRANSITIONAL: (900, 1300), VacancyType.COMMUNITY_REHAB_NHS_LA: (1400, 2100),
+    VacancyType.MENTAL_HEALTH_RESIDENTIAL: (1000, 1500),
+    VacancyType.MENTAL_HEALTH_NURSING: (1200, 1800),
+    VacancyType.YOUNG_PHYSICALLY_DISABLED: (1200, 2000),
+    VacancyType.COMMUNITY_CARE: (700, 1000),
+    VacancyType.TRANSITIONAL: (900, 1300),
+    VacancyType.COMMUNITY_REHAB_NHS_LA: (1400, 2100),
     VacancyType.COMMUNITY_REHAB_PRIVATE: (1600, 2400),
 }
 _TYPE_WEIGHT = {
-    VacancyType.GENERAL_RESIDENTIAL: 30, VacancyType.DEMENTIA_RESIDENTIAL: 22,
-    VacancyType.GENERAL_NURSING: 20, VacancyType.DEMENTIA_NURSING: 16,
-    VacancyType.LEARNING_DISABILITY_RESIDENTIAL: 5, VacancyType.LEARNING_DISABILITY_NURSING: 1,
-    VacancyType.MENTAL_HEALTH_RESIDENTIAL: 3, VacancyType.MENTAL_HEALTH_NURSING: 1,
-    VacancyType.YOUNG_PHYSICALLY_DISABLED: 2, VacancyType.COMMUNITY_CARE: 1, VacancyType.TRANSITIONAL: 2,
+    VacancyType.GENERAL_RESIDENTIAL: 30,
+    VacancyType.DEMENTIA_RESIDENTIAL: 22,
+    VacancyType.GENERAL_NURSING: 20,
+    VacancyType.DEMENTIA_NURSING: 16,
+    VacancyType.LEARNING_DISABILITY_RESIDENTIAL: 5,
+    VacancyType.LEARNING_DISABILITY_NURSING: 1,
+    VacancyType.MENTAL_HEALTH_RESIDENTIAL: 3,
+    VacancyType.MENTAL_HEALTH_NURSING: 1,
+    VacancyType.YOUNG_PHYSICALLY_DISABLED: 2,
+    VacancyType.COMMUNITY_CARE: 1,
+    VacancyType.TRANSITIONAL: 2,
 }
 _REGION_PRICE = {NhsRegion.LONDON: 1.2, NhsRegion.SOUTH_EAST: 1.1, NhsRegion.NORTH_EAST_AND_YORKSHIRE: 0.9}
 
@@ -120,8 +131,10 @@ class Builder:
             authorities = sorted({d.local_authority for d in self.districts[region]})
             for start in range(0, len(authorities), 4):
                 group = authorities[start : start + 4]
-                icb = (f"Q{chr(65 + number // 26)}{chr(65 + number % 26)}",
-                       f"NHS {group[0]} and Partners ICB (demo)")
+                icb = (
+                    f"Q{chr(65 + number // 26)}{chr(65 + number % 26)}",
+                    f"NHS {group[0]} and Partners ICB (demo)",
+                )
                 number += 1
                 for i, authority in enumerate(group):
                     out[authority] = (icb, (f"{icb[0]}{i + 1:02d}", f"NHS {authority} sub-ICB (demo)"))
@@ -136,34 +149,58 @@ class Builder:
 
     def _updated_at(self) -> datetime:
         roll = self.rng.random()
-        hours = (self.rng.uniform(0, 24) if roll < 0.45 else self.rng.uniform(24, 24 * 7) if roll < 0.75
-                 else self.rng.uniform(24 * 7, 24 * 30))
+        hours = (
+            self.rng.uniform(0, 24)
+            if roll < 0.45
+            else self.rng.uniform(24, 24 * 7)
+            if roll < 0.75
+            else self.rng.uniform(24 * 7, 24 * 30)
+        )
         return (self.now - timedelta(hours=hours)).replace(microsecond=0)
 
     def _place(self, region: NhsRegion) -> tuple[District, str, float, float]:
         districts = self.districts[region]
         district = self.rng.choices(districts, weights=[max(d.population, 500) for d in districts])[0]
         inward = f"{self.rng.randint(1, 9)}{self.rng.choice(words.INWARD)}{self.rng.choice(words.INWARD)}"
-        return (district, f"{district.code} {inward}",
-                round(district.latitude + self.rng.uniform(-0.01, 0.01), 6),
-                round(district.longitude + self.rng.uniform(-0.015, 0.015), 6))
+        return (
+            district,
+            f"{district.code} {inward}",
+            round(district.latitude + self.rng.uniform(-0.01, 0.01), 6),
+            round(district.longitude + self.rng.uniform(-0.015, 0.015), 6),
+        )
 
-    def home(self, region: NhsRegion, provider_type: ProviderType, types: list[VacancyType],
-             capacities: list[int]) -> Home:
+    def home(
+        self, region: NhsRegion, provider_type: ProviderType, types: list[VacancyType], capacities: list[int]
+    ) -> Home:
         rng = self.rng
         district, postcode, lat, lon = self._place(region)
         provider = rng.choice(self.providers)
         icb, sub_icb = self.icbs[district.local_authority]
         multiplier = _REGION_PRICE.get(region, 1.0)
-        lines = [Line(t, c, price=round(rng.uniform(*_PRICE[t]) * multiplier / 5) * 5.0,
-                      flexible=rng.random() < 0.3) for t, c in zip(types, capacities, strict=True)]
+        lines = [
+            Line(
+                t, c, price=round(rng.uniform(*_PRICE[t]) * multiplier / 5) * 5.0, flexible=rng.random() < 0.3
+            )
+            for t, c in zip(types, capacities, strict=True)
+        ]
         home = Home(
-            cqc_id=self.new_id(), provider_id=provider.provider_id, provider_name=provider.name,
-            brand=provider.brand, name=words.home_name(rng, district.post_town, provider_type),
-            region=region, district=district, postcode=postcode, latitude=lat, longitude=lon,
+            cqc_id=self.new_id(),
+            provider_id=provider.provider_id,
+            provider_name=provider.name,
+            brand=provider.brand,
+            name=words.home_name(rng, district.post_town, provider_type),
+            region=region,
+            district=district,
+            postcode=postcode,
+            latitude=lat,
+            longitude=lon,
             address_line1=f"{rng.randint(1, 240)} {rng.choice(words.STREETS)}",
             phone=f"0{rng.randint(1000, 1999)} {rng.randint(100000, 999999)}",
-            provider_type=provider_type, lines=lines, icb=icb, sub_icb=sub_icb, updated_at=self._updated_at(),
+            provider_type=provider_type,
+            lines=lines,
+            icb=icb,
+            sub_icb=sub_icb,
+            updated_at=self._updated_at(),
             languages=["English", *rng.sample(words.LANGUAGES, rng.choice([0, 0, 1, 1, 2]))],
             notes="; ".join(rng.sample(words.NOTES, rng.randint(1, 4))),
             funding=sorted(rng.sample(list(FundingSource), rng.randint(1, 4))),
@@ -191,8 +228,7 @@ class Builder:
         """The region's care homes, whose figures add up to the reference row exactly."""
         rng = self.rng
         count, capacity, admittable, unavailable, reserved, occupied = REFERENCE[region]
-        sizes = allocate(capacity - 6 * count, [rng.lognormvariate(0, 0.45) for _ in range(count)],
-                         None, rng)
+        sizes = allocate(capacity - 6 * count, [rng.lognormvariate(0, 0.45) for _ in range(count)], None, rng)
         homes = []
         for size in sizes:
             types = self._types()
@@ -206,12 +242,16 @@ class Builder:
                 home.accepting = rng.random() < 0.4
         return homes
 
-    def _fill(self, lines: list[Line], admittable: int, unavailable: int, reserved: int,
-              occupied: int) -> None:
+    def _fill(
+        self, lines: list[Line], admittable: int, unavailable: int, reserved: int, occupied: int
+    ) -> None:
         rng = self.rng
-        vacant = allocate(admittable + unavailable + reserved,
-                          [line.capacity * rng.uniform(0.05, 2.0) for line in lines],
-                          [line.capacity for line in lines], rng)
+        vacant = allocate(
+            admittable + unavailable + reserved,
+            [line.capacity * rng.uniform(0.05, 2.0) for line in lines],
+            [line.capacity for line in lines],
+            rng,
+        )
         unavail = allocate(unavailable, [v * rng.uniform(0, 2) for v in vacant], vacant, rng)
         room = [v - u for v, u in zip(vacant, unavail, strict=True)]
         held = allocate(reserved, [r * rng.uniform(0, 2) for r in room], room, rng)
@@ -228,10 +268,15 @@ class Builder:
         homes = []
         for region, count in zip(NhsRegion, counts, strict=True):
             for _ in range(count):
-                types = rng.choice([[VacancyType.COMMUNITY_REHAB_NHS_LA],
-                                    [VacancyType.COMMUNITY_REHAB_NHS_LA, VacancyType.COMMUNITY_REHAB_PRIVATE]])
-                home = self.home(region, ProviderType.COMMUNITY_REHAB, types,
-                                 [rng.randint(8, 30) for _ in types])
+                types = rng.choice(
+                    [
+                        [VacancyType.COMMUNITY_REHAB_NHS_LA],
+                        [VacancyType.COMMUNITY_REHAB_NHS_LA, VacancyType.COMMUNITY_REHAB_PRIVATE],
+                    ]
+                )
+                home = self.home(
+                    region, ProviderType.COMMUNITY_REHAB, types, [rng.randint(8, 30) for _ in types]
+                )
                 home.updated_at = (self.now - timedelta(hours=rng.uniform(0, 30))).replace(microsecond=0)
                 for line in home.lines:
                     vacant = rng.randint(0, max(1, line.capacity // 5))

@@ -41,7 +41,9 @@ def plant(builder: Builder, homes: dict[NhsRegion, list[Home]], extra: list[Home
     inconsistent = rng.sample(lines, len(lines) // 200)
     for _, line in inconsistent:
         line.admittable += 1  # kept as sent: capacity no longer adds up
-    plan.planted["inconsistent_lines"] = sorted(f"{h.cqc_id}:{ln.vacancy_type.value}" for h, ln in inconsistent)
+    plan.planted["inconsistent_lines"] = sorted(
+        f"{h.cqc_id}:{ln.vacancy_type.value}" for h, ln in inconsistent
+    )
 
     taken: set[str] = set()
     london = homes[NhsRegion.LONDON]
@@ -49,10 +51,13 @@ def plant(builder: Builder, homes: dict[NhsRegion, list[Home]], extra: list[Home
     suspended = _take([h for h in london_care if not any(ln.admittable for ln in h.lines)], 10, taken, rng)
     unmatched = _take(london_care, round(len(london_care) * 0.02), taken, rng)
     unknown_category = _take(london_care, 2, taken, rng)
-    border = _take([h for h in homes[NhsRegion.SOUTH_EAST] if h.provider_type is ProviderType.CARE_HOME],
-                   6, taken, rng)
-    closed = [builder.home(NhsRegion.LONDON, ProviderType.CARE_HOME, [VacancyType.GENERAL_NURSING], [20])
-              for _ in range(5)]
+    border = _take(
+        [h for h in homes[NhsRegion.SOUTH_EAST] if h.provider_type is ProviderType.CARE_HOME], 6, taken, rng
+    )
+    closed = [
+        builder.home(NhsRegion.LONDON, ProviderType.CARE_HOME, [VacancyType.GENERAL_NURSING], [20])
+        for _ in range(5)
+    ]
     pushed = [h for r in NhsRegion if r is not NhsRegion.LONDON for h in homes[r]]
     unknown_to_cqc = _take(pushed, 8, taken, rng)
     everyone = [h for r in NhsRegion for h in homes[r]]
@@ -74,14 +79,31 @@ def plant(builder: Builder, homes: dict[NhsRegion, list[Home]], extra: list[Home
         london_refs[home.cqc_id] = ref
         is_unmatched = home.cqc_id in unmatched_ids
         record = london_home(
-            home, ref, rng, cqc_id=None if is_unmatched else home.cqc_id,
+            home,
+            ref,
+            rng,
+            cqc_id=None if is_unmatched else home.cqc_id,
             name=words.variant(rng, home.name) if is_unmatched else home.name,
-            status="SUSPENDED" if home.cqc_id in suspended_ids
-            else "CLOSED" if home.cqc_id in closed_ids else "OPEN")
+            status="SUSPENDED"
+            if home.cqc_id in suspended_ids
+            else "CLOSED"
+            if home.cqc_id in closed_ids
+            else "OPEN",
+        )
         if home.cqc_id in unknown_category_ids:
-            record["beds"].append({"category": "HOSPICE_STEP", "commissioned": 4, "occupied": 3, "free_now": 1,
-                                   "on_hold": 0, "closed": 0, "closed_reason": None,
-                                   "weekly_fee_pence": 180000, "interchangeable": False})
+            record["beds"].append(
+                {
+                    "category": "HOSPICE_STEP",
+                    "commissioned": 4,
+                    "occupied": 3,
+                    "free_now": 1,
+                    "on_hold": 0,
+                    "closed": 0,
+                    "closed_reason": None,
+                    "weekly_fee_pence": 180000,
+                    "interchangeable": False,
+                }
+            )
         plan.london_homes.append(record)
     for home in border:
         twin = copy.deepcopy(home)
@@ -99,21 +121,34 @@ def plant(builder: Builder, homes: dict[NhsRegion, list[Home]], extra: list[Home
     for home in everyone + closed + extra:
         if home.cqc_id in unknown_ids:
             continue
-        plan.cqc_locations.append(cqc_location(
-            home,
-            status="Deregistered" if home.cqc_id in deregistered_ids else "Registered",
-            dormant=home.cqc_id in dormant_ids,
-            beds=max(1, home.entered_capacity - rng.randint(1, 5)) if home.cqc_id in above_ids
-            else home.entered_capacity + rng.choice([0, 0, 0, 2, 4]),
-            name=f"{rng.choice(words.FIRST)} {rng.choice(words.SECOND)}" if home.cqc_id in name_ids else None,
-            postcode=f"{home.district.code} 9ZZ" if home.cqc_id in postcode_ids else None,
-        ))
+        plan.cqc_locations.append(
+            cqc_location(
+                home,
+                status="Deregistered" if home.cqc_id in deregistered_ids else "Registered",
+                dormant=home.cqc_id in dormant_ids,
+                beds=max(1, home.entered_capacity - rng.randint(1, 5))
+                if home.cqc_id in above_ids
+                else home.entered_capacity + rng.choice([0, 0, 0, 2, 4]),
+                name=f"{rng.choice(words.FIRST)} {rng.choice(words.SECOND)}"
+                if home.cqc_id in name_ids
+                else None,
+                postcode=f"{home.district.code} 9ZZ" if home.cqc_id in postcode_ids else None,
+            )
+        )
     plan.cqc_locations.sort(key=lambda r: r["locationId"])
     providers: dict[str, dict[str, Any]] = {}
     for home in everyone + closed + extra:
-        entry = providers.setdefault(home.provider_id, {
-            "providerId": home.provider_id, "name": home.provider_name, "organisationType": "Provider",
-            "ownershipType": "Organisation", "registrationStatus": "Registered", "locationIds": []})
+        entry = providers.setdefault(
+            home.provider_id,
+            {
+                "providerId": home.provider_id,
+                "name": home.provider_name,
+                "organisationType": "Provider",
+                "ownershipType": "Organisation",
+                "registrationStatus": "Registered",
+                "locationIds": [],
+            },
+        )
         entry["locationIds"].append(home.cqc_id)
     plan.cqc_providers = [providers[k] for k in sorted(providers)]
 
@@ -133,18 +168,20 @@ def plant(builder: Builder, homes: dict[NhsRegion, list[Home]], extra: list[Home
     def ids(items: list[Home]) -> list[str]:
         return sorted(h.cqc_id for h in items)
 
-    plan.planted.update({
-        "london_without_cqc_id": {london_refs[h.cqc_id]: h.cqc_id for h in unmatched},
-        "london_suspended": sorted(london_refs[h.cqc_id] for h in suspended),
-        "london_closed": sorted(london_refs[h.cqc_id] for h in closed),
-        "london_unknown_category": sorted(london_refs[h.cqc_id] for h in unknown_category),
-        "reported_by_two_trackers": ids(border),
-        "unknown_to_cqc": ids(unknown_to_cqc),
-        "capacity_above_registered": ids(above),
-        "deregistered_reporting": ids(deregistered),
-        "dormant_reporting": ids(dormant),
-        "postcode_differs": ids(postcode_differs),
-        "name_differs": ids(name_differs),
-        "registered_not_reported": ids(extra),
-    })
+    plan.planted.update(
+        {
+            "london_without_cqc_id": {london_refs[h.cqc_id]: h.cqc_id for h in unmatched},
+            "london_suspended": sorted(london_refs[h.cqc_id] for h in suspended),
+            "london_closed": sorted(london_refs[h.cqc_id] for h in closed),
+            "london_unknown_category": sorted(london_refs[h.cqc_id] for h in unknown_category),
+            "reported_by_two_trackers": ids(border),
+            "unknown_to_cqc": ids(unknown_to_cqc),
+            "capacity_above_registered": ids(above),
+            "deregistered_reporting": ids(deregistered),
+            "dormant_reporting": ids(dormant),
+            "postcode_differs": ids(postcode_differs),
+            "name_differs": ids(name_differs),
+            "registered_not_reported": ids(extra),
+        }
+    )
     return plan

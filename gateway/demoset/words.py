@@ -8,35 +8,176 @@ from dataclasses import dataclass
 from gateway.model.vocab import ProviderType
 
 INWARD = "ABDEFGHJLNPQRSTUWXYZ"  # letters used in inward codes (no C I K M O V)
-FIRST = ["Oak", "Cedar", "Willow", "Beech", "Maple", "Rose", "Lavender", "Primrose", "Meadow", "Orchard",
-         "Abbey", "Ashford", "Brook", "Cherry", "Elm", "Fern", "Hazel", "Holly", "Ivy", "Juniper",
-         "Larch", "Magnolia", "Oakwood", "Pine", "Rowan", "Sycamore", "Thornbury", "Westfield",
-         "Highfield", "Greenacres", "Sunnyside", "Riverside", "Fairview", "Hillcrest", "Parkside",
-         "Lakeside", "St Anne's", "St Mary's", "St George's", "St Luke's", "St John's", "Cranberry",
-         "Bluebell", "Heather", "Kingfisher", "Swan", "Robin", "Wren", "Chestnut", "Alder", "Birch",
-         "Foxglove", "Hawthorn", "Laurel", "Mulberry", "Poplar", "Redwood", "Silverdale", "Woodlands"]
-SECOND = ["House", "Lodge", "Court", "Manor", "Grange", "Hall", "Gardens", "View", "Park", "Place",
-          "Mews", "Villa"]
-KIND = {ProviderType.CARE_HOME: ["Care Home", "Nursing Home", "Residential Home", "Care Centre", ""],
-        ProviderType.COMMUNITY_REHAB: ["Rehabilitation Unit", "Community Rehab Centre",
-                                       "Intermediate Care Unit"]}
-STREETS = ["High Street", "Church Road", "Station Road", "Park Avenue", "London Road", "Victoria Road",
-           "Green Lane", "Manor Road", "Mill Lane", "The Crescent", "Kings Road", "Queens Road",
-           "Grove Road", "Chester Road", "Albert Road", "New Road", "School Lane", "Springfield Road"]
-LANGUAGES = ["Polish", "Urdu", "Punjabi", "Gujarati", "Bengali", "Spanish", "French", "Portuguese",
-             "Romanian", "Tagalog", "British Sign Language", "Hindi", "Somali", "Arabic", "Cantonese",
-             "Italian", "Turkish", "Welsh"]
-NOTES = ["Hoist available", "Bariatric bed and equipment", "Wheelchair accessible throughout",
-         "Passenger lift to all floors", "Pets allowed by arrangement", "Ground-floor rooms with en-suite",
-         "Secure garden", "Hearing loop in lounges", "Specialist dementia unit", "Visiting at any time",
-         "Ceiling track hoists in six rooms", "Step-free access from car park", "Tracheostomy care",
-         "PEG feeding supported", "Smoking shelter", "Couples' rooms available"]
+FIRST = [
+    "Oak",
+    "Cedar",
+    "Willow",
+    "Beech",
+    "Maple",
+    "Rose",
+    "Lavender",
+    "Primrose",
+    "Meadow",
+    "Orchard",
+    "Abbey",
+    "Ashford",
+    "Brook",
+    "Cherry",
+    "Elm",
+    "Fern",
+    "Hazel",
+    "Holly",
+    "Ivy",
+    "Juniper",
+    "Larch",
+    "Magnolia",
+    "Oakwood",
+    "Pine",
+    "Rowan",
+    "Sycamore",
+    "Thornbury",
+    "Westfield",
+    "Highfield",
+    "Greenacres",
+    "Sunnyside",
+    "Riverside",
+    "Fairview",
+    "Hillcrest",
+    "Parkside",
+    "Lakeside",
+    "St Anne's",
+    "St Mary's",
+    "St George's",
+    "St Luke's",
+    "St John's",
+    "Cranberry",
+    "Bluebell",
+    "Heather",
+    "Kingfisher",
+    "Swan",
+    "Robin",
+    "Wren",
+    "Chestnut",
+    "Alder",
+    "Birch",
+    "Foxglove",
+    "Hawthorn",
+    "Laurel",
+    "Mulberry",
+    "Poplar",
+    "Redwood",
+    "Silverdale",
+    "Woodlands",
+]
+SECOND = [
+    "House",
+    "Lodge",
+    "Court",
+    "Manor",
+    "Grange",
+    "Hall",
+    "Gardens",
+    "View",
+    "Park",
+    "Place",
+    "Mews",
+    "Villa",
+]
+KIND = {
+    ProviderType.CARE_HOME: ["Care Home", "Nursing Home", "Residential Home", "Care Centre", ""],
+    ProviderType.COMMUNITY_REHAB: ["Rehabilitation Unit", "Community Rehab Centre", "Intermediate Care Unit"],
+}
+STREETS = [
+    "High Street",
+    "Church Road",
+    "Station Road",
+    "Park Avenue",
+    "London Road",
+    "Victoria Road",
+    "Green Lane",
+    "Manor Road",
+    "Mill Lane",
+    "The Crescent",
+    "Kings Road",
+    "Queens Road",
+    "Grove Road",
+    "Chester Road",
+    "Albert Road",
+    "New Road",
+    "School Lane",
+    "Springfield Road",
+]
+LANGUAGES = [
+    "Polish",
+    "Urdu",
+    "Punjabi",
+    "Gujarati",
+    "Bengali",
+    "Spanish",
+    "French",
+    "Portuguese",
+    "Romanian",
+    "Tagalog",
+    "British Sign Language",
+    "Hindi",
+    "Somali",
+    "Arabic",
+    "Cantonese",
+    "Italian",
+    "Turkish",
+    "Welsh",
+]
+NOTES = [
+    "Hoist available",
+    "Bariatric bed and equipment",
+    "Wheelchair accessible throughout",
+    "Passenger lift to all floors",
+    "Pets allowed by arrangement",
+    "Ground-floor rooms with en-suite",
+    "Secure garden",
+    "Hearing loop in lounges",
+    "Specialist dementia unit",
+    "Visiting at any time",
+    "Ceiling track hoists in six rooms",
+    "Step-free access from car park",
+    "Tracheostomy care",
+    "PEG feeding supported",
+    "Smoking shelter",
+    "Couples' rooms available",
+]
 RATINGS = ["Outstanding", "Good", "Requires improvement", "Inadequate", None]
-GROUP_WORDS = ["Heartwood", "Evergreen", "Amberley", "Brightwater", "Northgate", "Summerfield", "Oakleaf",
-               "Silverbirch", "Harbour", "Kestrel", "Bramble", "Marigold", "Riverbank", "Hollybush",
-               "Goldcrest", "Whitestone", "Ashdown", "Greenway", "Fernhill", "Moorland", "Bayview",
-               "Stonebridge", "Lindenwood", "Copperbeech", "Wyvern", "Thistle", "Clover", "Avonside",
-               "Meridian", "Lantern"]
+GROUP_WORDS = [
+    "Heartwood",
+    "Evergreen",
+    "Amberley",
+    "Brightwater",
+    "Northgate",
+    "Summerfield",
+    "Oakleaf",
+    "Silverbirch",
+    "Harbour",
+    "Kestrel",
+    "Bramble",
+    "Marigold",
+    "Riverbank",
+    "Hollybush",
+    "Goldcrest",
+    "Whitestone",
+    "Ashdown",
+    "Greenway",
+    "Fernhill",
+    "Moorland",
+    "Bayview",
+    "Stonebridge",
+    "Lindenwood",
+    "Copperbeech",
+    "Wyvern",
+    "Thistle",
+    "Clover",
+    "Avonside",
+    "Meridian",
+    "Lantern",
+]
 SUFFIXES = ["Care Ltd", "Healthcare Ltd", "Care Group", "Homes Ltd", "Care Services Ltd", "Living Ltd"]
 
 
@@ -60,13 +201,20 @@ def providers(rng: random.Random) -> list[Provider]:
         return candidate
 
     for i, word in enumerate(GROUP_WORDS):
-        group = Provider(new_id(), f"{word} {rng.choice(SUFFIXES)}", (f"BD{100 + i}", f"BRAND {word}"),
-                         "Organisation")
+        group = Provider(
+            new_id(), f"{word} {rng.choice(SUFFIXES)}", (f"BD{100 + i}", f"BRAND {word}"), "Organisation"
+        )
         out.extend([group] * rng.randint(15, 60))  # weight: big groups run many homes
     for _ in range(2500):
         a, b = rng.sample(FIRST, 2)
-        out.append(Provider(new_id(), f"{a.replace(chr(39), '')} {b.replace(chr(39), '')} {rng.choice(SUFFIXES)}",
-                            None, rng.choice(["Organisation", "Organisation", "Individual", "Partnership"])))
+        out.append(
+            Provider(
+                new_id(),
+                f"{a.replace(chr(39), '')} {b.replace(chr(39), '')} {rng.choice(SUFFIXES)}",
+                None,
+                rng.choice(["Organisation", "Organisation", "Individual", "Partnership"]),
+            )
+        )
     return out
 
 
