@@ -74,7 +74,7 @@ def _floor(bodies: list[bytes], path: Path) -> float:
                 versions.append((cqc_id, "bench", record["updated_at"], now, submission_id, "",
                                  orjson.dumps(record)))
             connection.executemany(
-                "INSERT INTO location (cqc_location_id, name, cqc_provider_id, provider_name,"
+                "INSERT OR REPLACE INTO location (cqc_location_id, name, cqc_provider_id, provider_name,"
                 " nhs_region, local_authority, address_line1, postcode, town, provider_type,"
                 " short_stay_services, languages, notes, funding_sources,"
                 " contracts_with_local_authorities, contracts_with_sub_icbs, accepting_admissions,"
@@ -84,7 +84,7 @@ def _floor(bodies: list[bytes], path: Path) -> float:
                 locations,
             )
             connection.executemany(
-                "INSERT INTO vacancy_line (cqc_location_id, line_key, vacancy_type,"
+                "INSERT OR REPLACE INTO vacancy_line (cqc_location_id, line_key, vacancy_type,"
                 " weekly_price_from, maximum_capacity, occupied, reserved, admittable, unavailable,"
                 " unavailable_reasons, flexible, consistent, quality_flags)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",

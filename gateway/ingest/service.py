@@ -139,6 +139,9 @@ def apply_updates(
             result.status = RecordStatus.UNCHANGED
         else:
             location, lines, flags = _rows(update, record, source, received_at, digest)
+            if current is not None and current.nhs_region:
+                # A location's region is where it is, not where the latest reporter sits.
+                location["nhs_region"] = current.nhs_region
             result.quality_flags = flags
             winners[update.cqc_location_id] = (location, lines)
             versions.append(

@@ -1,0 +1,215 @@
+"""London tracker homes -> the national model. Pure functions, no HTTP, no store.
+
+Rules (see ``shared/specs/london-tracker-api.md``):
+- each home is validated against ``schemas/london-tracker-home.schema.json`` first; a
+  malformed home becomes a :class:`SkippedHome` with a JSON pointer per problem;
+- categories map to national vacancy types (``CATEGORY_MAP``); the short-stay categories
+  (STEP_DOWN, D2A, RESPITE) are transitional beds and also declare the matching short-stay
+  service; two lines that land on one national type are summed (highest price, flexible
+  if either is, reasons combined);
+- an unknown category is kept with its counts (vacancy type None, source code kept),
+  reported, and left out of national totals until mapped;
+- closed reasons map through ``CLOSED_REASON_MAP``; funding through ``FUNDING_MAP``;
+- boroughs map to ONS codes (``boroughs.py``); an unknown spelling is reported and the
+  local authority left empty, never guessed;
+- pence become pounds; postcodes are normalised ('nw89aa' -> 'NW8 9AA');
+- ``REHAB`` homes are community-rehabilitation providers;
+- ``SUSPENDED``: the home stays, nothing is admittable: admission status off and each
+  line's admittable beds counted as unavailable (reason: management decision), so the
+  capacity still adds up when it did;
+- ``CLOSED``: a tombstone, the location becomes inactive (its history stays);
+- a home without a CQC ID becomes an :class:`UnmatchedHome`, held for matching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from adapters.london_tracker.boroughs import BOROUGHS, borough_code
+from gateway.model.capacity import LocationUpdate
+from gateway.model.vocab import (
+    FundingSource,
+    NhsRegion,
+    ProviderType,
+    ShortStayService,
+    UnavailableReason,
+    VacancyType,
+)
+from gateway.places import normalise_postcode
+from gateway.schemas import Problem, validator
+
+SOURCE = "london"
+HOME_SCHEMA = "london-tracker-home.schema.json"
+
+# London category -> (national vacancy type, short-stay service it implies, London's words)
+CATEGORY_MAP: dict[str, tuple[VacancyType, ShortStayService | None, str]] = {
+    "NURS_GEN": (VacancyType.GENERAL_NURSING, None, "Nursing, general"),
+    "NURS_DEM": (VacancyType.DEMENTIA_NURSING, None, "Nursing, dementia"),
+    "RES_GEN": (VacancyType.GENERAL_RESIDENTIAL, None, "Residential, general"),
+    "RES_DEM": (VacancyType.DEMENTIA_RESIDENTIAL, None, "Residential, dementia"),
+    "LD_NURS": (VacancyType.LEARNING_DISABILITY_NURSING, None, "Learning disability, nursing"),
+    "LD_RES": (VacancyType.LEARNING_DISABILITY_RESIDENTIAL, None, "Learning disability, residential"),
+    "MH_NURS": (VacancyType.MENTAL_HEALTH_NURSING, None, "Mental health, nursing"),
+    "MH_RES": (VacancyType.MENTAL_HEALTH_RESIDENTIAL, None, "Mental health, residential"),
+    "YPD": (VacancyType.YOUNG_PHYSICALLY_DISABLED, None, "Young physically disabled"),
+    "STEP_DOWN": (VacancyType.TRANSITIONAL, ShortStayService.INTERMEDIATE_CARE, "Step-down (short stay)"),
+    "D2A": (VacancyType.TRANSITIONAL, ShortStayService.DISCHARGE_TO_ASSESS,
+            "Discharge to assess (short stay)"),
+    "RESPITE": (VacancyType.TRANSITIONAL, ShortStayService.RESPITE_CARE, "Respite (short stay)"),
+    "REHAB_NHS": (VacancyType.COMMUNITY_REHAB_NHS_LA, None, "Rehabilitation, NHS funded"),
+    "REHAB_PRIVATE": (VacancyType.COMMUNITY_REHAB_PRIVATE, None, "Rehabilitation, privately funded"),
+}
+CLOSED_REASON_MAP: dict[str, tuple[UnavailableReason, str]] = {
+    "STAFF_SICKNESS": (UnavailableReason.STAFFING_ABSENCE, "Staff sickness"),
+    "STAFF_VACANCY": (UnavailableReason.STAFFING_VACANCIES, "Staff vacancies"),
+    "INFECTION_COVID": (UnavailableReason.OUTBREAK_COVID, "Infection control: Covid-19"),
+    "INFECTION_OTHER": (UnavailableReason.OUTBREAK_OTHER, "Infection control: other"),
+    "REFURB": (UnavailableReason.REFURBISHMENT, "Refurbishment"),
+    "SAFEGUARDING": (UnavailableReason.SAFEGUARDING, "Safeguarding"),
+    "FUNDING": (UnavailableReason.FINANCIAL_FUNDING, "Funding"),
+    "SURGE": (UnavailableReason.SURGE_CAPACITY, "Surge capacity"),
+    "MANAGEMENT": (UnavailableReason.MANAGEMENT_DECISION, "Management decision"),
+    "VISITING": (UnavailableReason.VISITING, "Visiting"),
+    "SINGLE_OCCUPANCY": (UnavailableReason.SINGLE_BED_OCCUPANCY, "Single occupancy"),
+    "OTHER": (UnavailableReason.OTHER, "Other"),
+}
+FUNDING_MAP: dict[str, FundingSource] = {
+    "LA": FundingSource.LOCAL_AUTHORITY, "ICB": FundingSource.SUB_ICB,
+    "SELF_FUNDED": FundingSource.PRIVATE, "PHB": FundingSource.PHB,
+}
+OUT_OF_HOURS = {"YES": True, "NO": False, "UNKNOWN": None}
+_PLACEHOLDER_ID = "1-0"
+
+
+@dataclass(frozen=True)
+class SkippedHome:
+    """A malformed home: skipped, with every problem found."""
+
+    home_ref: str | None
+    problems: list[Problem]
+
+
+@dataclass(frozen=True)
+class UnmatchedHome:
+    """A home without a CQC ID, held until it is matched to the registry."""
+
+    home_ref: str
+    name: str
+    postcode: str | None
+    local_authority: str | None
+    record: dict[str, Any]  # the mapped update (JSON), without its CQC ID
+
+
+@dataclass(frozen=True)
+class MappedHome:
+    """What one London home became."""
+
+    home_ref: str | None
+    update: LocationUpdate | None = None
+    unmatched: UnmatchedHome | None = None
+    skipped: SkippedHome | None = None
+    local_authority_code: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _lines(beds: list[dict[str, Any]], suspended: bool,
+           warnings: list[str], ref: str) -> tuple[list[dict[str, Any]], set[ShortStayService]]:
+    merged: dict[str, dict[str, Any]] = {}
+    services: set[ShortStayService] = set()
+    for bed in beds:
+        code = bed["category"]
+        mapped = CATEGORY_MAP.get(code)
+        if mapped is None:
+            warnings.append(f"{ref}: unknown bed category {code!r} kept, left out of national totals")
+        elif mapped[1] is not None:
+            services.add(mapped[1])
+        reason = CLOSED_REASON_MAP.get(bed.get("closed_reason") or "")
+        fee = bed.get("weekly_fee_pence")
+        line = {
+            "vacancy_type": mapped[0].value if mapped else None,
+            "source_code": code,
+            "weekly_price_from": round(fee / 100, 2) if fee is not None else None,
+            "maximum_capacity": bed["commissioned"], "occupied": bed["occupied"],
+            "reserved": bed["on_hold"], "admittable": bed["free_now"], "unavailable": bed["closed"],
+            "unavailable_reasons": [reason[0].value] if reason and bed["closed"] else [],
+            "flexible": bool(bed.get("interchangeable", False)),
+        }
+        if suspended and line["admittable"]:
+            line["unavailable"] += line["admittable"]
+            line["admittable"] = 0
+            line["unavailable_reasons"] = sorted({*line["unavailable_reasons"],
+                                                   UnavailableReason.MANAGEMENT_DECISION.value})
+        key = line["vacancy_type"] or f"unmapped:{code}"
+        if key in merged:
+            _merge(merged[key], line)
+        else:
+            merged[key] = line
+    return list(merged.values()), services
+
+
+def _merge(into: dict[str, Any], line: dict[str, Any]) -> None:
+    for count in ("maximum_capacity", "occupied", "reserved", "admittable", "unavailable"):
+        into[count] += line[count]
+    prices = [p for p in (into["weekly_price_from"], line["weekly_price_from"]) if p is not None]
+    into["weekly_price_from"] = max(prices) if prices else None
+    into["flexible"] = into["flexible"] or line["flexible"]
+    into["unavailable_reasons"] = sorted({*into["unavailable_reasons"], *line["unavailable_reasons"]})
+    into["source_code"] = f"{into['source_code']}+{line['source_code']}"
+
+
+def map_home(home: Any) -> MappedHome:
+    """Map one London home (as the API sent it) to the national model."""
+    ref = home.get("home_ref") if isinstance(home, dict) else None
+    ref = ref if isinstance(ref, str) else None
+    problems = validator(HOME_SCHEMA).problems(home)
+    updated_at: datetime | None = None
+    if not problems:
+        try:
+            updated_at = datetime.fromisoformat(home["updated_at"])
+        except ValueError:
+            problems = [Problem("/updated_at", f"not an ISO 8601 instant: {home['updated_at']!r}")]
+        else:
+            if updated_at.tzinfo is None:
+                problems = [Problem("/updated_at", "has no UTC offset")]
+    if problems:
+        return MappedHome(ref, skipped=SkippedHome(ref, problems))
+    assert ref is not None and updated_at is not None
+
+    warnings: list[str] = []
+    code = borough_code(home["borough"])
+    if code is None:
+        warnings.append(f"{ref}: unknown borough spelling {home['borough']!r}; local authority left empty")
+    status = home["status"]
+    suspended = status == "SUSPENDED"
+    lines, services = _lines(home["beds"], suspended, warnings, ref)
+    address = home["address"]
+    postcode = normalise_postcode(address["postcode"]) or address["postcode"].strip().upper()
+    fields: dict[str, Any] = {
+        "cqc_location_id": home["cqc_location_id"] or _PLACEHOLDER_ID,
+        "name": home["name"].strip(),
+        "nhs_region": NhsRegion.LONDON.value,
+        "local_authority": BOROUGHS[code] if code else None,
+        "address": {"line1": address.get("line1"), "line2": address.get("line2"),
+                    "town": address.get("town"), "postcode": postcode},
+        "phone": home.get("phone"),
+        "provider_type": (ProviderType.COMMUNITY_REHAB if home["home_type"] == "REHAB"
+                          else ProviderType.CARE_HOME).value,
+        "short_stay_services": sorted(s.value for s in services),
+        "languages": [language.strip() for language in home["languages"] if language.strip()],
+        "notes": home.get("facilities"),
+        "funding_sources": sorted({FUNDING_MAP[f].value for f in home["funding_accepted"]}),
+        "accepting_admissions": bool(home["accepting_admissions"]) and not suspended,
+        "out_of_hours_admissions": OUT_OF_HOURS[home["out_of_hours_admissions"]],
+        "active": status != "CLOSED",
+        "updated_at": updated_at,
+        "vacancies": lines,
+    }
+    update = LocationUpdate.model_validate(fields)
+    if home["cqc_location_id"] is None:
+        record = update.model_dump(mode="json")
+        del record["cqc_location_id"]
+        held = UnmatchedHome(ref, fields["name"], postcode, fields["local_authority"], record)
+        return MappedHome(ref, unmatched=held, local_authority_code=code, warnings=warnings)
+    return MappedHome(ref, update=update, local_authority_code=code, warnings=warnings)
