@@ -59,8 +59,10 @@ def token_create(
             )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    console.print(f"token for [bold]{token.name}[/] (scopes {', '.join(token.scopes)}; "
-                  f"regions {', '.join(token.regions) or 'none'}); shown once:")
+    console.print(
+        f"token for [bold]{token.name}[/] (scopes {', '.join(token.scopes)}; "
+        f"regions {', '.join(token.regions) or 'none'}); shown once:"
+    )
     print(plain)
 
 
@@ -74,9 +76,14 @@ def token_list() -> None:
     table = Table("id", "name", "scopes", "regions", "created", "revoked")
     with factory() as session:
         for t in repository.list_tokens(session):
-            table.add_row(t.id, t.name, ",".join(t.scopes), ",".join(t.regions),
-                          t.created_at.isoformat(timespec="seconds"),
-                          t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "")
+            table.add_row(
+                t.id,
+                t.name,
+                ",".join(t.scopes),
+                ",".join(t.regions),
+                t.created_at.isoformat(timespec="seconds"),
+                t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "",
+            )
     console.print(table)
 
 
@@ -94,8 +101,9 @@ def serve(
 
     if migrate:
         upgrade(get_settings().database_url)
-    uvicorn.run("gateway.api.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level="info")
+    uvicorn.run(
+        "gateway.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+    )
 
 
 @app.command("demo-data")
@@ -109,8 +117,9 @@ def demo_data(
     manifest = generate(out, seed=seed)
     table = Table("NHS region", "locations", "maximum capacity", "occupied", title="demo care homes")
     for region, row in sorted(manifest.get("regions", {}).items()):
-        table.add_row(region, str(row.get("locations")), str(row.get("maximum_capacity")),
-                      str(row.get("occupied")))
+        table.add_row(
+            region, str(row.get("locations")), str(row.get("maximum_capacity")), str(row.get("occupied"))
+        )
     console.print(table)
     console.print(f"written to {out}")
 
@@ -118,14 +127,73 @@ def demo_data(
 @app.command("demo")
 def demo(
     port: int = 8000,
-    data: Annotated[Path, typer.Option(help="Demo data folder (built if missing)")] = Path(
-        "var/demo-data"
-    ),
+    data: Annotated[Path, typer.Option(help="Demo data folder (built if missing)")] = Path("var/demo-data"),
 ) -> None:
     """Run the gateway with the national demo data, simulators and all."""
     from gateway.demo_stack import run_demo
 
     run_demo(port=port, data_dir=data)
+
+
+@app.command("sync")
+def sync_command(
+    source: Annotated[str, typer.Argument(help="london or cqc")],
+    full: Annotated[bool, typer.Option(help="cqc: a full sync (else incremental)")] = False,
+) -> None:
+    """Run one sync of a source now, with a progress bar and a summary."""
+    import asyncio
+
+    import httpx
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gateway.store.db import create_engine, session_factory, upgrade
+    from gateway.sync.sources import PULLED_SOURCES, SyncContext
+
+    settings = get_settings()
+    spec = PULLED_SOURCES.get(source)
+    if spec is None:
+        raise typer.BadParameter(f"unknown source {source!r}; choose from {', '.join(PULLED_SOURCES)}")
+    if not spec.configured(settings):
+        raise typer.BadParameter(f"{source} is not configured (see the README's settings)")
+    job = next((j for j in spec.jobs if j.kind == ("full" if full else "incremental")), spec.jobs[0])
+    upgrade(settings.database_url)
+    factory = session_factory(create_engine(settings.database_url))
+
+    async def run() -> object:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed} records"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task(f"sync {source} ({job.kind})", total=None)
+
+            def report(done: int, total: int | None) -> None:
+                progress.update(task, completed=done, total=total)
+
+            async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
+                return await job.run(SyncContext(factory, http, settings, progress=report))
+
+    result = asyncio.run(run())
+    row = result.model_dump(mode="json")  # type: ignore[attr-defined]
+    table = Table("measure", "value", title=f"sync run {row['id']} of {source}: {row['status']}")
+    for key in (
+        "pages",
+        "records_seen",
+        "accepted",
+        "unchanged",
+        "stale",
+        "rejected",
+        "error_class",
+        "error_message",
+    ):
+        table.add_row(key, str(row[key]))
+    console.print(table)
+    for rejection in row["rejections"][:20]:
+        console.print(f"rejected {rejection['ref']}: {'; '.join(rejection['reasons'])}")
+    if row["status"] != "succeeded":
+        raise typer.Exit(1)
 
 
 @app.command("reconcile")
@@ -142,8 +210,10 @@ def reconcile_command() -> None:
     for kind, count in sorted(summary.open_by_kind.items()):
         table.add_row(kind, str(count))
     console.print(table)
-    console.print(f"opened {summary.opened}, closed {summary.closed}; matching: linked {summary.linked}, "
-                  f"queued for review {summary.queued_for_review}, unmatched {summary.unmatched}")
+    console.print(
+        f"opened {summary.opened}, closed {summary.closed}; matching: linked {summary.linked}, "
+        f"queued for review {summary.queued_for_review}, unmatched {summary.unmatched}"
+    )
 
 
 @app.command("bench")

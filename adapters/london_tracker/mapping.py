@@ -55,8 +55,11 @@ CATEGORY_MAP: dict[str, tuple[VacancyType, ShortStayService | None, str]] = {
     "MH_RES": (VacancyType.MENTAL_HEALTH_RESIDENTIAL, None, "Mental health, residential"),
     "YPD": (VacancyType.YOUNG_PHYSICALLY_DISABLED, None, "Young physically disabled"),
     "STEP_DOWN": (VacancyType.TRANSITIONAL, ShortStayService.INTERMEDIATE_CARE, "Step-down (short stay)"),
-    "D2A": (VacancyType.TRANSITIONAL, ShortStayService.DISCHARGE_TO_ASSESS,
-            "Discharge to assess (short stay)"),
+    "D2A": (
+        VacancyType.TRANSITIONAL,
+        ShortStayService.DISCHARGE_TO_ASSESS,
+        "Discharge to assess (short stay)",
+    ),
     "RESPITE": (VacancyType.TRANSITIONAL, ShortStayService.RESPITE_CARE, "Respite (short stay)"),
     "REHAB_NHS": (VacancyType.COMMUNITY_REHAB_NHS_LA, None, "Rehabilitation, NHS funded"),
     "REHAB_PRIVATE": (VacancyType.COMMUNITY_REHAB_PRIVATE, None, "Rehabilitation, privately funded"),
@@ -76,8 +79,10 @@ CLOSED_REASON_MAP: dict[str, tuple[UnavailableReason, str]] = {
     "OTHER": (UnavailableReason.OTHER, "Other"),
 }
 FUNDING_MAP: dict[str, FundingSource] = {
-    "LA": FundingSource.LOCAL_AUTHORITY, "ICB": FundingSource.SUB_ICB,
-    "SELF_FUNDED": FundingSource.PRIVATE, "PHB": FundingSource.PHB,
+    "LA": FundingSource.LOCAL_AUTHORITY,
+    "ICB": FundingSource.SUB_ICB,
+    "SELF_FUNDED": FundingSource.PRIVATE,
+    "PHB": FundingSource.PHB,
 }
 OUT_OF_HOURS = {"YES": True, "NO": False, "UNKNOWN": None}
 _PLACEHOLDER_ID = "1-0"
@@ -114,8 +119,9 @@ class MappedHome:
     warnings: list[str] = field(default_factory=list)
 
 
-def _lines(beds: list[dict[str, Any]], suspended: bool,
-           warnings: list[str], ref: str) -> tuple[list[dict[str, Any]], set[ShortStayService]]:
+def _lines(
+    beds: list[dict[str, Any]], suspended: bool, warnings: list[str], ref: str
+) -> tuple[list[dict[str, Any]], set[ShortStayService]]:
     merged: dict[str, dict[str, Any]] = {}
     services: set[ShortStayService] = set()
     for bed in beds:
@@ -131,16 +137,20 @@ def _lines(beds: list[dict[str, Any]], suspended: bool,
             "vacancy_type": mapped[0].value if mapped else None,
             "source_code": code,
             "weekly_price_from": round(fee / 100, 2) if fee is not None else None,
-            "maximum_capacity": bed["commissioned"], "occupied": bed["occupied"],
-            "reserved": bed["on_hold"], "admittable": bed["free_now"], "unavailable": bed["closed"],
+            "maximum_capacity": bed["commissioned"],
+            "occupied": bed["occupied"],
+            "reserved": bed["on_hold"],
+            "admittable": bed["free_now"],
+            "unavailable": bed["closed"],
             "unavailable_reasons": [reason[0].value] if reason and bed["closed"] else [],
             "flexible": bool(bed.get("interchangeable", False)),
         }
         if suspended and line["admittable"]:
             line["unavailable"] += line["admittable"]
             line["admittable"] = 0
-            line["unavailable_reasons"] = sorted({*line["unavailable_reasons"],
-                                                   UnavailableReason.MANAGEMENT_DECISION.value})
+            line["unavailable_reasons"] = sorted(
+                {*line["unavailable_reasons"], UnavailableReason.MANAGEMENT_DECISION.value}
+            )
         key = line["vacancy_type"] or f"unmapped:{code}"
         if key in merged:
             _merge(merged[key], line)
@@ -191,11 +201,16 @@ def map_home(home: Any) -> MappedHome:
         "name": home["name"].strip(),
         "nhs_region": NhsRegion.LONDON.value,
         "local_authority": BOROUGHS[code] if code else None,
-        "address": {"line1": address.get("line1"), "line2": address.get("line2"),
-                    "town": address.get("town"), "postcode": postcode},
+        "address": {
+            "line1": address.get("line1"),
+            "line2": address.get("line2"),
+            "town": address.get("town"),
+            "postcode": postcode,
+        },
         "phone": home.get("phone"),
-        "provider_type": (ProviderType.COMMUNITY_REHAB if home["home_type"] == "REHAB"
-                          else ProviderType.CARE_HOME).value,
+        "provider_type": (
+            ProviderType.COMMUNITY_REHAB if home["home_type"] == "REHAB" else ProviderType.CARE_HOME
+        ).value,
         "short_stay_services": sorted(s.value for s in services),
         "languages": [language.strip() for language in home["languages"] if language.strip()],
         "notes": home.get("facilities"),

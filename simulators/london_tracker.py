@@ -1,0 +1,303 @@
+"""A realistic simulator of London's care-home bed tracker (API v2), quirks included.
+
+It implements the contract of ``shared/specs/london-tracker-api.md``: OAuth2 client
+credentials, cursor paging with ``as_of`` and ``updated_since``, cursors that expire (410),
+tokens that expire or are revoked (401), 429 with ``Retry-After``, 5xx with HTML bodies,
+slow pages, non-JSON 200 bodies and malformed homes. Faults are switched on by settings
+(rates and a seed) and on demand by tests (``revoke_tokens``, ``expire_cursors``).
+
+    python -m simulators.london_tracker --homes var/demo-data/london/homes.json --port 8101
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import copy
+import hashlib
+import random
+import secrets
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Form, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+
+class LondonSimulatorSettings(BaseModel):
+    client_id: str = "gateway"
+    client_secret: str = "secret"
+    token_ttl_s: float = 3600.0
+    cursor_ttl_s: float = 900.0
+    seed: int = 1
+    error_rate: float = 0.0  # share of listing calls answered 500/502/503/504
+    rate_limit_per_minute: int = 0  # 0: no limit
+    retry_after_s: int = 1
+    slow_rate: float = 0.0
+    slow_seconds: float = 0.0
+    non_json_rate: float = 0.0
+    malformed_rate: float = 0.0  # share of homes served malformed (chosen by home_ref)
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+class LondonTrackerSimulator:
+    """The tracker's state: homes, tokens, listings, and the faults to play."""
+
+    def __init__(self, homes: list[dict[str, Any]], settings: LondonSimulatorSettings) -> None:
+        self.settings = settings
+        self.homes: dict[str, dict[str, Any]] = {h["home_ref"]: copy.deepcopy(h) for h in homes}
+        self.tokens: dict[str, float] = {}
+        self.listings: dict[str, tuple[list[str], str, float]] = {}
+        self.calls: deque[tuple[str, float]] = deque()
+        self.random = random.Random(settings.seed)
+        self.lock = threading.Lock()
+        self.request_count = 0
+        self._clock_offset = 0.0
+
+    # --- clock and test hooks -----------------------------------------------------------
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(time.time() + self._clock_offset, UTC).replace(microsecond=0)
+
+    def advance_clock(self, seconds: float) -> None:
+        self._clock_offset += seconds
+
+    def revoke_tokens(self) -> None:
+        """Every token issued so far answers 401 invalid_token from now on."""
+        with self.lock:
+            self.tokens.clear()
+
+    def expire_cursors(self) -> None:
+        """Every cursor handed out so far answers 410 cursor_expired from now on."""
+        with self.lock:
+            self.listings.clear()
+
+    def update_home(self, home_ref: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a home as its provider would; its ``updated_at`` moves to the clock."""
+        with self.lock:
+            home = self.homes[home_ref]
+            home.update(copy.deepcopy(changes))
+            home["updated_at"] = self.now().isoformat().replace("+00:00", "Z")
+            return copy.deepcopy(home)
+
+    def truth(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(self.homes)
+
+    def malformed_refs(self) -> set[str]:
+        """The homes served malformed (fixed by the seed and the rate)."""
+        rate = self.settings.malformed_rate
+        return {ref for ref in self.homes if self._fraction(ref) < rate}
+
+    def _fraction(self, ref: str) -> float:
+        digest = hashlib.sha256(f"{self.settings.seed}:{ref}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    # --- protocol -------------------------------------------------------------------
+    def issue_token(self) -> str:
+        token = secrets.token_urlsafe(24)
+        with self.lock:
+            self.tokens[token] = time.monotonic() + self.settings.token_ttl_s
+        return token
+
+    def token_valid(self, authorization: str | None) -> bool:
+        if not authorization or not authorization.startswith("Bearer "):
+            return False
+        with self.lock:
+            expires = self.tokens.get(authorization[7:])
+        return expires is not None and expires > time.monotonic()
+
+    def throttled(self, client: str) -> bool:
+        limit = self.settings.rate_limit_per_minute
+        if limit <= 0:
+            return False
+        now = time.monotonic()
+        with self.lock:
+            while self.calls and self.calls[0][1] < now - 60:
+                self.calls.popleft()
+            if sum(1 for c, _ in self.calls if c == client) >= limit:
+                return True
+            self.calls.append((client, now))
+        return False
+
+    def draw(self) -> float:
+        with self.lock:
+            return self.random.random()
+
+    def start_listing(self, updated_since: datetime | None) -> tuple[str, str]:
+        with self.lock:
+            homes = sorted(self.homes.values(), key=lambda h: (_instant(h["updated_at"]), h["home_ref"]))
+            refs = [
+                h["home_ref"]
+                for h in homes
+                if updated_since is None or _instant(h["updated_at"]) >= updated_since
+            ]
+            listing_id = secrets.token_hex(6)
+            as_of = self.now().isoformat().replace("+00:00", "Z")
+            self.listings[listing_id] = (refs, as_of, time.monotonic())
+        return listing_id, as_of
+
+    def page(
+        self, listing_id: str, offset: int, size: int
+    ) -> tuple[list[dict[str, Any]], int | None, str] | None:
+        with self.lock:
+            listing = self.listings.get(listing_id)
+            if listing is None or time.monotonic() - listing[2] > self.settings.cursor_ttl_s:
+                return None
+            refs, as_of, _ = listing
+            chosen = refs[offset : offset + size]
+            homes = [self._served(copy.deepcopy(self.homes[ref])) for ref in chosen if ref in self.homes]
+        following = offset + size if offset + size < len(refs) else None
+        return homes, following, as_of
+
+    def _served(self, home: dict[str, Any]) -> dict[str, Any]:
+        if self._fraction(home["home_ref"]) >= self.settings.malformed_rate:
+            return home
+        kind = int(self._fraction(home["home_ref"] + "kind") * 3)
+        if kind == 0:
+            home.pop("name", None)
+        elif kind == 1 and home["beds"]:
+            home["beds"][0]["occupied"] = "seventeen"
+        else:
+            home["updated_at"] = "yesterday afternoon"
+        return home
+
+
+def _cursor(listing_id: str, offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"l": listing_id, "o": offset})).decode()
+
+
+def _uncursor(cursor: str) -> tuple[str, int] | None:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(data["l"]), int(data["o"])
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        return None
+
+
+def _error(status: int, error: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+def create_app(homes: list[dict[str, Any]], settings: LondonSimulatorSettings | None = None) -> FastAPI:
+    """The simulator as a FastAPI app; its state is ``app.state.simulator``."""
+    sim = LondonTrackerSimulator(homes, settings or LondonSimulatorSettings())
+    app = FastAPI(title="London Care Home Bed Tracker (simulator)")
+    app.state.simulator = sim
+
+    @app.post("/oauth/token")
+    def token(
+        grant_type: Annotated[str, Form()],
+        client_id: Annotated[str, Form()] = "",
+        client_secret: Annotated[str, Form()] = "",
+        scope: Annotated[str, Form()] = "beds.read",
+    ) -> JSONResponse:
+        if grant_type != "client_credentials":
+            return _error(400, "unsupported_grant_type")
+        if client_id != sim.settings.client_id or client_secret != sim.settings.client_secret:
+            return _error(401, "invalid_client")
+        return JSONResponse(
+            {
+                "access_token": sim.issue_token(),
+                "token_type": "Bearer",
+                "expires_in": int(sim.settings.token_ttl_s),
+                "scope": scope,
+            }
+        )
+
+    async def faults(request: Request, authorization: str | None) -> Response | None:
+        sim.request_count += 1
+        if not sim.token_valid(authorization):
+            return _error(401, "invalid_token")
+        if sim.throttled(authorization or ""):
+            return _error(429, "rate_limited", {"Retry-After": str(sim.settings.retry_after_s)})
+        if sim.draw() < sim.settings.error_rate:
+            status = sim.random.choice([500, 502, 503, 504])
+            if sim.draw() < 0.5:
+                return Response(
+                    f"<html><body><h1>{status} Upstream trouble</h1></body></html>",
+                    status_code=status,
+                    media_type="text/html",
+                )
+            return _error(status, "server_error")
+        if sim.draw() < sim.settings.slow_rate:
+            await asyncio.sleep(sim.settings.slow_seconds)
+        return None
+
+    @app.get("/api/v2/homes")
+    async def list_homes(
+        request: Request,
+        authorization: Annotated[str | None, Header()] = None,
+        updated_since: str | None = None,
+        page_size: Annotated[int, Query()] = 100,
+        cursor: str | None = None,
+    ) -> Response:
+        if (refused := await faults(request, authorization)) is not None:
+            return refused
+        if not 1 <= page_size <= 500:
+            return _error(400, "page_size must be 1..500")
+        if cursor is None:
+            try:
+                since = _instant(updated_since) if updated_since else None
+            except ValueError:
+                return _error(400, "updated_since is not an ISO 8601 instant")
+            listing_id, _ = sim.start_listing(since)
+            offset = 0
+        else:
+            parsed = _uncursor(cursor)
+            if parsed is None:
+                return _error(400, "bad cursor")
+            listing_id, offset = parsed
+        page = sim.page(listing_id, offset, page_size)
+        if page is None:
+            return _error(410, "cursor_expired")
+        homes, following, as_of = page
+        if sim.draw() < sim.settings.non_json_rate:
+            return Response(
+                b"<html>Service temporarily busy</html>", status_code=200, media_type="application/json"
+            )
+        body = {
+            "homes": homes,
+            "next_cursor": _cursor(listing_id, following) if following is not None else None,
+            "as_of": as_of,
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    @app.get("/api/v2/homes/{home_ref}")
+    async def one_home(
+        request: Request, home_ref: str, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        if (refused := await faults(request, authorization)) is not None:
+            return refused
+        home = sim.truth().get(home_ref)
+        if home is None:
+            return _error(404, "not_found")
+        return Response(orjson.dumps(sim._served(home)), media_type="application/json")
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="London care-home bed tracker simulator")
+    parser.add_argument("--homes", required=True)
+    parser.add_argument("--port", type=int, default=8101)
+    parser.add_argument("--client-id", default="gateway")
+    parser.add_argument("--client-secret", default="secret")
+    args = parser.parse_args(argv)
+    with open(args.homes, "rb") as handle:
+        homes = orjson.loads(handle.read())
+    settings = LondonSimulatorSettings(client_id=args.client_id, client_secret=args.client_secret)
+    uvicorn.run(create_app(homes, settings), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
