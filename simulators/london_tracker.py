@@ -44,6 +44,9 @@ class LondonSimulatorSettings(BaseModel):
     slow_seconds: float = 0.0
     non_json_rate: float = 0.0
     malformed_rate: float = 0.0  # share of homes served malformed (chosen by home_ref)
+    throttle_rate: float = 0.0  # share of listing calls answered 429, whatever the rate
+    revoke_tokens_at_request: int | None = None  # revoke every token once, at this listing call
+    expire_cursors_at_request: int | None = None  # expire every cursor once, at this listing call
 
 
 def _instant(text: str) -> datetime:
@@ -216,9 +219,13 @@ def create_app(homes: list[dict[str, Any]], settings: LondonSimulatorSettings | 
 
     async def faults(request: Request, authorization: str | None) -> Response | None:
         sim.request_count += 1
+        if sim.request_count == sim.settings.revoke_tokens_at_request:
+            sim.revoke_tokens()
+        if sim.request_count == sim.settings.expire_cursors_at_request:
+            sim.expire_cursors()
         if not sim.token_valid(authorization):
             return _error(401, "invalid_token")
-        if sim.throttled(authorization or ""):
+        if sim.throttled(authorization or "") or sim.draw() < sim.settings.throttle_rate:
             return _error(429, "rate_limited", {"Retry-After": str(sim.settings.retry_after_s)})
         if sim.draw() < sim.settings.error_rate:
             status = sim.random.choice([500, 502, 503, 504])

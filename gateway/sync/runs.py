@@ -25,12 +25,17 @@ class RunCounts:
     statuses: Counter[str] = field(default_factory=Counter)
     rejections: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    _rejected: set[str] = field(default_factory=set)
 
     def add_results(self, results: list[RecordResult]) -> None:
         for result in results:
             self.statuses[result.status.value] += 1
 
     def reject(self, ref: str, reasons: list[str]) -> None:
+        """Record a rejected record once per run, however often the upstream sent it."""
+        if ref in self._rejected:
+            return
+        self._rejected.add(ref)
         self.statuses[RecordStatus.REJECTED.value] += 1
         if len(self.rejections) < MAX_REJECTIONS_KEPT:
             self.rejections.append({"ref": ref, "reasons": reasons})

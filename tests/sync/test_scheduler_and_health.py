@@ -36,20 +36,27 @@ async def _healthy(context: SyncContext) -> SyncRun:
 
 async def _broken(context: SyncContext) -> SyncRun:
     run_id = start_run(context.factory, "fake-broken", "incremental")
-    return finish_run(context.factory, run_id, RunCounts(),
-                      TransientUpstreamError("GET /homes: HTTP 503", status_code=503))
+    return finish_run(
+        context.factory, run_id, RunCounts(), TransientUpstreamError("GET /homes: HTTP 503", status_code=503)
+    )
 
 
 @pytest.fixture
 def fake_sources(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     fakes = {
-        "fake-healthy": SourceSpec("fake-healthy", lambda s: True, lambda s: 3600.0,
-                                   (JobSpec("incremental", lambda s: 0.2, _healthy),)),
-        "fake-broken": SourceSpec("fake-broken", lambda s: True, lambda s: 3600.0,
-                                  (JobSpec("incremental", lambda s: 0.2, _broken),)),
+        "fake-healthy": SourceSpec(
+            "fake-healthy",
+            lambda s: True,
+            lambda s: 3600.0,
+            (JobSpec("incremental", lambda s: 0.2, _healthy),),
+        ),
+        "fake-broken": SourceSpec(
+            "fake-broken", lambda s: True, lambda s: 3600.0, (JobSpec("incremental", lambda s: 0.2, _broken),)
+        ),
     }
     monkeypatch.setattr(sources_module, "PULLED_SOURCES", fakes)
     from gateway.sync import health, scheduler
+
     monkeypatch.setattr(health, "PULLED_SOURCES", fakes)
     monkeypatch.setattr(scheduler, "PULLED_SOURCES", fakes)
     yield
@@ -94,3 +101,37 @@ def test_status_rules() -> None:
     assert status_of(activity(0, old), 3600, 3, now) == "stale"
     assert status_of(activity(0, None), 3600, 3, now) == "stale"
     assert status_of(activity(3, fresh), 3600, 3, now) == "failing"
+
+
+def test_unreachable_london_is_failing_while_a_pushing_tracker_stays_ok(
+    settings: Settings, make_token: TokenMaker
+) -> None:
+    from pydantic import SecretStr
+
+    from adapters.common.http import RetryPolicy
+
+    settings = settings.model_copy(update={
+        "scheduler_enabled": True, "source_failing_after": 2, "london_interval_s": 0.2,
+        "london_base_url": "http://127.0.0.1:9", "london_client_id": "gw",
+        "london_client_secret": SecretStr("s3cret"),
+    })
+    token = make_token(name="tracker-north-west", scopes=("submit", "read"))
+    fresh = location("1-500000009", updated_at=utcnow().isoformat())
+    with pytest.MonkeyPatch.context() as patch:
+        from gateway.sync import london
+
+        patch.setattr(london, "RetryPolicy", lambda **_: RetryPolicy(max_attempts=1))
+        with TestClient(create_app(settings)) as client:
+            pushed = client.post("/api/v1/submissions", json={"locations": [fresh]}, headers=bearer(token))
+            assert pushed.status_code == 200
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                sources = {s["source"]: s for s in
+                           client.get("/api/v1/sources", headers=bearer(token)).json()["sources"]}
+                if sources.get("london", {}).get("status") == "failing":
+                    break
+                time.sleep(0.2)
+    assert sources["london"]["status"] == "failing"
+    assert sources["london"]["last_error_class"] == "transient"
+    assert sources["tracker-north-west"]["status"] == "ok"
+    assert sources["tracker-north-west"]["kind"] == "push"

@@ -1,0 +1,198 @@
+"""London over real HTTP: the simulator with faults on, the adapter, the store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from pydantic import SecretStr
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.common.http import RetryPolicy
+from adapters.london_tracker.mapping import map_home
+from gateway.settings import Settings
+from gateway.store import repository
+from gateway.store.tables import HeldRecord, Location, LocationVersion, SyncRun
+from gateway.sync.london import sync_london
+from gateway.sync.sources import SyncContext
+from simulators.london_tracker import LondonSimulatorSettings, LondonTrackerSimulator, create_app
+from simulators.server import run_in_thread
+from tests.adapters.london_tracker.homes import bed, home
+
+HOMES = 300
+
+
+def london_homes() -> list[dict[str, Any]]:
+    homes = []
+    for n in range(HOMES):
+        beds = [
+            bed(
+                "NURS_GEN",
+                commissioned=20,
+                occupied=15,
+                free_now=3,
+                on_hold=1,
+                closed=1,
+                closed_reason="REFURB",
+            ),
+            bed("RES_DEM"),
+        ]
+        homes.append(
+            home(
+                home_ref=f"LDN-{n:06d}",
+                cqc_location_id=f"1-{700000000 + n}",
+                name=f"Home {n}",
+                beds=beds,
+                updated_at=f"2026-11-{1 + n % 20:02d}T09:{n % 60:02d}:00+00:00",
+            )
+        )
+    homes[7]["cqc_location_id"] = None  # held for matching
+    return homes
+
+
+@pytest.fixture
+def tracker() -> Iterator[tuple[str, LondonTrackerSimulator]]:
+    settings = LondonSimulatorSettings(
+        client_id="gw",
+        client_secret="s3cret",
+        seed=11,
+        error_rate=0.1,
+        throttle_rate=0.05,
+        retry_after_s=0,
+        malformed_rate=0.01,
+        revoke_tokens_at_request=4,
+        expire_cursors_at_request=9,
+    )
+    app = create_app(london_homes(), settings)
+    with run_in_thread(app) as url:
+        yield url, app.state.simulator
+
+
+def run_sync(settings: Settings, factory: sessionmaker[Session], url: str, secret: str = "s3cret") -> SyncRun:
+    settings = settings.model_copy(
+        update={
+            "london_base_url": url,
+            "london_client_id": "gw",
+            "london_client_secret": SecretStr(secret),
+            "london_page_size": 20,
+        }
+    )
+
+    async def go() -> SyncRun:
+        async with httpx.AsyncClient(timeout=10) as http:
+            retry = RetryPolicy(max_attempts=8, base_delay_s=0.01, max_delay_s=0.05)
+            return await sync_london(SyncContext(factory, http, settings, options={"retry": retry}))
+
+    return asyncio.run(go())
+
+
+def national_london(factory: sessionmaker[Session]) -> dict[str, dict[str, Any]]:
+    out = {}
+    with factory() as session:
+        for location in session.scalars(sa.select(Location).where(Location.source == "london")):
+            _, lines = repository.get_location(session, location.cqc_location_id) or (None, [])
+            out[location.cqc_location_id] = {
+                "name": location.name,
+                "lines": sorted(
+                    (
+                        ln.vacancy_type,
+                        ln.maximum_capacity,
+                        ln.occupied,
+                        ln.admittable,
+                        ln.reserved,
+                        ln.unavailable,
+                    )
+                    for ln in lines
+                ),
+            }
+    return out
+
+
+def expected(truth: dict[str, dict[str, Any]], malformed: set[str]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for ref, raw in truth.items():
+        mapped = map_home(raw)
+        if ref in malformed or mapped.update is None:
+            continue
+        update = mapped.update
+        out[update.cqc_location_id] = {
+            "name": update.name,
+            "lines": sorted(
+                (
+                    v.vacancy_type.value if v.vacancy_type else None,
+                    v.maximum_capacity,
+                    v.occupied,
+                    v.admittable,
+                    v.reserved,
+                    v.unavailable,
+                )
+                for v in update.vacancies
+            ),
+        }
+    return out
+
+
+def test_faulty_tracker_synced_exactly_then_incrementally(
+    tracker: tuple[str, LondonTrackerSimulator], settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    url, sim = tracker
+    malformed = sim.malformed_refs()
+    assert malformed, "the seed makes some homes malformed"
+    run = run_sync(settings, factory, url)
+    assert run.status == "succeeded", run.error_message
+    assert national_london(factory) == expected(sim.truth(), malformed)
+    assert sorted(r["ref"] for r in run.rejections) == sorted(malformed)
+    assert run.rejected == len(malformed)
+    with factory() as session:
+        counts = session.execute(
+            sa.select(LocationVersion.cqc_location_id, sa.func.count()).group_by(
+                LocationVersion.cqc_location_id
+            )
+        ).all()
+        assert {n for _, n in counts} == {1}, "no location stored twice"
+        held = session.scalars(sa.select(HeldRecord)).all()
+        assert [h.source_ref for h in held] == ["LDN-000007"]
+        cursor = repository.get_sync_cursor(session, "london")
+    assert cursor is not None and cursor["as_of"]
+
+    sim.settings.revoke_tokens_at_request = None
+    sim.settings.expire_cursors_at_request = None
+    sim.advance_clock(60)
+    changed = sorted(ref for ref in sim.truth() if ref not in malformed and ref != "LDN-000007")[:50]
+    for ref in changed:
+        sim.update_home(ref, {"accepting_admissions": False})
+    second = run_sync(settings, factory, url)
+    assert second.status == "succeeded", second.error_message
+    assert second.accepted == 50
+    assert second.records_seen == 50
+    with factory() as session:
+        moved = session.scalars(
+            sa.select(LocationVersion.cqc_location_id)
+            .group_by(LocationVersion.cqc_location_id)
+            .having(sa.func.count() > 1)
+        ).all()
+    assert sorted(moved) == sorted(sim.truth()[ref]["cqc_location_id"] for ref in changed)
+    assert national_london(factory) == expected(sim.truth(), malformed)
+
+
+def test_give_up_keeps_the_last_good_data(settings: Settings, factory: sessionmaker[Session]) -> None:
+    homes = london_homes()[:30]
+    good = create_app(homes, LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    with run_in_thread(good) as url:
+        assert run_sync(settings, factory, url).status == "succeeded"
+    before = national_london(factory)
+    broken = create_app(
+        homes, LondonSimulatorSettings(client_id="gw", client_secret="s3cret", error_rate=1.0)
+    )
+    with run_in_thread(broken) as url:
+        failed = run_sync(settings, factory, url)
+    assert failed.status == "failed" and failed.error_class == "transient"
+    assert national_london(factory) == before
+    with run_in_thread(good) as url:
+        wrong = run_sync(settings, factory, url, secret="nope")
+    assert wrong.status == "failed" and wrong.error_class == "configuration"
+    assert national_london(factory) == before
