@@ -20,6 +20,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from gateway.model.capacity import LocationUpdate
+from gateway.places import district_of, load_districts
 from gateway.schemas import Problem
 from gateway.store import repository
 from gateway.store.repository import HeldLocation
@@ -106,6 +107,18 @@ def _rows(
 _NESTED = frozenset({"address", "provider", "vacancies", "updated_at"})
 
 
+def resolve_region(update: LocationUpdate, held: HeldLocation | None) -> str | None:
+    """Where a location is: as already held, else by its postcode's district, else as the
+    source declares. A reporter's own region never moves a location (London's tracker
+    also reports homes just over its border)."""
+    if held is not None and held.nhs_region:
+        return held.nhs_region
+    district = load_districts().get(district_of(update.address.postcode) or "")
+    if district is not None:
+        return district.nhs_region.value
+    return update.nhs_region.value if update.nhs_region else None
+
+
 def apply_updates(
     session: Session,
     *,
@@ -139,9 +152,7 @@ def apply_updates(
             result.status = RecordStatus.UNCHANGED
         else:
             location, lines, flags = _rows(update, record, source, received_at, digest)
-            if current is not None and current.nhs_region:
-                # A location's region is where it is, not where the latest reporter sits.
-                location["nhs_region"] = current.nhs_region
+            location["nhs_region"] = resolve_region(update, current)
             result.quality_flags = flags
             winners[update.cqc_location_id] = (location, lines)
             versions.append(

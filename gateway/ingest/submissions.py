@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth import Principal, Scope
 from gateway.errors import Conflict, Forbidden, InvalidBody, Unprocessable
-from gateway.ingest.service import RecordResult, RecordStatus, apply_updates
+from gateway.ingest.service import RecordResult, RecordStatus, apply_updates, resolve_region
 from gateway.model.capacity import LocationUpdate
 from gateway.schemas import Problem, SchemaValidator, load_schema, validator
 from gateway.store import repository
@@ -97,8 +97,7 @@ def _authorise_regions(
     outside: list[str] = []
     for index, update in valid:
         known = held.get(update.cqc_location_id)
-        region = known.nhs_region if known and known.nhs_region else None
-        region = region or (update.nhs_region.value if update.nhs_region else None)
+        region = resolve_region(update, known)
         if region is None:
             problem = Problem(
                 f"/locations/{index}/nhs_region",

@@ -190,22 +190,33 @@ def test_cross_region_write_is_refused_naming_the_location(
     assert statuses(post(client, north_west, batch(location()))) == ["accepted"]
     # A London tracker may not overwrite a North West home, whatever region it declares.
     hijack = location(updated_at="2026-11-21T09:00:00Z", region="london")
-    refused = post(client, london, batch(hijack, location("1-100000077", region="london")))
+    in_london = location("1-100000077", region="london", address={"postcode": "NW8 9AA"})
+    refused = post(client, london, batch(hijack, in_london))
     assert refused.status_code == 403
     assert "1-100000001" in refused.json()["detail"]
     assert "1-100000077" not in refused.json()["detail"]
     body = client.get("/api/v1/locations/1-100000001", headers=bearer(north_west)).json()
     assert body["source"] == "tracker-north-west"
     # A new location outside the token's regions is refused as well.
-    outside = post(client, north_west, batch(location("1-100000078", region="south-west")))
+    outside = post(client, north_west, batch(location("1-100000078", region="south-west",
+                                                      address={"postcode": "EX1 1AA"})))
     assert outside.status_code == 403 and "1-100000078" in outside.json()["detail"]
+
+
+def test_region_comes_from_the_postcode_not_the_declaration(client: TestClient, make_token: TokenMaker) -> None:
+    north_west = make_token(name="tracker-north-west", regions=("north-west",))
+    # Declared London, but its postcode is in Manchester: the North West tracker may write it.
+    response = post(client, north_west, batch(location(region="london")))
+    assert statuses(response) == ["accepted"]
+    body = client.get("/api/v1/locations/1-100000001", headers=bearer(north_west)).json()
+    assert body["nhs_region"] == "north-west"
 
 
 def test_unknown_location_without_region_is_rejected(
     client: TestClient, make_token: TokenMaker
 ) -> None:
     token = make_token()
-    response = post(client, token, batch(location(region=None)))
+    response = post(client, token, batch(location(region=None, address={"line1": "1 Lane"})))
     record = response.json()["records"][0]
     assert record["status"] == "rejected"
     assert record["errors"][0]["pointer"] == "/locations/0/nhs_region"
