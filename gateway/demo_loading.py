@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,16 @@ from gateway.model.vocab import NhsRegion
 PUSH_BATCH_LIMIT = 5000
 
 
-def ensure_demo_data(data_dir: Path, seed: int = 2023) -> Path:
-    """Generate the demo data set into ``data_dir`` unless it is already there."""
+def ensure_demo_data(data_dir: Path, seed: int = 2023, now: datetime | None = None) -> Path:
+    """Generate the demo data set into ``data_dir`` unless it is already there.
+
+    ``now`` is the instant the data's update times lead up to (the demo passes the current
+    hour, so ages look as they would live; benchmarks and tests keep the fixed default).
+    """
     if not (data_dir / "manifest.json").exists():
         from gateway.demoset import generate
 
-        generate(data_dir, seed=seed)
+        generate(data_dir, seed=seed, now=now)
     return data_dir
 
 

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -83,7 +84,7 @@ def run_demo(port: int, data_dir: Path) -> None:
 
     settings = Settings()
     console.print(f"[bold]demo data[/] in {data_dir}")
-    ensure_demo_data(data_dir)
+    ensure_demo_data(data_dir, now=datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
     upgrade(settings.database_url)
     gateway_url = f"http://127.0.0.1:{port}"
     env: dict[str, str] = {}

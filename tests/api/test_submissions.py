@@ -203,7 +203,9 @@ def test_cross_region_write_is_refused_naming_the_location(
     assert outside.status_code == 403 and "1-100000078" in outside.json()["detail"]
 
 
-def test_region_comes_from_the_postcode_not_the_declaration(client: TestClient, make_token: TokenMaker) -> None:
+def test_region_comes_from_the_postcode_not_the_declaration(
+    client: TestClient, make_token: TokenMaker
+) -> None:
     north_west = make_token(name="tracker-north-west", regions=("north-west",))
     # Declared London, but its postcode is in Manchester: the North West tracker may write it.
     response = post(client, north_west, batch(location(region="london")))
