@@ -14,9 +14,9 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
