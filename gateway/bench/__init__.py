@@ -23,8 +23,15 @@ def _ingest() -> dict[str, Any]:
     return bench_ingest()
 
 
+def _london() -> dict[str, Any]:
+    from gateway.bench.london import bench_london
+
+    return bench_london()
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "ingest": _ingest,
+    "london": _london,
 }
 
 

@@ -137,6 +137,7 @@ def apply_updates(
         held = repository.held_locations(session, [u.cqc_location_id for _, u in updates])
     else:
         held = dict(held)
+    already_held = set(held)
     results: list[RecordResult] = []
     winners: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     versions: list[dict[str, Any]] = []
@@ -178,5 +179,6 @@ def apply_updates(
         winners[result.cqc_location_id or ""][0]["version_id"] = version_id
     locations = [location for location, _ in winners.values()]
     lines = [line for _, location_lines in winners.values() for line in location_lines]
-    repository.replace_locations(session, locations, lines)
+    existing = [cqc_id for cqc_id in winners if cqc_id in already_held]
+    repository.replace_locations(session, locations, lines, existing)
     return results

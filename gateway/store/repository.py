@@ -48,16 +48,11 @@ def held_locations(session: Session, ids: Sequence[str]) -> dict[str, HeldLocati
     """The held state of each of ``ids`` that the national view has."""
     held: dict[str, HeldLocation] = {}
     t = table(Location)
+    query = sa.select(
+        t.c.cqc_location_id, t.c.nhs_region, t.c.source, t.c.source_updated_at, t.c.content_hash
+    ).where(t.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)))
     for chunk in _chunks(sorted(set(ids))):
-        rows = session.execute(
-            sa.select(
-                t.c.cqc_location_id,
-                t.c.nhs_region,
-                t.c.source,
-                t.c.source_updated_at,
-                t.c.content_hash,
-            ).where(t.c.cqc_location_id.in_(chunk))
-        )
+        rows = session.execute(query, {"ids": list(chunk)})
         for row in rows:
             held[row[0]] = HeldLocation(row[1], row[2], row[3], row[4])
     return held
@@ -140,16 +135,25 @@ def add_versions(session: Session, versions: list[dict[str, Any]]) -> list[int]:
 
 
 def replace_locations(
-    session: Session, locations: list[dict[str, Any]], lines: list[dict[str, Any]]
+    session: Session,
+    locations: list[dict[str, Any]],
+    lines: list[dict[str, Any]],
+    existing: Sequence[str] | None = None,
 ) -> None:
-    """Make ``locations`` (and exactly ``lines`` for them) the current national view."""
+    """Make ``locations`` (and exactly ``lines`` for them) the current national view.
+
+    ``existing``: those of the locations the view already holds (all of them when None).
+    """
     if not locations:
         return
-    ids = [row["cqc_location_id"] for row in locations]
+    ids = [row["cqc_location_id"] for row in locations] if existing is None else list(existing)
     line_t, loc_t = table(VacancyLine), table(Location)
+    ids_param = sa.bindparam("ids", expanding=True)
+    delete_lines = sa.delete(line_t).where(line_t.c.cqc_location_id.in_(ids_param))
+    delete_locations = sa.delete(loc_t).where(loc_t.c.cqc_location_id.in_(ids_param))
     for chunk in _chunks(ids):
-        session.execute(sa.delete(line_t).where(line_t.c.cqc_location_id.in_(chunk)))
-        session.execute(sa.delete(loc_t).where(loc_t.c.cqc_location_id.in_(chunk)))
+        session.execute(delete_lines, {"ids": list(chunk)})
+        session.execute(delete_locations, {"ids": list(chunk)})
     _bulk_insert(session, loc_t, locations)
     _bulk_insert(session, line_t, lines)
 

@@ -81,12 +81,22 @@ async def sync_london(context: SyncContext) -> SyncRun:
             cursor = repository.get_sync_cursor(session, SOURCE) or {}
         source = LondonTrackerSource(london_client(context))
         pending: MappedPage | None = None
+        storing: asyncio.Task[None] | None = None
+        seen = 0
+        # Page n is stored (in a worker thread) while page n + 1 is fetched; stores stay
+        # in order because each waits for the one before.
         async for page in source.pull(cursor.get("as_of")):
             if pending is not None:
-                await asyncio.to_thread(_store_page, context, run_id, counts, pending, False)
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(
+                    asyncio.to_thread(_store_page, context, run_id, counts, pending, False))
             pending = page
+            seen += page.homes_seen
             if context.progress is not None:
-                context.progress(counts.records_seen + page.homes_seen, None)
+                context.progress(seen, None)
+        if storing is not None:
+            await storing
         if pending is not None:
             await asyncio.to_thread(_store_page, context, run_id, counts, pending, True)
     except Exception as error:  # noqa: BLE001 - recorded on the run with its failure class
