@@ -119,9 +119,10 @@ def add_versions(session: Session, versions: list[dict[str, Any]]) -> list[int]:
     if not versions:
         return []
     t = table(LocationVersion)
-    last = _bulk_insert(session, t, versions)
-    if last is not None:
-        # SQLite: one writer holds the database, so the rowids of one executemany are
+    if session.connection().dialect.name == "sqlite":
+        last = _bulk_insert(session, t, versions)
+        assert last is not None
+        # One writer holds a SQLite database, so the rowids of one executemany are
         # consecutive and end at the last one inserted.
         return list(range(last - len(versions) + 1, last + 1))
     result = session.execute(
