@@ -52,11 +52,32 @@ def _london_job(context: SyncContext) -> Awaitable[SyncRun]:
     return sync_london(context)
 
 
+def _cqc_full(context: SyncContext) -> Awaitable[SyncRun]:
+    from gateway.sync.cqc import sync_cqc_full
+
+    return sync_cqc_full(context)
+
+
+def _cqc_incremental(context: SyncContext) -> Awaitable[SyncRun]:
+    from gateway.sync.cqc import sync_cqc_incremental
+
+    return sync_cqc_incremental(context)
+
+
 PULLED_SOURCES: dict[str, SourceSpec] = {
     "london": SourceSpec(
         name="london",
         configured=lambda s: bool(s.london_base_url and s.london_client_id and s.london_client_secret),
         freshness_target_s=lambda s: s.london_freshness_target_s,
         jobs=(JobSpec("incremental", lambda s: s.london_interval_s, _london_job),),
+    ),
+    "cqc": SourceSpec(
+        name="cqc",
+        configured=lambda s: bool(s.cqc_base_url and s.cqc_subscription_key),
+        freshness_target_s=lambda s: s.cqc_freshness_target_s,
+        jobs=(
+            JobSpec("full", lambda s: s.cqc_full_sync_interval_s, _cqc_full),
+            JobSpec("incremental", lambda s: s.cqc_incremental_interval_s, _cqc_incremental),
+        ),
     ),
 }

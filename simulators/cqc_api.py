@@ -1,0 +1,263 @@
+"""A simulator of the CQC Syndication API (``/public/v1``) in the real API's shapes.
+
+Subscription-key check (401 with the API's body), 403 without ``User-Agent``, paging,
+filters, ``/changes/location`` windows, 404 for some changed IDs, a per-key rate limit
+(429 with ``Retry-After``), the "soft" 429 (HTTP 200 whose body says 429) and 5xx, all
+switched on by settings with a seed.
+
+    python -m simulators.cqc_api --locations FILE --providers FILE --port 8102
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import random
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+
+MISSING_KEY = (
+    "Access denied due to missing subscription key. Make sure to include subscription key "
+    "when making requests to an API."
+)
+INVALID_KEY = (
+    "Access denied due to invalid subscription key. Make sure to provide a valid key for an "
+    "active subscription."
+)
+
+
+class CqcSimulatorSettings(BaseModel):
+    subscription_key: str = "demo-subscription-key"
+    seed: int = 1
+    requests_per_minute: float = 0.0  # 0: no limit
+    soft_429_rate: float = 0.0
+    hard_429_rate: float = 0.0
+    error_rate: float = 0.0
+    retry_after_s: int = 1
+    vanished_ids: list[str] = []  # changed IDs that answer 404 on detail
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CqcApiSimulator:
+    def __init__(
+        self, locations: list[dict[str, Any]], providers: list[dict[str, Any]], settings: CqcSimulatorSettings
+    ) -> None:
+        self.settings = settings
+        self.locations = {r["locationId"]: copy.deepcopy(r) for r in locations}
+        self.providers = {r["providerId"]: copy.deepcopy(r) for r in providers}
+        self.changes: list[tuple[datetime, str]] = []
+        self.random = random.Random(settings.seed)
+        self.lock = threading.Lock()
+        self.tokens = 0.0
+        self.refilled = time.monotonic()
+        self.detail_calls = 0
+
+    def change_location(self, location_id: str, changes: dict[str, Any], at: datetime | None = None) -> None:
+        with self.lock:
+            self.locations[location_id].update(copy.deepcopy(changes))
+            self.changes.append((at or datetime.now(UTC), location_id))
+
+    def deregister(self, location_id: str, at: datetime | None = None) -> None:
+        self.change_location(
+            location_id,
+            {
+                "registrationStatus": "Deregistered",
+                "deregistrationDate": datetime.now(UTC).date().isoformat(),
+            },
+            at,
+        )
+
+    def truth(self) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(self.locations)
+
+    def draw(self) -> float:
+        with self.lock:
+            return self.random.random()
+
+    def over_limit(self) -> bool:
+        rate = self.settings.requests_per_minute / 60.0
+        if rate <= 0:
+            return False
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(rate, self.tokens + (now - self.refilled) * rate)
+            self.refilled = now
+            if self.tokens < 1:
+                return True
+            self.tokens -= 1
+            return False
+
+
+def create_app(
+    locations: list[dict[str, Any]],
+    providers: list[dict[str, Any]],
+    settings: CqcSimulatorSettings | None = None,
+) -> FastAPI:
+    sim = CqcApiSimulator(locations, providers, settings or CqcSimulatorSettings())
+    sim.tokens = max(1.0, sim.settings.requests_per_minute / 60.0)
+    app = FastAPI(title="CQC Syndication API (simulator)")
+    app.state.simulator = sim
+
+    def refuse(request: Request, user_agent: str | None, key: str | None) -> Response | None:
+        key = key or request.query_params.get("subscription-key")
+        if not key:
+            return JSONResponse({"statusCode": 401, "message": MISSING_KEY}, status_code=401)
+        if key != sim.settings.subscription_key:
+            return JSONResponse({"statusCode": 401, "message": INVALID_KEY}, status_code=401)
+        if not user_agent:
+            return Response(
+                "<html><body>403 Forbidden</body></html>", status_code=403, media_type="text/html"
+            )
+        if sim.over_limit() or sim.draw() < sim.settings.hard_429_rate:
+            return JSONResponse(
+                {"statusCode": 429, "message": "Rate limit is exceeded."},
+                status_code=429,
+                headers={"Retry-After": str(sim.settings.retry_after_s)},
+            )
+        if sim.draw() < sim.settings.soft_429_rate:
+            return JSONResponse(
+                {
+                    "statusCode": 429,
+                    "message": f"Rate limit is exceeded. Try again in {sim.settings.retry_after_s} seconds.",
+                }
+            )
+        if sim.draw() < sim.settings.error_rate:
+            return Response(
+                "<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html"
+            )
+        return None
+
+    Key = Annotated[str | None, Header(alias="Ocp-Apim-Subscription-Key")]
+    Agent = Annotated[str | None, Header(alias="User-Agent")]
+
+    def paged(
+        uri: str, items: list[Any], key: str, page: int, per_page: int, extra: str = ""
+    ) -> dict[str, Any]:
+        pages = max(1, math.ceil(len(items) / per_page))
+
+        def link(n: int) -> str:
+            return f"{uri}?page={n}&perPage={per_page}{extra}"
+
+        return {
+            "total": len(items),
+            "page": page,
+            "perPage": per_page,
+            "totalPages": pages,
+            "firstPageUri": link(1),
+            "previousPageUri": link(page - 1) if page > 1 else None,
+            "nextPageUri": link(page + 1) if page < pages else None,
+            "lastPageUri": link(pages),
+            "uri": uri,
+            key: items[(page - 1) * per_page : page * per_page],
+        }
+
+    @app.get("/public/v1/locations")
+    def list_locations(
+        request: Request,
+        key: Key = None,
+        agent: Agent = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        perPage: Annotated[int, Query(ge=1, le=10000)] = 500,  # noqa: N803
+        careHome: Annotated[list[str] | None, Query()] = None,  # noqa: N803
+        region: Annotated[list[str] | None, Query()] = None,
+        localAuthority: Annotated[list[str] | None, Query()] = None,  # noqa: N803
+    ) -> Response:
+        if (refused := refuse(request, agent, key)) is not None:
+            return refused
+        rows = [
+            r
+            for _, r in sorted(sim.truth().items())
+            if (not careHome or r.get("careHome") in careHome)
+            and (not region or r.get("region") in region)
+            and (not localAuthority or r.get("localAuthority") in localAuthority)
+        ]
+        summary = [
+            {"locationId": r["locationId"], "locationName": r["name"], "postalCode": r.get("postalCode")}
+            for r in rows
+        ]
+        return Response(
+            orjson.dumps(paged("/locations", summary, "locations", page, perPage)),
+            media_type="application/json",
+        )
+
+    @app.get("/public/v1/locations/{location_id}")
+    def one_location(request: Request, location_id: str, key: Key = None, agent: Agent = None) -> Response:
+        if (refused := refuse(request, agent, key)) is not None:
+            return refused
+        sim.detail_calls += 1
+        if location_id != location_id.upper():
+            return JSONResponse({"statusCode": 400, "message": "Invalid location id"}, status_code=400)
+        record = sim.locations.get(location_id)
+        if record is None or location_id in sim.settings.vanished_ids:
+            return JSONResponse({"statusCode": 404, "message": "Not found"}, status_code=404)
+        return Response(orjson.dumps(record), media_type="application/json")
+
+    @app.get("/public/v1/providers/{provider_id}")
+    def one_provider(request: Request, provider_id: str, key: Key = None, agent: Agent = None) -> Response:
+        if (refused := refuse(request, agent, key)) is not None:
+            return refused
+        record = sim.providers.get(provider_id)
+        if record is None:
+            return JSONResponse({"statusCode": 404, "message": "Not found"}, status_code=404)
+        return Response(orjson.dumps(record), media_type="application/json")
+
+    @app.get("/public/v1/changes/location")
+    def changes(
+        request: Request,
+        startTimestamp: str,
+        endTimestamp: str,
+        key: Key = None,  # noqa: N803
+        agent: Agent = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        perPage: Annotated[int, Query(ge=1, le=10000)] = 1000,  # noqa: N803
+    ) -> Response:
+        if (refused := refuse(request, agent, key)) is not None:
+            return refused
+        start = datetime.fromisoformat(startTimestamp.replace("Z", "+00:00"))
+        end = datetime.fromisoformat(endTimestamp.replace("Z", "+00:00"))
+        with sim.lock:
+            ids = list(dict.fromkeys(i for at, i in sim.changes if start <= at < end))
+        extra = f"&startTimestamp={_stamp(start)}&endTimestamp={_stamp(end)}"
+        return Response(
+            orjson.dumps(paged("/changes/location", ids, "changes", page, perPage, extra)),
+            media_type="application/json",
+        )
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="CQC Syndication API simulator")
+    parser.add_argument("--locations", required=True)
+    parser.add_argument("--providers", required=True)
+    parser.add_argument("--port", type=int, default=8102)
+    parser.add_argument("--subscription-key", default="demo-subscription-key")
+    parser.add_argument("--requests-per-minute", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    with open(args.locations, "rb") as handle:
+        locations = orjson.loads(handle.read())
+    with open(args.providers, "rb") as handle:
+        providers = orjson.loads(handle.read())
+    settings = CqcSimulatorSettings(
+        subscription_key=args.subscription_key, requests_per_minute=args.requests_per_minute
+    )
+    uvicorn.run(
+        create_app(locations, providers, settings), host="127.0.0.1", port=args.port, log_level="warning"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

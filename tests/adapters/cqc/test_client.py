@@ -1,0 +1,172 @@
+"""The CQC client and source at the transport (respx)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from adapters.common.http import RetryPolicy, TransientUpstreamError, UpstreamConfigurationError
+from adapters.cqc.client import CqcClient
+from adapters.cqc.source import CqcSource, RegistryBatch
+
+BASE = "https://cqc.example/public/v1"
+sleeps: list[float] = []
+
+
+async def no_sleep(seconds: float) -> None:
+    sleeps.append(seconds)
+
+
+def record(location_id: str) -> dict[str, Any]:
+    return {
+        "locationId": location_id,
+        "providerId": "1-9",
+        "name": f"Home {location_id}",
+        "careHome": "Y",
+        "registrationStatus": "Registered",
+        "numberOfBeds": 30,
+        "region": "London",
+        "postalCode": "nw8 9aa",
+    }
+
+
+def list_page(ids: list[str], page: int, pages: int) -> httpx.Response:
+    return httpx.Response(
+        200,
+        json={
+            "total": 99,
+            "page": page,
+            "perPage": len(ids),
+            "totalPages": pages,
+            "nextPageUri": f"/locations?page={page + 1}" if page < pages else None,
+            "locations": [{"locationId": i, "locationName": "x", "postalCode": "y"} for i in ids],
+        },
+    )
+
+
+@pytest.fixture
+def client() -> CqcClient:
+    sleeps.clear()
+    return CqcClient(
+        httpx.AsyncClient(),
+        BASE,
+        "k3y",
+        RetryPolicy(max_attempts=4, sleep=no_sleep),
+        requests_per_minute=60_000,
+    )
+
+
+@respx.mock
+async def test_paging_sends_key_user_agent_and_filters(client: CqcClient) -> None:
+    route = respx.get(f"{BASE}/locations").mock(
+        side_effect=[list_page(["1-1", "1-2"], 1, 2), list_page(["1-3"], 2, 2)]
+    )
+    pages = [ids async for ids in client.list_care_home_ids(page_size=2)]
+    assert pages == [["1-1", "1-2"], ["1-3"]]
+    first, second = (c.request for c in route.calls)
+    assert first.headers["Ocp-Apim-Subscription-Key"] == "k3y"
+    assert first.headers["User-Agent"].startswith("care-capacity-gateway/")
+    assert dict(first.url.params) == {"careHome": "Y", "page": "1", "perPage": "2"}
+    assert second.url.params["page"] == "2"
+
+
+@respx.mock
+async def test_changes_window_passes_start_and_end_and_pages(client: CqcClient) -> None:
+    route = respx.get(f"{BASE}/changes/location").mock(
+        side_effect=[
+            httpx.Response(200, json={"total": 3, "page": 1, "totalPages": 2, "changes": ["1-1", "1-2"]}),
+            httpx.Response(200, json={"total": 3, "page": 2, "totalPages": 2, "changes": ["1-3"]}),
+        ]
+    )
+    ids = await client.changed_location_ids("2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z")
+    assert ids == ["1-1", "1-2", "1-3"]
+    params = route.calls[0].request.url.params
+    assert (params["startTimestamp"], params["endTimestamp"]) == (
+        "2026-11-21T00:00:00Z",
+        "2026-11-22T00:00:00Z",
+    )
+
+
+@respx.mock
+async def test_404_on_a_changed_id_is_recorded_not_fatal(client: CqcClient) -> None:
+    respx.get(f"{BASE}/changes/location").mock(
+        return_value=httpx.Response(
+            200, json={"total": 2, "page": 1, "totalPages": 1, "changes": ["1-1", "1-2"]}
+        )
+    )
+    respx.get(f"{BASE}/locations/1-1").mock(return_value=httpx.Response(200, json=record("1-1")))
+    respx.get(f"{BASE}/locations/1-2").mock(return_value=httpx.Response(404, json={"statusCode": 404}))
+    batches: list[RegistryBatch] = []
+
+    async def keep(batch: RegistryBatch) -> None:
+        batches.append(batch)
+
+    await CqcSource(client).incremental_sync("a", "b", keep)
+    assert [r["cqc_location_id"] for r in batches[0].rows] == ["1-1"]
+    assert batches[0].rows[0]["postcode"] == "NW8 9AA"
+    assert batches[0].not_found == ["1-2"]
+
+
+@respx.mock
+async def test_hard_and_soft_429_are_retried(client: CqcClient) -> None:
+    route = respx.get(f"{BASE}/locations/1-1").mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "3"}, json={"statusCode": 429}),
+            httpx.Response(
+                200, json={"statusCode": 429, "message": "Rate limit is exceeded. Try again in 5 seconds."}
+            ),
+            httpx.Response(200, json=record("1-1")),
+        ]
+    )
+    assert (await client.get_location("1-1") or {})["name"] == "Home 1-1"
+    assert route.call_count == 3 and sleeps == [3.0, 5.0]
+
+
+@respx.mock
+async def test_give_up_after_bounded_retries(client: CqcClient) -> None:
+    route = respx.get(f"{BASE}/locations/1-1").mock(return_value=httpx.Response(503, text="<html/>"))
+    with pytest.raises(TransientUpstreamError):
+        await client.get_location("1-1")
+    assert route.call_count == 4
+
+
+@respx.mock
+async def test_bad_key_is_a_configuration_error(client: CqcClient) -> None:
+    respx.get(f"{BASE}/locations/1-1").mock(
+        return_value=httpx.Response(
+            401, json={"statusCode": 401, "message": "Access denied due to invalid subscription key."}
+        )
+    )
+    with pytest.raises(UpstreamConfigurationError):
+        await client.get_location("1-1")
+
+
+@respx.mock
+async def test_interrupted_full_sync_resumes_without_starting_again(client: CqcClient) -> None:
+    ids = [f"1-{n}" for n in range(1, 451)]
+    respx.get(f"{BASE}/locations").mock(return_value=list_page(ids, 1, 1))
+    fail_at = {"1-300"}
+
+    def detail(request: httpx.Request) -> httpx.Response:
+        location_id = request.url.path.rsplit("/", 1)[1]
+        if location_id in fail_at:
+            return httpx.Response(500, text="<html>boom</html>")
+        return httpx.Response(200, json=record(location_id))
+
+    details = respx.get(url__regex=rf"{BASE}/locations/1-\d+").mock(side_effect=detail)
+    stored: list[str] = []
+
+    async def keep(batch: RegistryBatch) -> None:
+        stored.extend(r["cqc_location_id"] for r in batch.rows)
+
+    with pytest.raises(TransientUpstreamError):
+        await CqcSource(client).full_sync(set(), keep)
+    assert len(stored) == 200  # the first batch was stored before the second failed
+    first_calls = details.call_count
+    fail_at.clear()
+    await CqcSource(client).full_sync(set(stored), keep)
+    assert sorted(stored) == sorted(ids)
+    assert details.call_count - first_calls == 250  # only the rest was fetched again
