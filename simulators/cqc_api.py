@@ -35,6 +35,10 @@ INVALID_KEY = (
 )
 
 
+Key = Annotated[str | None, Header(alias="Ocp-Apim-Subscription-Key")]
+Agent = Annotated[str | None, Header(alias="User-Agent")]
+
+
 class CqcSimulatorSettings(BaseModel):
     subscription_key: str = "demo-subscription-key"
     seed: int = 1
@@ -44,6 +48,7 @@ class CqcSimulatorSettings(BaseModel):
     error_rate: float = 0.0
     retry_after_s: int = 1
     vanished_ids: list[str] = []  # changed IDs that answer 404 on detail
+    failing_ids: list[str] = []  # IDs whose detail always answers 500
 
 
 def _stamp(moment: datetime) -> str:
@@ -140,9 +145,6 @@ def create_app(
             )
         return None
 
-    Key = Annotated[str | None, Header(alias="Ocp-Apim-Subscription-Key")]
-    Agent = Annotated[str | None, Header(alias="User-Agent")]
-
     def paged(
         uri: str, items: list[Any], key: str, page: int, per_page: int, extra: str = ""
     ) -> dict[str, Any]:
@@ -200,6 +202,8 @@ def create_app(
         sim.detail_calls += 1
         if location_id != location_id.upper():
             return JSONResponse({"statusCode": 400, "message": "Invalid location id"}, status_code=400)
+        if location_id in sim.settings.failing_ids:
+            return Response("<html><body>500</body></html>", status_code=500, media_type="text/html")
         record = sim.locations.get(location_id)
         if record is None or location_id in sim.settings.vanished_ids:
             return JSONResponse({"statusCode": 404, "message": "Not found"}, status_code=404)

@@ -48,7 +48,13 @@ class CqcSource:
         for start in range(0, len(ids), BATCH):
             chunk = ids[start : start + BATCH]
             batch = RegistryBatch()
-            for location_id, record in await asyncio.gather(*(one(i) for i in chunk)):
+            # A task group cancels the batch's other calls as soon as one fails for good.
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(one(i)) for i in chunk]
+            except ExceptionGroup as failed:
+                raise failed.exceptions[0] from None  # keep its failure class
+            for location_id, record in (task.result() for task in tasks):
                 if record is None:
                     batch.not_found.append(location_id)
                     continue

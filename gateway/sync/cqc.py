@@ -89,14 +89,14 @@ async def _run(context: SyncContext, kind: str, window: bool) -> SyncRun:
         else:
             started = cursor.get("full_started_at")
             if started is None or (cursor.get("full_completed_at") or "") >= started:
-                started = _iso(now)  # a new full sync
+                started = _iso(utcnow())  # a new full sync (to the microsecond: resume compares)
                 await asyncio.to_thread(_set_cursor, context, {"full_started_at": started}, run_id, counts)
             with context.factory() as session:
                 done = registry_queries.registry_ids_synced_since(session, datetime.fromisoformat(started))
             await source.full_sync(done, on_batch, context.progress)
             changes = {"full_completed_at": _iso(utcnow())}
             if "incremental_end" not in cursor:
-                changes["incremental_end"] = started
+                changes["incremental_end"] = started[:19] + "Z"  # the API takes whole seconds
             await asyncio.to_thread(_set_cursor, context, changes, run_id, counts)
     except Exception as error:  # noqa: BLE001 - recorded on the run with its failure class
         return await asyncio.to_thread(finish_run, context.factory, run_id, counts, error)

@@ -14,8 +14,7 @@ from gateway.store.tables import utcnow
 from gateway.sync.sources import PULLED_SOURCES
 
 
-def status_of(activity: SourceActivity, freshness_target_s: float, failing_after: int,
-              now: datetime) -> str:
+def status_of(activity: SourceActivity, freshness_target_s: float, failing_after: int, now: datetime) -> str:
     """ok, degraded (recent failures, data still fresh), stale (data older than the
     target or none yet) or failing (``failing_after`` failures in a row)."""
     if activity.consecutive_failures >= failing_after:
@@ -27,8 +26,9 @@ def status_of(activity: SourceActivity, freshness_target_s: float, failing_after
     return "ok"
 
 
-def _describe(name: str, kind: str, activity: SourceActivity, target: float, failing_after: int,
-              now: datetime) -> dict[str, Any]:
+def _describe(
+    name: str, kind: str, activity: SourceActivity, target: float, failing_after: int, now: datetime
+) -> dict[str, Any]:
     age = (now - activity.newest_data).total_seconds() if activity.newest_data else None
     return {
         "source": name,
@@ -53,10 +53,21 @@ def source_health(session: Session, settings: Settings, now: datetime | None = N
         if not spec.configured(settings):
             continue
         activity = source_queries.pulled_source_activity(session, name)
-        out.append(_describe(name, "pulled", activity, spec.freshness_target_s(settings),
-                             settings.source_failing_after, now))
+        out.append(
+            _describe(
+                name,
+                "pulled",
+                activity,
+                spec.freshness_target_s(settings),
+                settings.source_failing_after,
+                now,
+            )
+        )
     for name in source_queries.push_sources(session):
         activity = source_queries.push_source_activity(session, name)
-        out.append(_describe(name, "push", activity, settings.push_freshness_target_s,
-                             settings.source_failing_after, now))
+        out.append(
+            _describe(
+                name, "push", activity, settings.push_freshness_target_s, settings.source_failing_after, now
+            )
+        )
     return out

@@ -28,8 +28,7 @@ from gateway.sync.sources import SyncContext
 SOURCE = "london"
 
 
-def _store_page(context: SyncContext, run_id: int, counts: RunCounts, page: MappedPage,
-                final: bool) -> None:
+def _store_page(context: SyncContext, run_id: int, counts: RunCounts, page: MappedPage, final: bool) -> None:
     now = utcnow()
     with transaction(context.factory) as session:
         updates = list(enumerate(update for _, update in page.updates))
@@ -46,18 +45,29 @@ def _store_page(context: SyncContext, run_id: int, counts: RunCounts, page: Mapp
         write_counts(session, run_id, counts)
 
 
-def _held_updates(session: Session, page: MappedPage, now: object,
-                  start: int) -> list[tuple[int, LocationUpdate]]:
+def _held_updates(
+    session: Session, page: MappedPage, now: object, start: int
+) -> list[tuple[int, LocationUpdate]]:
     """Keep homes without a CQC ID for matching; those already linked go straight in."""
     out: list[tuple[int, LocationUpdate]] = []
     for offset, home in enumerate(page.unmatched):
-        held = held_queries.upsert_held_record(session, HeldRecord(
-            source=SOURCE, source_ref=home.home_ref, name=home.name, postcode=home.postcode,
-            local_authority=home.local_authority, record=home.record, first_seen=now, last_seen=now,
-        ))
+        held = held_queries.upsert_held_record(
+            session,
+            HeldRecord(
+                source=SOURCE,
+                source_ref=home.home_ref,
+                name=home.name,
+                postcode=home.postcode,
+                local_authority=home.local_authority,
+                record=home.record,
+                first_seen=now,
+                last_seen=now,
+            ),
+        )
         if held.status == "linked" and held.matched_cqc_location_id:
-            update = LocationUpdate.model_validate({**home.record,
-                                                    "cqc_location_id": held.matched_cqc_location_id})
+            update = LocationUpdate.model_validate(
+                {**home.record, "cqc_location_id": held.matched_cqc_location_id}
+            )
             out.append((start + offset, update))
     return out
 
@@ -66,9 +76,14 @@ def london_client(context: SyncContext) -> LondonTrackerClient:
     settings = context.settings
     assert settings.london_base_url and settings.london_client_id and settings.london_client_secret
     retry = context.options.get("retry") or RetryPolicy(max_attempts=6, base_delay_s=0.5, max_delay_s=30)
-    return LondonTrackerClient(context.http, settings.london_base_url, settings.london_client_id,
-                               settings.london_client_secret.get_secret_value(), retry,
-                               page_size=settings.london_page_size)
+    return LondonTrackerClient(
+        context.http,
+        settings.london_base_url,
+        settings.london_client_id,
+        settings.london_client_secret.get_secret_value(),
+        retry,
+        page_size=settings.london_page_size,
+    )
 
 
 async def sync_london(context: SyncContext) -> SyncRun:
@@ -90,7 +105,8 @@ async def sync_london(context: SyncContext) -> SyncRun:
                 if storing is not None:
                     await storing
                 storing = asyncio.create_task(
-                    asyncio.to_thread(_store_page, context, run_id, counts, pending, False))
+                    asyncio.to_thread(_store_page, context, run_id, counts, pending, False)
+                )
             pending = page
             seen += page.homes_seen
             if context.progress is not None:

@@ -50,8 +50,12 @@ class SourceScheduler:
                     misfire_grace_time=None,
                 )
         self.scheduler.add_job(
-            self.run_reconciliation, "interval", seconds=self._settings.reconcile_interval_s,
-            id="reconcile", max_instances=1, coalesce=True,
+            self.run_reconciliation,
+            "interval",
+            seconds=self._settings.reconcile_interval_s,
+            id="reconcile",
+            max_instances=1,
+            coalesce=True,
         )
         self.scheduler.start()
 

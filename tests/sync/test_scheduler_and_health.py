@@ -110,11 +110,16 @@ def test_unreachable_london_is_failing_while_a_pushing_tracker_stays_ok(
 
     from adapters.common.http import RetryPolicy
 
-    settings = settings.model_copy(update={
-        "scheduler_enabled": True, "source_failing_after": 2, "london_interval_s": 0.2,
-        "london_base_url": "http://127.0.0.1:9", "london_client_id": "gw",
-        "london_client_secret": SecretStr("s3cret"),
-    })
+    settings = settings.model_copy(
+        update={
+            "scheduler_enabled": True,
+            "source_failing_after": 2,
+            "london_interval_s": 0.2,
+            "london_base_url": "http://127.0.0.1:9",
+            "london_client_id": "gw",
+            "london_client_secret": SecretStr("s3cret"),
+        }
+    )
     token = make_token(name="tracker-north-west", scopes=("submit", "read"))
     fresh = location("1-500000009", updated_at=utcnow().isoformat())
     with pytest.MonkeyPatch.context() as patch:
@@ -126,8 +131,10 @@ def test_unreachable_london_is_failing_while_a_pushing_tracker_stays_ok(
             assert pushed.status_code == 200
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                sources = {s["source"]: s for s in
-                           client.get("/api/v1/sources", headers=bearer(token)).json()["sources"]}
+                sources = {
+                    s["source"]: s
+                    for s in client.get("/api/v1/sources", headers=bearer(token)).json()["sources"]
+                }
                 if sources.get("london", {}).get("status") == "failing":
                     break
                 time.sleep(0.2)
