@@ -19,9 +19,17 @@ from tests.factories import batch, location, vacancy
 
 def registry(cqc_id: str, **over: Any) -> RegistryLocation:
     fields: dict[str, Any] = dict(
-        cqc_location_id=cqc_id, name=f"Test Home {cqc_id}", care_home=True,
-        registration_status="Registered", dormant=False, registered_beds=40, postcode="M1 1AA",
-        nhs_region="north-west", local_authority="Manchester", latitude=53.48, longitude=-2.24,
+        cqc_location_id=cqc_id,
+        name=f"Test Home {cqc_id}",
+        care_home=True,
+        registration_status="Registered",
+        dormant=False,
+        registered_beds=40,
+        postcode="M1 1AA",
+        nhs_region="north-west",
+        local_authority="Manchester",
+        latitude=53.48,
+        longitude=-2.24,
         synced_at=utcnow(),
     )
     fields.update(over)
@@ -29,8 +37,9 @@ def registry(cqc_id: str, **over: Any) -> RegistryLocation:
 
 
 def push(client: TestClient, token: str, *records: dict[str, Any]) -> None:
-    response = client.post("/api/v1/submissions", content=orjson.dumps(batch(*records)),
-                           headers=bearer(token))
+    response = client.post(
+        "/api/v1/submissions", content=orjson.dumps(batch(*records)), headers=bearer(token)
+    )
     assert response.status_code == 200, response.text
     assert all(r["status"] == "accepted" for r in response.json()["records"]), response.text
 
@@ -48,29 +57,47 @@ def test_each_kind_is_found_and_findings_close_when_fixed(
 ) -> None:
     north_west = make_token(name="tracker-north-west")
     neighbour = make_token(name="tracker-neighbour")
-    push(client, north_west,
-         location("1-101"),                                   # clean
-         location("1-102"),                                   # unknown to CQC
-         location("1-103"),                                   # deregistered, reporting
-         location("1-104"),                                   # dormant, reporting
-         location("1-105", vacancies=[vacancy(maximum_capacity=50, occupied=46)]),  # above registered
-         location("1-106", address={"postcode": "m2 2bb"}),   # postcode differs
-         location("1-107", name="Completely Different Manor"),  # name differs
-         location("1-108"))
+    push(
+        client,
+        north_west,
+        location("1-101"),  # clean
+        location("1-102"),  # unknown to CQC
+        location("1-103"),  # deregistered, reporting
+        location("1-104"),  # dormant, reporting
+        location("1-105", vacancies=[vacancy(maximum_capacity=50, occupied=46)]),  # above registered
+        location("1-106", address={"postcode": "m2 2bb"}),  # postcode differs
+        location("1-107", name="Completely Different Manor"),  # name differs
+        location("1-108"),
+    )
     # Another tracker reports 1-108 later with other figures.
-    push(client, neighbour, location("1-108", updated_at="2026-11-21T09:00:00Z",
-                                     vacancies=[vacancy(occupied=10, admittable=8)]))
+    push(
+        client,
+        neighbour,
+        location("1-108", updated_at="2026-11-21T09:00:00Z", vacancies=[vacancy(occupied=10, admittable=8)]),
+    )
     with transaction(factory) as session:
-        session.add_all([
-            registry("1-101"), registry("1-103", registration_status="Deregistered"),
-            registry("1-104", dormant=True), registry("1-105", registered_beds=30),
-            registry("1-106"), registry("1-107"), registry("1-108"), registry("1-199"),
-        ])
+        session.add_all(
+            [
+                registry("1-101"),
+                registry("1-103", registration_status="Deregistered"),
+                registry("1-104", dormant=True),
+                registry("1-105", registered_beds=30),
+                registry("1-106"),
+                registry("1-107"),
+                registry("1-108"),
+                registry("1-199"),
+            ]
+        )
     summary, found, findings = run(factory)
     assert found == {
-        ("unknown-to-cqc", "1-102"), ("deregistered-reporting", "1-103"), ("dormant-reporting", "1-104"),
-        ("capacity-above-registered", "1-105"), ("postcode-mismatch", "1-106"),
-        ("name-mismatch", "1-107"), ("conflicting-reports", "1-108"), ("not-reported", "1-199"),
+        ("unknown-to-cqc", "1-102"),
+        ("deregistered-reporting", "1-103"),
+        ("dormant-reporting", "1-104"),
+        ("capacity-above-registered", "1-105"),
+        ("postcode-mismatch", "1-106"),
+        ("name-mismatch", "1-107"),
+        ("conflicting-reports", "1-108"),
+        ("not-reported", "1-199"),
     }
     evidence = {f.kind: f.evidence for f in findings}
     assert evidence["capacity-above-registered"] == {"entered_capacity": 50, "registered_beds": 30}
@@ -79,8 +106,11 @@ def test_each_kind_is_found_and_findings_close_when_fixed(
     ids_before = {f.kind: (f.id, f.first_seen) for f in findings}
 
     # Fix two problems upstream; run again: those close, the rest keep id and first_seen.
-    push(client, north_west, location("1-105", updated_at="2026-11-22T09:00:00Z",
-                                     vacancies=[vacancy(maximum_capacity=20)]))
+    push(
+        client,
+        north_west,
+        location("1-105", updated_at="2026-11-22T09:00:00Z", vacancies=[vacancy(maximum_capacity=20)]),
+    )
     with transaction(factory) as session:
         session.add(registry("1-102"))
     summary, found, findings = run(factory)
@@ -101,20 +131,48 @@ def test_held_homes_are_linked_queued_or_left_unmatched(
     record = location("1-1")
     del record["cqc_location_id"]
     with transaction(factory) as session:
-        session.add_all([
-            registry("1-301", name="Cranberry House Nursing Home", postcode="NW8 9AA",
-                     local_authority="Westminster", nhs_region="london"),
-            registry("1-302", name="Oak Lodge", postcode="NW8 7XY", local_authority="Westminster",
-                     nhs_region="london"),
-            registry("1-303", name="Oak Lodge Care Centre", postcode="NW8 7XZ", local_authority="Westminster",
-                     nhs_region="london"),
-        ])
-        for ref, name, postcode in [("LDN-000001", "THE CRANBERRY HOUSE NURSING HOME LTD  ", "nw89aa"),
-                                    ("LDN-000002", "Oak Lodge Care", "NW8 7XY"),
-                                    ("LDN-000003", "Sunrise Villa", "NW8 1AA")]:
-            session.add(HeldRecord(source="london", source_ref=ref, name=name, postcode=postcode,
-                                   local_authority="Westminster", record={**record, "nhs_region": "london"},
-                                   first_seen=now, last_seen=now))
+        session.add_all(
+            [
+                registry(
+                    "1-301",
+                    name="Cranberry House Nursing Home",
+                    postcode="NW8 9AA",
+                    local_authority="Westminster",
+                    nhs_region="london",
+                ),
+                registry(
+                    "1-302",
+                    name="Oak Lodge",
+                    postcode="NW8 7XY",
+                    local_authority="Westminster",
+                    nhs_region="london",
+                ),
+                registry(
+                    "1-303",
+                    name="Oak Lodge Care Centre",
+                    postcode="NW8 7XZ",
+                    local_authority="Westminster",
+                    nhs_region="london",
+                ),
+            ]
+        )
+        for ref, name, postcode in [
+            ("LDN-000001", "THE CRANBERRY HOUSE NURSING HOME LTD  ", "nw89aa"),
+            ("LDN-000002", "Oak Lodge Care", "NW8 7XY"),
+            ("LDN-000003", "Sunrise Villa", "NW8 1AA"),
+        ]:
+            session.add(
+                HeldRecord(
+                    source="london",
+                    source_ref=ref,
+                    name=name,
+                    postcode=postcode,
+                    local_authority="Westminster",
+                    record={**record, "nhs_region": "london"},
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
     summary, found, _ = run(factory)
     assert (summary.linked, summary.queued_for_review, summary.unmatched) == (1, 1, 1)
     with factory() as session:
@@ -130,15 +188,18 @@ def test_held_homes_are_linked_queued_or_left_unmatched(
 
 def _reader(factory: sessionmaker[Session]) -> str:
     from gateway.auth import create_token
+
     with transaction(factory) as session:
         return create_token(session, name="reader", scopes=["read"])[1]
 
 
 def test_match_scores_prefer_near_and_similar() -> None:
-    index = matching.RegistryIndex([
-        matching.RegistryCandidate("1-1", "St Anne's Care Home", "B97 4AA", "Redditch", 52.30, -1.95),
-        matching.RegistryCandidate("1-2", "St Anne's Care Home", "B97 5ZZ", "Redditch", 52.60, -1.50),
-    ])
+    index = matching.RegistryIndex(
+        [
+            matching.RegistryCandidate("1-1", "St Anne's Care Home", "B97 4AA", "Redditch", 52.30, -1.95),
+            matching.RegistryCandidate("1-2", "St Anne's Care Home", "B97 5ZZ", "Redditch", 52.60, -1.50),
+        ]
+    )
     decision = matching.match_home("St Annes Care Home", "B97 4AB", "Redditch", (52.30, -1.95), index)
     assert decision.decision == "link" and decision.best is not None
     assert decision.best.cqc_location_id == "1-1"
@@ -151,26 +212,57 @@ def test_findings_api_filters_exports_csv_and_reviews_matches(
 ) -> None:
     token = make_token(name="tracker-north-west")
     admin = make_token(name="admin", scopes=("admin",))
-    push(client, token, location("1-102"), location("1-105", vacancies=[vacancy(maximum_capacity=50,
-                                                                                 occupied=46)]))
+    push(
+        client,
+        token,
+        location("1-102"),
+        location("1-105", vacancies=[vacancy(maximum_capacity=50, occupied=46)]),
+    )
     now = utcnow()
     with transaction(factory) as session:
-        session.add_all([registry("1-105", registered_beds=30),
-                         registry("1-301", name="Oak Lodge", postcode="NW8 7XY",
-                                  local_authority="Westminster", nhs_region="london"),
-                         registry("1-302", name="Oak Lodge Care Centre", postcode="NW8 7XZ",
-                                  local_authority="Westminster", nhs_region="london")])
+        session.add_all(
+            [
+                registry("1-105", registered_beds=30),
+                registry(
+                    "1-301",
+                    name="Oak Lodge",
+                    postcode="NW8 7XY",
+                    local_authority="Westminster",
+                    nhs_region="london",
+                ),
+                registry(
+                    "1-302",
+                    name="Oak Lodge Care Centre",
+                    postcode="NW8 7XZ",
+                    local_authority="Westminster",
+                    nhs_region="london",
+                ),
+            ]
+        )
         record = {k: v for k, v in location("1-1", region="london").items() if k != "cqc_location_id"}
-        session.add(HeldRecord(source="london", source_ref="LDN-000002", name="Oak Lodge Care",
-                               postcode="NW8 7XY", local_authority="Westminster", record=record,
-                               first_seen=now, last_seen=now))
+        session.add(
+            HeldRecord(
+                source="london",
+                source_ref="LDN-000002",
+                name="Oak Lodge Care",
+                postcode="NW8 7XY",
+                local_authority="Westminster",
+                record=record,
+                first_seen=now,
+                last_seen=now,
+            )
+        )
     run(factory)
-    response = client.get("/api/v1/reconciliation/findings", params={"kind": "unknown-to-cqc"},
-                          headers=bearer(token))
+    response = client.get(
+        "/api/v1/reconciliation/findings", params={"kind": "unknown-to-cqc"}, headers=bearer(token)
+    )
     assert response.status_code == 200
     assert [f["cqc_location_id"] for f in response.json()["findings"]] == ["1-102"]
-    csv_text = client.get("/api/v1/reconciliation/findings", headers=bearer(token),
-                          params={"format": "csv", "region": "north-west"}).text
+    csv_text = client.get(
+        "/api/v1/reconciliation/findings",
+        headers=bearer(token),
+        params={"format": "csv", "region": "north-west"},
+    ).text
     lines = csv_text.strip().splitlines()
     assert lines[0].startswith("id,kind,severity")
     assert {line.split(",")[1] for line in lines[1:]} == {"unknown-to-cqc", "capacity-above-registered"}
@@ -186,8 +278,9 @@ def test_findings_api_filters_exports_csv_and_reviews_matches(
     assert confirmed.status_code == 200 and confirmed.json()["status"] == "linked"
     linked_id = confirmed.json()["candidate_cqc_location_id"]
     assert client.get(f"/api/v1/locations/{linked_id}", headers=bearer(admin)).json()["source"] == "london"
-    missing = client.post("/api/v1/reconciliation/matches", headers=bearer(admin),
-                          json={**decision, "source_ref": "LDN-999999"})
+    missing = client.post(
+        "/api/v1/reconciliation/matches", headers=bearer(admin), json={**decision, "source_ref": "LDN-999999"}
+    )
     assert missing.status_code == 404
 
 
@@ -198,8 +291,16 @@ def test_location_read_is_enriched_from_the_registry(
     push(client, token, location("1-105", vacancies=[vacancy(maximum_capacity=50, occupied=46)]))
     assert client.get("/api/v1/locations/1-105", headers=bearer(token)).json()["registry"] is None
     with transaction(factory) as session:
-        session.add(registry("1-105", registered_beds=30, overall_rating="good", icb_code="QOP",
-                             icb_name="NHS Greater Manchester ICB", ods_code="VN123"))
+        session.add(
+            registry(
+                "1-105",
+                registered_beds=30,
+                overall_rating="good",
+                icb_code="QOP",
+                icb_name="NHS Greater Manchester ICB",
+                ods_code="VN123",
+            )
+        )
     body = client.get("/api/v1/locations/1-105", headers=bearer(token)).json()
     assert body["registry"]["registered_beds"] == 30
     assert body["registry"]["icb"] == {"code": "QOP", "name": "NHS Greater Manchester ICB"}
