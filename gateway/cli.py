@@ -141,8 +141,6 @@ def sync_command(
     full: Annotated[bool, typer.Option(help="cqc: a full sync (else incremental)")] = False,
 ) -> None:
     """Run one sync of a source now, with a progress bar and a summary."""
-    import asyncio
-
     import httpx
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -175,7 +173,9 @@ def sync_command(
             async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
                 return await job.run(SyncContext(factory, http, settings, progress=report))
 
-    result = asyncio.run(run())
+    from gateway.bench import run_async
+
+    result = run_async(run())
     row = result.model_dump(mode="json")  # type: ignore[attr-defined]
     table = Table("measure", "value", title=f"sync run {row['id']} of {source}: {row['status']}")
     for key in (

@@ -68,9 +68,21 @@ class CqcApiSimulator:
         self.tokens = 0.0
         self.refilled = time.monotonic()
         self.detail_calls = 0
+        self._bodies: dict[str, bytes] = {}
+
+    def serialised(self, location_id: str) -> bytes | None:
+        """A location's JSON, serialised once until it changes."""
+        body = self._bodies.get(location_id)
+        if body is None:
+            record = self.locations.get(location_id)
+            if record is None:
+                return None
+            body = self._bodies[location_id] = orjson.dumps(record)
+        return body
 
     def change_location(self, location_id: str, changes: dict[str, Any], at: datetime | None = None) -> None:
         with self.lock:
+            self._bodies.pop(location_id, None)
             self.locations[location_id].update(copy.deepcopy(changes))
             self.changes.append((at or datetime.now(UTC), location_id))
 
@@ -167,7 +179,7 @@ def create_app(
         }
 
     @app.get("/public/v1/locations")
-    def list_locations(
+    async def list_locations(
         request: Request,
         key: Key = None,
         agent: Agent = None,
@@ -181,7 +193,7 @@ def create_app(
             return refused
         rows = [
             r
-            for _, r in sorted(sim.truth().items())
+            for _, r in sorted(sim.locations.items())
             if (not careHome or r.get("careHome") in careHome)
             and (not region or r.get("region") in region)
             and (not localAuthority or r.get("localAuthority") in localAuthority)
@@ -196,7 +208,9 @@ def create_app(
         )
 
     @app.get("/public/v1/locations/{location_id}")
-    def one_location(request: Request, location_id: str, key: Key = None, agent: Agent = None) -> Response:
+    async def one_location(
+        request: Request, location_id: str, key: Key = None, agent: Agent = None
+    ) -> Response:
         if (refused := refuse(request, agent, key)) is not None:
             return refused
         sim.detail_calls += 1
@@ -204,13 +218,15 @@ def create_app(
             return JSONResponse({"statusCode": 400, "message": "Invalid location id"}, status_code=400)
         if location_id in sim.settings.failing_ids:
             return Response("<html><body>500</body></html>", status_code=500, media_type="text/html")
-        record = sim.locations.get(location_id)
-        if record is None or location_id in sim.settings.vanished_ids:
+        body = sim.serialised(location_id)
+        if body is None or location_id in sim.settings.vanished_ids:
             return JSONResponse({"statusCode": 404, "message": "Not found"}, status_code=404)
-        return Response(orjson.dumps(record), media_type="application/json")
+        return Response(body, media_type="application/json")
 
     @app.get("/public/v1/providers/{provider_id}")
-    def one_provider(request: Request, provider_id: str, key: Key = None, agent: Agent = None) -> Response:
+    async def one_provider(
+        request: Request, provider_id: str, key: Key = None, agent: Agent = None
+    ) -> Response:
         if (refused := refuse(request, agent, key)) is not None:
             return refused
         record = sim.providers.get(provider_id)
@@ -219,7 +235,7 @@ def create_app(
         return Response(orjson.dumps(record), media_type="application/json")
 
     @app.get("/public/v1/changes/location")
-    def changes(
+    async def changes(
         request: Request,
         startTimestamp: str,
         endTimestamp: str,

@@ -35,38 +35,42 @@ class CqcSource:
         self.client = client
         self.concurrency = concurrency
 
-    async def _fetch(
-        self, ids: list[str], on_batch: OnBatch, progress: OnProgress | None, total: int | None
-    ) -> int:
-        semaphore = asyncio.Semaphore(self.concurrency)
-        done = 0
+    async def _fetch(self, ids: list[str], on_batch: OnBatch, progress: OnProgress | None,
+                     total: int | None) -> int:
+        """Fetch ``ids`` with ``concurrency`` workers; batches are stored while fetching goes on."""
+        results: asyncio.Queue[tuple[str, dict[str, Any] | None]] = asyncio.Queue()
+        todo = iter(ids)
 
-        async def one(location_id: str) -> tuple[str, dict[str, Any] | None]:
-            async with semaphore:
-                return location_id, await self.client.get_location(location_id)
+        async def worker() -> None:
+            for location_id in todo:  # one shared iterator: each ID is taken once
+                await results.put((location_id, await self.client.get_location(location_id)))
 
-        for start in range(0, len(ids), BATCH):
-            chunk = ids[start : start + BATCH]
-            batch = RegistryBatch()
-            # A task group cancels the batch's other calls as soon as one fails for good.
-            try:
-                async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(one(i)) for i in chunk]
-            except ExceptionGroup as failed:
-                raise failed.exceptions[0] from None  # keep its failure class
-            for location_id, record in (task.result() for task in tasks):
+        async def writer() -> None:
+            batch, done = RegistryBatch(), 0
+            for _ in range(len(ids)):
+                location_id, record = await results.get()
+                done += 1
                 if record is None:
                     batch.not_found.append(location_id)
-                    continue
-                try:
-                    batch.rows.append(registry_row(record))
-                except CqcRecordError as error:
-                    batch.rejected.append((location_id, str(error)))
-            await on_batch(batch)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-        return done
+                else:
+                    try:
+                        batch.rows.append(registry_row(record))
+                    except CqcRecordError as error:
+                        batch.rejected.append((location_id, str(error)))
+                if done % BATCH == 0 or done == len(ids):
+                    await on_batch(batch)
+                    batch = RegistryBatch()
+                    if progress is not None:
+                        progress(done, total)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.concurrency, max(len(ids), 1))):
+                    group.create_task(worker())
+                group.create_task(writer())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # keep its failure class
+        return len(ids)
 
     async def full_sync(
         self, done_ids: Iterable[str], on_batch: OnBatch, progress: OnProgress | None = None

@@ -4,6 +4,7 @@ ratio of the two."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import resource
 import time
@@ -29,9 +30,16 @@ def _london() -> dict[str, Any]:
     return bench_london()
 
 
+def _cqc() -> dict[str, Any]:
+    from gateway.bench.cqc import bench_cqc
+
+    return bench_cqc()
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "ingest": _ingest,
     "london": _london,
+    "cqc": _cqc,
 }
 
 
@@ -40,6 +48,15 @@ def stopwatch() -> Iterator[Callable[[], float]]:
     """Yields a function returning the seconds elapsed since the block began."""
     start = time.perf_counter()
     yield lambda: time.perf_counter() - start
+
+
+def run_async(coroutine: Any) -> Any:
+    """Run a coroutine on uvloop, the event loop the gateway runs on under uvicorn."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 def peak_rss_mb() -> float:

@@ -53,26 +53,55 @@ def _floor(bodies: list[bytes], path: Path) -> float:
                 cqc_id = record["cqc_location_id"]
                 address = record.get("address") or {}
                 provider = record.get("provider") or {}
-                locations.append((
-                    cqc_id, record["name"], provider.get("cqc_provider_id"), provider.get("name"),
-                    record.get("nhs_region"), record.get("local_authority"), address.get("line1"),
-                    address.get("postcode"), address.get("town"), record.get("provider_type"),
-                    orjson.dumps(record.get("short_stay_services", [])),
-                    orjson.dumps(record.get("languages", [])), record.get("notes"),
-                    orjson.dumps(record.get("funding_sources", [])), b"[]", b"[]",
-                    record.get("accepting_admissions", True), record.get("active", True), b"[]",
-                    "bench", record["updated_at"], now, 0, "",
-                ))
+                locations.append(
+                    (
+                        cqc_id,
+                        record["name"],
+                        provider.get("cqc_provider_id"),
+                        provider.get("name"),
+                        record.get("nhs_region"),
+                        record.get("local_authority"),
+                        address.get("line1"),
+                        address.get("postcode"),
+                        address.get("town"),
+                        record.get("provider_type"),
+                        orjson.dumps(record.get("short_stay_services", [])),
+                        orjson.dumps(record.get("languages", [])),
+                        record.get("notes"),
+                        orjson.dumps(record.get("funding_sources", [])),
+                        b"[]",
+                        b"[]",
+                        record.get("accepting_admissions", True),
+                        record.get("active", True),
+                        b"[]",
+                        "bench",
+                        record["updated_at"],
+                        now,
+                        0,
+                        "",
+                    )
+                )
                 for line in record["vacancies"]:
-                    lines.append((
-                        cqc_id, line["vacancy_type"], line["vacancy_type"],
-                        line.get("weekly_price_from"), line["maximum_capacity"], line["occupied"],
-                        line["reserved"], line["admittable"], line["unavailable"],
-                        orjson.dumps(line.get("unavailable_reasons", [])), line.get("flexible", False),
-                        True, b"[]",
-                    ))
-                versions.append((cqc_id, "bench", record["updated_at"], now, submission_id, "",
-                                 orjson.dumps(record)))
+                    lines.append(
+                        (
+                            cqc_id,
+                            line["vacancy_type"],
+                            line["vacancy_type"],
+                            line.get("weekly_price_from"),
+                            line["maximum_capacity"],
+                            line["occupied"],
+                            line["reserved"],
+                            line["admittable"],
+                            line["unavailable"],
+                            orjson.dumps(line.get("unavailable_reasons", [])),
+                            line.get("flexible", False),
+                            True,
+                            b"[]",
+                        )
+                    )
+                versions.append(
+                    (cqc_id, "bench", record["updated_at"], now, submission_id, "", orjson.dumps(record))
+                )
             connection.executemany(
                 "INSERT OR REPLACE INTO location (cqc_location_id, name, cqc_provider_id, provider_name,"
                 " nhs_region, local_authority, address_line1, postcode, town, provider_type,"

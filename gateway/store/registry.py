@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from gateway.store.repository import bulk_insert
 from gateway.store.tables import RegistryLocation, RegistryProvider, table
 
 _CHUNK = 900
@@ -21,9 +22,10 @@ def replace_registry_locations(session: Session, rows: Sequence[dict[str, Any]])
         return
     t = table(RegistryLocation)
     ids = [row["cqc_location_id"] for row in rows]
+    delete = sa.delete(t).where(t.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)))
     for start in range(0, len(ids), _CHUNK):
-        session.execute(sa.delete(t).where(t.c.cqc_location_id.in_(ids[start : start + _CHUNK])))
-    session.execute(sa.insert(t), list(rows))
+        session.execute(delete, {"ids": ids[start : start + _CHUNK]})
+    bulk_insert(session, t, list(rows))
 
 
 def replace_registry_providers(session: Session, rows: Sequence[dict[str, Any]]) -> None:

@@ -75,7 +75,7 @@ def _sqlite_value(column: sa.Column[Any]) -> Callable[[Any], Any] | None:
     return None
 
 
-def _bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> int | None:
+def bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> int | None:
     """Insert ``rows`` (all with the same keys) in one executemany.
 
     On SQLite this goes straight to the driver with the values converted as SQLAlchemy
@@ -120,7 +120,7 @@ def add_versions(session: Session, versions: list[dict[str, Any]]) -> list[int]:
         return []
     t = table(LocationVersion)
     if session.connection().dialect.name == "sqlite":
-        last = _bulk_insert(session, t, versions)
+        last = bulk_insert(session, t, versions)
         assert last is not None
         # One writer holds a SQLite database, so the rowids of one executemany are
         # consecutive and end at the last one inserted.
@@ -155,8 +155,8 @@ def replace_locations(
     for chunk in _chunks(ids):
         session.execute(delete_lines, {"ids": list(chunk)})
         session.execute(delete_locations, {"ids": list(chunk)})
-    _bulk_insert(session, loc_t, locations)
-    _bulk_insert(session, line_t, lines)
+    bulk_insert(session, loc_t, locations)
+    bulk_insert(session, line_t, lines)
 
 
 def get_location(session: Session, cqc_location_id: str) -> tuple[Location, list[VacancyLine]] | None:

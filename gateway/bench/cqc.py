@@ -1,0 +1,108 @@
+"""``gateway bench cqc``: a full sync of the demo registry under a client-side rate limit.
+
+The simulator runs in its own process with its own limit raised to the client's
+(20,000 requests a minute); the figure is the achieved request rate as a share of the
+limit: at 90% or more, the limit, not the gateway's own code, sets the pace.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from gateway.bench import print_result, run_async, stopwatch
+from gateway.bench.london import _free_port, _process
+from gateway.demo_loading import ensure_demo_data
+from gateway.settings import Settings
+from gateway.store.db import create_engine, session_factory, upgrade
+from gateway.sync.cqc import cqc_client, sync_cqc_full
+from gateway.sync.sources import SyncContext
+
+LIMIT_PER_MINUTE = 20_000.0
+
+
+def bench_cqc() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        work = Path(tmp)
+        data = ensure_demo_data(work / "demo-data")
+        url_db = f"sqlite:///{work / 'gateway.db'}"
+        upgrade(url_db)
+        engine = create_engine(url_db)
+        port = _free_port()
+        args = [
+            "simulators.cqc_api",
+            "--locations",
+            str(data / "cqc" / "locations.json"),
+            "--providers",
+            str(data / "cqc" / "providers.json"),
+            "--port",
+            str(port),
+            "--subscription-key",
+            "bench",
+            "--requests-per-minute",
+            str(LIMIT_PER_MINUTE),
+        ]
+        with _process(args, f"http://127.0.0.1:{port}/docs"):
+            settings = Settings(
+                database_url=url_db,
+                cqc_base_url=f"http://127.0.0.1:{port}/public/v1",
+                cqc_subscription_key=SecretStr("bench"),
+                cqc_requests_per_minute=LIMIT_PER_MINUTE,
+            )
+            counted: dict[str, int] = {}
+
+            async def sync() -> Any:
+                async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as http:
+                    context = SyncContext(
+                        session_factory(engine), http, settings, options={"concurrency": 32}
+                    )
+                    client = cqc_client(context)
+                    import gateway.sync.cqc as cqc_module
+
+                    original = cqc_module.cqc_client
+                    cqc_module.cqc_client = lambda _: client  # count this client's requests
+                    try:
+                        return await sync_cqc_full(context)
+                    finally:
+                        cqc_module.cqc_client = original
+                        counted["requests"] = client.requests
+
+            time.sleep(1.0)  # let the simulator's token bucket fill as a fresh client would find it
+            with stopwatch() as elapsed:
+                run = run_async(sync())
+                seconds = elapsed()
+        engine.dispose()
+    if run.status != "succeeded":
+        raise SystemExit(f"the sync failed: {run.error_message}")
+    requests = counted["requests"]
+    rate = requests / seconds * 60
+    share = rate / LIMIT_PER_MINUTE
+    figures = {
+        "bench": "cqc",
+        "locations": run.accepted,
+        "requests": requests,
+        "seconds": round(seconds, 2),
+        "requests_per_minute": round(rate),
+        "limit_per_minute": LIMIT_PER_MINUTE,
+        "share_of_limit": round(share, 3),
+        "floor_s": round(requests / (LIMIT_PER_MINUTE / 60), 2),
+        "ratio": round(seconds / (requests / (LIMIT_PER_MINUTE / 60)), 3),
+    }
+    print_result(
+        "cqc: full sync of the demo registry under a 20,000/min client limit",
+        [
+            ("care homes stored", str(run.accepted)),
+            ("requests", str(requests)),
+            ("wall seconds", f"{seconds:.2f}"),
+            ("requests per minute", f"{rate:,.0f}"),
+            ("floor: seconds the limit itself needs", f"{requests / (LIMIT_PER_MINUTE / 60):.2f}"),
+            ("share of limit (target at least 0.9)", f"{share:.3f}"),
+        ],
+        figures,
+    )
+    return figures
