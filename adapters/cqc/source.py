@@ -46,10 +46,9 @@ class CqcSource:
                 await results.put((location_id, await self.client.get_location(location_id)))
 
         async def writer() -> None:
-            batch, done = RegistryBatch(), 0
-            for _ in range(len(ids)):
+            batch = RegistryBatch()
+            for done in range(1, len(ids) + 1):
                 location_id, record = await results.get()
-                done += 1
                 if record is None:
                     batch.not_found.append(location_id)
                 else:
