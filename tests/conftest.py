@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -17,8 +16,6 @@ from gateway.api.app import create_app
 from gateway.auth import create_token
 from gateway.settings import Settings
 from gateway.store.db import create_engine, session_factory, transaction, upgrade
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from gateway.model.capacity import LocationUpdate
-from gateway.places import district_of, load_districts
+from gateway.places import district_centroid, district_of, load_districts
 from gateway.schemas import Problem
 from gateway.store import repository
 from gateway.store.repository import HeldLocation
@@ -84,6 +84,7 @@ def _rows(
             }
         )
     address, provider = record["address"], record["provider"]
+    point = district_centroid(address["postcode"])
     location = {
         **{key: value for key, value in record.items() if key not in _NESTED},
         "cqc_provider_id": provider["cqc_provider_id"],
@@ -93,6 +94,8 @@ def _rows(
         "town": address["town"],
         "county": address["county"],
         "postcode": address["postcode"],
+        "latitude": point[0] if point else None,
+        "longitude": point[1] if point else None,
         "entered_capacity": update.entered_capacity,
         "quality_flags": sorted(flags),
         "source": source,

@@ -66,6 +66,8 @@ class Location(SQLModel, table=True):
     town: str | None = None
     county: str | None = None
     postcode: str | None = Field(default=None, max_length=10)
+    latitude: float | None = Field(default=None, index=True)  # the postcode district's centroid
+    longitude: float | None = None
     phone: str | None = None
     provider_type: str = Field(max_length=20)
     short_stay_services: list[str] = _json([])
@@ -191,7 +193,7 @@ class RegistryLocation(SQLModel, table=True):
     town: str | None = None
     county: str | None = None
     postcode: str | None = Field(default=None, index=True, max_length=10)
-    latitude: float | None = None
+    latitude: float | None = Field(default=None, index=True)
     longitude: float | None = None
     cqc_region: str | None = None
     nhs_region: str | None = Field(default=None, index=True, max_length=40)

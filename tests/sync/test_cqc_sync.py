@@ -25,7 +25,7 @@ from gateway.sync.sources import SyncContext
 from simulators.cqc_api import CqcApiSimulator, CqcSimulatorSettings, create_app
 from simulators.server import run_in_thread
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cqc"
+SHARED = Path(__file__).resolve().parents[1] / "fixtures" / "cqc"
 
 
 def registry_records() -> list[dict[str, Any]]:

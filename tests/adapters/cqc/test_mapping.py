@@ -9,7 +9,7 @@ import pytest
 
 from adapters.cqc.mapping import CqcRecordError, parse_list_page, predecessors, rating, registry_row
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "cqc"
+DATA = Path(__file__).resolve().parents[2] / "fixtures" / "cqc"
 
 
 def load(name: str) -> object:

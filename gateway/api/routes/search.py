@@ -1,0 +1,116 @@
+"""GET /api/v1/vacancies: one federated search across England, as JSON, CSV or Excel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from gateway.api.deps import FactoryDep, Reader, SessionDep
+from gateway.model.vocab import (
+    CqcRating,
+    FundingSource,
+    NhsRegion,
+    ProviderType,
+    ShortStayService,
+    VacancyType,
+)
+from gateway.search import exports
+from gateway.search.query import (
+    SearchQuery,
+    Sort,
+    check_postcode,
+    codes,
+    parse_duration,
+    refuse,
+    stay_types,
+)
+from gateway.search.service import search
+
+router = APIRouter(prefix="/api/v1")
+Many = Annotated[list[str] | None, Query()]
+
+
+@router.get("/vacancies", summary="Find vacancies anywhere in England (every source at once)")
+def find_vacancies(
+    request: Request,
+    session: SessionDep,
+    factory: FactoryDep,
+    _: Reader,
+    postcode: Annotated[str | None, Query(description="any England postcode; results closest first")] = None,
+    radius_km: Annotated[float | None, Query(description="with postcode: how far to look")] = None,
+    local_authority: Many = None,
+    icb: Many = None,
+    sub_icb: Many = None,
+    region: Many = None,
+    regulated_activity: Many = None,
+    specialism: Many = None,
+    service_type: Many = None,
+    contract_la: Many = None,
+    contract_sub_icb: Many = None,
+    stay: Annotated[str | None, Query(description="long-term or short-stay")] = None,
+    short_stay_service: Many = None,
+    accepting_today: bool | None = None,
+    vacancy_type: Many = None,
+    rating: Many = None,
+    brand: Many = None,
+    max_weekly_price: Annotated[float | None, Query(ge=0)] = None,
+    language: Many = None,
+    notes: Annotated[
+        list[str] | None, Query(description="keywords that must all appear in the notes")
+    ] = None,
+    funding: Many = None,
+    updated_within: Annotated[str | None, Query(description="24h, 7d, any, or e.g. 36h / 3d")] = None,
+    out_of_hours: bool | None = None,
+    provider_type: Many = None,
+    sort: Sort = Sort.DISTANCE,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 20,
+    format: Literal["json", "csv", "xlsx"] = "json",
+) -> Any:
+    known = set(find_vacancies.__annotations__) - {"request", "session", "factory", "_", "return"}
+    for name in request.query_params:
+        if name not in known:
+            raise refuse(name, "unknown parameter")
+    point_postcode, radius = check_postcode(postcode, radius_km)
+    chosen_stay, types = stay_types(stay, codes("vacancy_type", vacancy_type or [], VacancyType))
+    q = SearchQuery(
+        postcode=point_postcode or postcode,
+        radius_km=radius,
+        local_authorities=local_authority or [],
+        icbs=icb or [],
+        sub_icbs=sub_icb or [],
+        regions=codes("region", region or [], NhsRegion),
+        regulated_activities=regulated_activity or [],
+        specialisms=specialism or [],
+        service_types=service_type or [],
+        contract_las=contract_la or [],
+        contract_sub_icbs=contract_sub_icb or [],
+        stay=chosen_stay,
+        short_stay_services=codes("short_stay_service", short_stay_service or [], ShortStayService),
+        accepting_today=accepting_today,
+        vacancy_types=types,
+        ratings=codes("rating", rating or [], CqcRating),
+        brands=brand or [],
+        max_weekly_price=max_weekly_price,
+        languages=language or [],
+        notes=notes or [],
+        funding=codes("funding", funding or [], FundingSource),
+        updated_within=parse_duration("updated_within", updated_within),
+        out_of_hours=out_of_hours,
+        provider_types=codes("provider_type", provider_type or [], ProviderType),
+        sort=sort,
+        page=page,
+        page_size=page_size,
+    )
+    if format == "json":
+        return search(session, q)
+    filters = {k: v for k, v in request.query_params.multi_items() if k != "format"}
+    stream = exports.csv_stream if format == "csv" else exports.xlsx_stream
+    media = "text/csv" if format == "csv" else exports.XLSX
+    return StreamingResponse(
+        stream(factory, q, filters),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="vacancies.{format}"'},
+    )

@@ -1,0 +1,156 @@
+"""Search results as CSV or Excel, with the filters and the export time in the file.
+
+CSV is streamed row by row; Excel is written by openpyxl's write-only workbook (rows go
+to disk as they come) into a temporary file, then streamed. Vacancy lines are read a
+chunk of locations at a time, so a national export never holds everything in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from openpyxl import Workbook
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.model.vocab import VacancyType
+from gateway.search.query import SearchQuery
+from gateway.search.service import iterate_all
+from gateway.store.tables import utcnow
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+HEADERS = [
+    "CQC location ID",
+    "Location name",
+    "Provider",
+    "Provider type",
+    "Distance (km)",
+    "Address",
+    "Postcode",
+    "Local authority",
+    "NHS region",
+    "CQC overall rating",
+    "Brand",
+    "Vacancy type",
+    "Weekly price from (GBP)",
+    "Maximum capacity",
+    "Occupied",
+    "Vacancies (total)",
+    "Vacant: reserved",
+    "Vacant: accepting admissions",
+    "Vacant: not available for admission",
+    "Reasons not available",
+    "Flexible",
+    "Admission status",
+    "Accepting out-of-hours admissions",
+    "Short-stay services",
+    "Languages",
+    "Notes",
+    "Funding accepted",
+    "Last updated by provider",
+    "Source",
+    "Data-quality flags",
+]
+
+
+def _display(code: str | None) -> str:
+    try:
+        return VacancyType(code).display if code else ""
+    except ValueError:
+        return code or ""
+
+
+def rows(result: dict[str, Any]) -> Iterator[list[Any]]:
+    """One row per matching vacancy line (a location with none still gets one row)."""
+    base = [
+        result["cqc_location_id"],
+        result["name"],
+        result["provider"]["name"],
+        result["provider_type"],
+        result["distance_km"],
+        result["address"]["line1"],
+        result["address"]["postcode"],
+        result["local_authority"],
+        result["nhs_region"],
+        result["overall_rating"],
+        result["brand"],
+    ]
+    tail = [
+        "Accepting admissions" if result["accepting_admissions"] else "Not accepting admissions",
+        {True: "Yes", False: "No", None: ""}[result["out_of_hours_admissions"]],
+        "; ".join(result["short_stay_services"] or []),
+        "; ".join(result["languages"] or []),
+        result["notes"] or "",
+        "; ".join(result["funding_sources"] or []),
+        result["provider_last_updated"],
+        result["source"],
+        "; ".join(result["quality_flags"]),
+    ]
+    for line in result["vacancies"] or [None]:
+        if line is None:
+            yield base + [""] * 10 + tail
+            continue
+        yield (
+            base
+            + [
+                _display(line["vacancy_type"]),
+                line["weekly_price_from"],
+                line["maximum_capacity"],
+                line["occupied"],
+                line["vacancies_total"],
+                line["reserved"],
+                line["admittable"],
+                line["unavailable"],
+                "; ".join(line["unavailable_reasons"]),
+                "Yes" if line["flexible"] else "No",
+            ]
+            + tail
+        )
+
+
+def _preamble(filters: list[tuple[str, str]]) -> list[str]:
+    described = "; ".join(f"{k}={v}" for k, v in filters) or "none (all of England)"
+    return [f"Exported at: {utcnow().isoformat(timespec='seconds')}", f"Filters: {described}"]
+
+
+def csv_stream(
+    factory: sessionmaker[Session], q: SearchQuery, filters: list[tuple[str, str]]
+) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for line in ["National Care Capacity Gateway: vacancy search", *_preamble(filters)]:
+        writer.writerow([f"# {line}"])
+    writer.writerow(HEADERS)
+    with factory() as session:
+        for result in iterate_all(session, q):
+            for row in rows(result):
+                writer.writerow(["" if v is None else v for v in row])
+            if buffer.tell() > 64_000:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+    yield buffer.getvalue()
+
+
+def xlsx_stream(
+    factory: sessionmaker[Session], q: SearchQuery, filters: list[tuple[str, str]]
+) -> Iterator[bytes]:
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Vacancies")
+    sheet.append(HEADERS)
+    with factory() as session:
+        for result in iterate_all(session, q):
+            for row in rows(result):
+                sheet.append(row)
+    about = workbook.create_sheet("About this export")
+    about.append(["National Care Capacity Gateway: vacancy search"])
+    for line in _preamble(filters):
+        about.append([line])
+    with tempfile.TemporaryFile() as handle:
+        workbook.save(handle)
+        handle.seek(0)
+        while chunk := handle.read(256 * 1024):
+            yield chunk
