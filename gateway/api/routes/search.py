@@ -106,7 +106,7 @@ def find_vacancies(
     )
     if format == "json":
         return search(session, q)
-    filters = {k: v for k, v in request.query_params.multi_items() if k != "format"}
+    filters = [(k, v) for k, v in request.query_params.multi_items() if k != "format"]
     stream = exports.csv_stream if format == "csv" else exports.xlsx_stream
     media = "text/csv" if format == "csv" else exports.XLSX
     return StreamingResponse(

@@ -1,0 +1,155 @@
+"""GET /api/v1/vacancies: filters, distance, sorting, paging, bad input, exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.places import haversine_km
+from gateway.store.db import transaction
+from gateway.store.tables import RegistryLocation, utcnow
+from tests.conftest import TokenMaker, bearer
+from tests.factories import batch, location, vacancy
+
+URL = "/api/v1/vacancies"
+# Homes around Manchester (M1 1AA is at the M1 district centroid) and one in Leeds.
+HOMES = [
+    ("1-1", "M1 1AA", {"languages": ["English", "Polish"], "notes": "Hoist; bariatric bed"}),
+    ("1-2", "M14 5AA", {"vacancies": [vacancy("dementia-nursing", weekly_price_from=1500.0)]}),
+    ("1-3", "M20 2AA", {"accepting_admissions": False, "funding_sources": ["phb"]}),
+    ("1-4", "LS1 1AA", {"short_stay_services": ["respite-care"], "out_of_hours_admissions": True}),
+    (
+        "1-5",
+        "M1 2AB",
+        {
+            "provider_type": "community-rehab",
+            "vacancies": [vacancy("community-rehab-nhs-la", weekly_price_from=2000.0)],
+        },
+    ),
+]
+
+
+@pytest.fixture
+def token(client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]) -> str:
+    token = make_token()
+    records = [location(cqc, address={"line1": "1 Road", "postcode": pc}, **over) for cqc, pc, over in HOMES]
+    response = client.post(
+        "/api/v1/submissions", content=orjson.dumps(batch(*records)), headers=bearer(token)
+    )
+    assert response.json()["summary"]["accepted"] == len(HOMES)
+    with transaction(factory) as session:
+        session.add(
+            RegistryLocation(
+                cqc_location_id="1-2",
+                name="Reg",
+                registration_status="Registered",
+                postcode="M14 5AA",
+                latitude=53.45,
+                longitude=-2.22,
+                overall_rating="good",
+                brand_name="BRAND Oak",
+                icb_code="QOP",
+                synced_at=utcnow(),
+            )
+        )
+    return token
+
+
+def get(client: TestClient, token: str, **params: Any) -> Any:
+    return client.get(URL, params=params, headers=bearer(token))
+
+
+def ids(response: Any) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [r["cqc_location_id"] for r in response.json()["results"]]
+
+
+def test_radius_search_is_closest_first_with_distances(client: TestClient, token: str) -> None:
+    response = get(client, token, postcode="m1 1aa", radius_km=15)
+    found = ids(response)
+    assert "1-4" not in found  # Leeds is ~55 km away
+    distances = [r["distance_km"] for r in response.json()["results"]]
+    assert distances == sorted(distances)
+    origin = response.json()["origin"]
+    reg = next(r for r in response.json()["results"] if r["cqc_location_id"] == "1-2")
+    assert reg["distance_km"] == pytest.approx(
+        haversine_km(origin["latitude"], origin["longitude"], 53.45, -2.22), abs=0.01
+    )
+    assert set(ids(get(client, token, postcode="M1 1AA", radius_km=80))) >= {"1-4"}
+
+
+def test_filters_combine(client: TestClient, token: str) -> None:
+    assert ids(get(client, token, language=["polish"])) == ["1-1"]
+    assert ids(get(client, token, notes=["hoist", "bariatric"])) == ["1-1"]
+    assert ids(get(client, token, notes=["hoist", "pets"])) == []
+    assert ids(get(client, token, vacancy_type="dementia-nursing")) == ["1-2"]
+    assert ids(get(client, token, rating="good")) == ["1-2"]
+    assert ids(get(client, token, brand="BRAND Oak")) == ["1-2"]
+    assert ids(get(client, token, icb="QOP")) == ["1-2"]
+    assert ids(get(client, token, funding="phb")) == ["1-3"]
+    assert ids(get(client, token, accepting_today=False)) == ["1-3"]
+    assert ids(get(client, token, short_stay_service="respite-care")) == ["1-4"]
+    assert ids(get(client, token, stay="short-stay")) == ["1-4"]
+    assert ids(get(client, token, provider_type="community-rehab")) == ["1-5"]
+    assert ids(get(client, token, out_of_hours=True)) == ["1-4"]
+    assert sorted(ids(get(client, token, max_weekly_price=1200, provider_type="care-home"))) == [
+        "1-1",
+        "1-3",
+        "1-4",
+    ]
+    assert ids(
+        get(client, token, vacancy_type=["dementia-nursing", "community-rehab-nhs-la"], sort="price")
+    ) == ["1-2", "1-5"]
+
+
+def test_paging_and_total(client: TestClient, token: str) -> None:
+    first = get(client, token, page_size=2, sort="freshness")
+    second = get(client, token, page_size=2, page=2, sort="freshness")
+    assert first.json()["total"] == len(HOMES)
+    assert len(set(ids(first)) | set(ids(second))) == 4
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"postcode": "not a postcode"}, "postcode"),
+        ({"postcode": "ZZ99 9ZZ"}, "postcode"),
+        ({"postcode": "M1 1AA", "radius_km": -5}, "radius_km"),
+        ({"radius_km": 5}, "radius_km"),
+        ({"vacancy_type": "sea-view"}, "vacancy_type"),
+        ({"rating": "superb"}, "rating"),
+        ({"region": "atlantis"}, "region"),
+        ({"updated_within": "fortnight"}, "updated_within"),
+        ({"stay": "forever"}, "stay"),
+        ({"colour": "blue"}, "colour"),
+        ({"sort": "random"}, "sort"),
+    ],
+)
+def test_bad_input_is_a_422_naming_the_parameter(
+    client: TestClient, token: str, params: dict[str, Any], parameter: str
+) -> None:
+    response = get(client, token, **params)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert parameter in [e["parameter"] for e in response.json()["errors"]]
+
+
+def test_csv_and_excel_exports_carry_filters_and_time(client: TestClient, token: str) -> None:
+    text = get(client, token, postcode="M1 1AA", radius_km=15, format="csv").text
+    lines = text.splitlines()
+    assert lines[1].startswith("# Exported at:") and "postcode=M1 1AA" in lines[2]
+    table = list(csv.DictReader(io.StringIO("\n".join(lines[3:]))))
+    assert {row["CQC location ID"] for row in table} == {"1-1", "1-2", "1-3", "1-5"}
+    assert table[0]["Vacant: accepting admissions"] != ""
+    workbook = load_workbook(io.BytesIO(get(client, token, format="xlsx", language="Polish").content))
+    rows = list(workbook["Vacancies"].values)
+    assert rows[0][0] == "CQC location ID" and rows[1][0] == "1-1"
+    about = [r[0] for r in workbook["About this export"].values]
+    assert any("language=Polish" in line for line in about)
