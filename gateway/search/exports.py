@@ -154,3 +154,36 @@ def xlsx_stream(
         handle.seek(0)
         while chunk := handle.read(256 * 1024):
             yield chunk
+
+
+def table_response(rows: list[dict[str, Any]], name: str, fmt: str) -> Any:
+    """A small report table as CSV or Excel (reports are a few hundred rows at most)."""
+    from fastapi.responses import Response
+
+    columns = list(rows[0]) if rows else []
+    stamp = f"Exported at: {utcnow().isoformat(timespec='seconds')}"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow([f"# {stamp}"])
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+        return Response(
+            buffer.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(name[:31])
+    sheet.append([stamp])
+    sheet.append(columns)
+    for row in rows:
+        sheet.append([row.get(c) for c in columns])
+    out = io.BytesIO()
+    workbook.save(out)
+    return Response(
+        out.getvalue(),
+        media_type=XLSX,
+        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
+    )

@@ -121,6 +121,34 @@ def test_every_planted_discrepancy_is_found_and_homes_are_matched(
     wrong = {ref: cqc for ref, cqc in linked.items() if truth[ref] != cqc}
     assert not wrong, f"wrong automatic links: {wrong}"
     assert len(linked) >= 0.95 * len(truth), f"linked {len(linked)} of {len(truth)}"
+    # With every source in, the occupancy report by NHS region (care homes) reproduces the
+    # national tracker's reference table within 1% per cell.
+    from gateway.demoset.figures import REFERENCE
+    from gateway.search.reports import occupancy
+
+    with factory() as session:
+        report = occupancy(session, group_by="nhs_region", provider_types=["care-home"])
+    rows = {row["group"]: row for row in report["rows"]}
+    print("occupancy by NHS region:", json.dumps(rows, indent=1))
+    for region, (locations, capacity, admittable, unavailable, reserved, occupied) in REFERENCE.items():
+        row = rows[region.value]
+        got = [
+            row["locations_with_vacancy_data"],
+            row["maximum_capacity"],
+            row["admittable"],
+            row["unavailable"],
+            row["reserved"],
+            row["occupied"],
+            row["vacancies_total"],
+        ]
+        want = [locations, capacity, admittable, unavailable, reserved, occupied, capacity - occupied]
+        for name, have, expected in zip(
+            ["locations", "capacity", "admittable", "unavailable", "reserved", "occupied", "vacancies"],
+            got,
+            want,
+            strict=True,
+        ):
+            assert abs(have - expected) <= 0.01 * expected, (region.value, name, have, expected)
     with factory() as session:
         for ref, cqc_id in linked.items():
             assert (

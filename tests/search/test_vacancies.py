@@ -153,3 +153,48 @@ def test_csv_and_excel_exports_carry_filters_and_time(client: TestClient, token:
     assert rows[0][0] == "CQC location ID" and rows[1][0] == "1-1"
     about = [r[0] for r in workbook["About this export"].values]
     assert any("language=Polish" in line for line in about)
+
+
+def test_occupancy_report_totals_equal_sums_over_lines(client: TestClient, token: str) -> None:
+    report = client.get("/api/v1/reports/occupancy", headers=bearer(token)).json()
+    lines = [ln for cqc, _, over in HOMES for ln in over.get("vacancies", [vacancy()])]
+    total = report["total"]
+    for key in ("maximum_capacity", "occupied", "reserved", "admittable", "unavailable"):
+        assert total[key] == sum(ln[key] for ln in lines), key
+        assert sum(row[key] for row in report["rows"]) == total[key]
+    assert total["vacancies_total"] == sum(max(ln["maximum_capacity"] - ln["occupied"], 0) for ln in lines)
+    assert total["locations_with_vacancy_data"] == len(HOMES)
+    assert [row["group"] for row in report["rows"]] == ["north-east-and-yorkshire", "north-west"]
+    drill = client.get(
+        "/api/v1/reports/occupancy", params={"group": "north-west"}, headers=bearer(token)
+    ).json()
+    assert {loc["cqc_location_id"] for loc in drill["locations"]} == {"1-1", "1-2", "1-3", "1-5"}
+    by_type = client.get(
+        "/api/v1/reports/occupancy", params={"group_by": "vacancy_type"}, headers=bearer(token)
+    )
+    assert {row["group"] for row in by_type.json()["rows"]} == {
+        "general-nursing",
+        "dementia-nursing",
+        "community-rehab-nhs-la",
+    }
+    csv_text = client.get("/api/v1/reports/occupancy", params={"format": "csv"}, headers=bearer(token)).text
+    assert csv_text.splitlines()[1].startswith("group,")
+    bad = client.get("/api/v1/reports/occupancy", params={"group_by": "planet"}, headers=bearer(token))
+    assert bad.status_code == 422
+
+
+def test_inconsistent_lines_are_counted_once_and_never_negative(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    token = make_token(name="other")
+    odd = vacancy(
+        maximum_capacity=5, occupied=7, admittable=1, reserved=0, unavailable=0, unavailable_reasons=[]
+    )
+    client.post(
+        "/api/v1/submissions",
+        content=orjson.dumps(batch(location("1-77", vacancies=[odd]))),
+        headers=bearer(token),
+    )
+    report = client.get("/api/v1/reports/occupancy", headers=bearer(token)).json()
+    assert report["inconsistent_lines"] == 1
+    assert report["total"]["vacancies_total"] == 0 and report["total"]["occupied"] == 7

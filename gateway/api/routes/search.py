@@ -16,7 +16,7 @@ from gateway.model.vocab import (
     ShortStayService,
     VacancyType,
 )
-from gateway.search import exports
+from gateway.search import exports, reports
 from gateway.search.query import (
     SearchQuery,
     Sort,
@@ -114,3 +114,32 @@ def find_vacancies(
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="vacancies.{format}"'},
     )
+
+
+@router.get("/reports/occupancy", summary="Occupancy by NHS region, local authority, ICB or vacancy type")
+def occupancy_report(
+    session: SessionDep,
+    _: Reader,
+    group_by: Literal["nhs_region", "local_authority", "icb", "vacancy_type"] = "nhs_region",
+    group: Annotated[str | None, Query(description="drill down: the locations of this group")] = None,
+    stay: Literal["long-term", "short-stay"] | None = None,
+    vacancy_type: Many = None,
+    out_of_hours: bool | None = None,
+    accepting_admissions: bool | None = None,
+    provider_type: Many = None,
+    format: Literal["json", "csv", "xlsx"] = "json",
+) -> Any:
+    report = reports.occupancy(
+        session,
+        group_by=group_by,
+        stay=stay,
+        vacancy_types=codes("vacancy_type", vacancy_type or [], VacancyType),
+        out_of_hours=out_of_hours,
+        accepting=accepting_admissions,
+        provider_types=codes("provider_type", provider_type or [], ProviderType),
+        group=group,
+    )
+    if format == "json":
+        return report
+    rows = report.get("locations") or [*report["rows"], report["total"]]
+    return exports.table_response(rows, f"occupancy-by-{group_by}", format)

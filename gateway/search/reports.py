@@ -1,0 +1,222 @@
+"""The occupancy report and the unavailable-for-admission report.
+
+Lines are counted as the provider sent them (an inconsistent line once, with its own
+figures); the totals derived here never go negative: vacancies total is
+``max(capacity - occupied, 0)`` per line. Lines of unmapped source codes and inactive
+locations are left out. The report says how many lines broke the capacity invariant.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from gateway.errors import Unprocessable
+from gateway.model.vocab import LONG_TERM_VACANCY_TYPES, NhsRegion, VacancyType
+from gateway.store.tables import Location, RegistryLocation, VacancyLine, table, utcnow
+
+LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
+GROUPS = {
+    "nhs_region": sa.func.coalesce(REG.c.nhs_region, LOC.c.nhs_region),
+    "local_authority": sa.func.coalesce(REG.c.local_authority, LOC.c.local_authority),
+    "icb": REG.c.icb_code,
+    "vacancy_type": LINE.c.vacancy_type,
+}
+REGISTRY_GROUPS = {
+    "nhs_region": REG.c.nhs_region,
+    "local_authority": REG.c.local_authority,
+    "icb": REG.c.icb_code,
+}
+COUNTS = ("maximum_capacity", "occupied", "reserved", "admittable", "unavailable")
+LOCATION_COUNTS = {
+    "locations_with_vacancy_data": "locations in the group with vacancy lines in the national view",
+    "locations_updated_last_7_days": "of those, locations whose provider updated in the last 7 days",
+    "cqc_registered_care_homes": "care homes the CQC registry lists as registered in the group "
+    "(whether or not any tracker reports them; not given by vacancy type)",
+}
+
+
+def _filters(
+    stay: str | None,
+    vacancy_types: list[str],
+    out_of_hours: bool | None,
+    accepting: bool | None,
+    provider_types: list[str],
+) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = [LOC.c.active.is_(True), LINE.c.vacancy_type.is_not(None)]
+    if stay == "long-term":
+        conditions.append(LINE.c.vacancy_type.in_([v.value for v in LONG_TERM_VACANCY_TYPES]))
+    elif stay == "short-stay":
+        conditions.append(sa.func.length(sa.cast(LOC.c.short_stay_services, sa.String)) > 2)
+    elif stay is not None:
+        raise Unprocessable(
+            "stay: allowed: long-term, short-stay",
+            errors=[{"parameter": "stay", "message": f"unknown value {stay!r}"}],
+        )
+    if vacancy_types:
+        conditions.append(LINE.c.vacancy_type.in_(vacancy_types))
+    if out_of_hours is not None:
+        conditions.append(LOC.c.out_of_hours_admissions.is_(out_of_hours))
+    if accepting is not None:
+        conditions.append(LOC.c.accepting_admissions.is_(accepting))
+    if provider_types:
+        conditions.append(LOC.c.provider_type.in_(provider_types))
+    return conditions
+
+
+def _row(values: dict[str, int]) -> dict[str, Any]:
+    capacity = values["maximum_capacity"]
+
+    def pct(part: int) -> float:
+        return round(100.0 * part / capacity, 1) if capacity else 0.0
+
+    return {
+        **{k: values[k] for k in COUNTS},
+        "vacancies_total": values["vacancies_total"],
+        "admittable_pct": pct(values["admittable"]),
+        "unavailable_pct": pct(values["unavailable"]),
+        "reserved_pct": pct(values["reserved"]),
+        "occupied_pct": pct(values["occupied"]),
+    }
+
+
+def occupancy(
+    session: Session,
+    *,
+    group_by: str = "nhs_region",
+    stay: str | None = None,
+    vacancy_types: list[str] | None = None,
+    out_of_hours: bool | None = None,
+    accepting: bool | None = None,
+    provider_types: list[str] | None = None,
+    group: str | None = None,
+) -> dict[str, Any]:
+    """The occupancy report; with ``group``, the locations of that group instead."""
+    if group_by not in GROUPS:
+        raise Unprocessable(
+            f"group_by: one of {', '.join(GROUPS)}",
+            errors=[{"parameter": "group_by", "message": f"unknown value {group_by!r}"}],
+        )
+    key = GROUPS[group_by]
+    conditions = _filters(stay, vacancy_types or [], out_of_hours, accepting, provider_types or [])
+    joined = LINE.join(LOC, LOC.c.cqc_location_id == LINE.c.cqc_location_id).outerjoin(
+        REG, REG.c.cqc_location_id == LOC.c.cqc_location_id
+    )
+    if group is not None:
+        return _drill_down(session, joined, key, group, conditions, group_by)
+    vacancies = sa.case(
+        (LINE.c.maximum_capacity > LINE.c.occupied, LINE.c.maximum_capacity - LINE.c.occupied), else_=0
+    )
+    fresh = sa.case((LOC.c.source_updated_at >= utcnow() - timedelta(days=7), LOC.c.cqc_location_id))
+    stmt = (
+        sa.select(
+            key.label("grp"),
+            *[sa.func.sum(LINE.c[c]) for c in COUNTS],
+            sa.func.sum(vacancies),
+            sa.func.count(sa.distinct(LOC.c.cqc_location_id)),
+            sa.func.count(sa.distinct(fresh)),
+            sa.func.sum(sa.case((LINE.c.consistent.is_(False), 1), else_=0)),
+        )
+        .select_from(joined)
+        .where(*conditions)
+        .group_by(key)
+        .order_by(key)
+    )
+    rows, totals = [], defaultdict(int)
+    inconsistent = 0
+    registered = _registered(session, group_by)
+    for record in session.execute(stmt):
+        values = {c: int(record[i + 1] or 0) for i, c in enumerate(COUNTS)}
+        values["vacancies_total"] = int(record[6] or 0)
+        for k, v in values.items():
+            totals[k] += v
+        inconsistent += int(record[9] or 0)
+        rows.append(
+            {
+                "group": record[0],
+                "group_display": _display(group_by, record[0]),
+                **_row(values),
+                "locations_with_vacancy_data": record[7],
+                "locations_updated_last_7_days": record[8],
+                "cqc_registered_care_homes": registered.get(record[0]) if registered is not None else None,
+            }
+        )
+    national = session.execute(
+        sa.select(sa.func.count(sa.distinct(LOC.c.cqc_location_id)), sa.func.count(sa.distinct(fresh)))
+        .select_from(joined)
+        .where(*conditions)
+    ).one()
+    return {
+        "group_by": group_by,
+        "columns": list(COUNTS) + ["vacancies_total"],
+        "location_counts": LOCATION_COUNTS,
+        "inconsistent_lines": inconsistent,
+        "note": "Lines are counted as providers sent them; vacancies total is capacity minus occupied, "
+        "never below zero; percentages are of maximum capacity.",
+        "rows": rows,
+        "total": {
+            "group": "England",
+            **_row(dict(totals)),
+            "locations_with_vacancy_data": national[0],
+            "locations_updated_last_7_days": national[1],
+            "cqc_registered_care_homes": sum(registered.values()) if registered is not None else None,
+        },
+    }
+
+
+def _registered(session: Session, group_by: str) -> dict[Any, int] | None:
+    column = REGISTRY_GROUPS.get(group_by)
+    if column is None:
+        return None
+    stmt = (
+        sa.select(column, sa.func.count())
+        .where(REG.c.care_home.is_(True), REG.c.registration_status == "Registered")
+        .group_by(column)
+    )
+    return {row[0]: int(row[1]) for row in session.execute(stmt)}
+
+
+def _display(group_by: str, value: Any) -> str | None:
+    vocabulary = {"nhs_region": NhsRegion, "vacancy_type": VacancyType}.get(group_by)
+    if vocabulary is None or value is None:
+        return value
+    try:
+        return vocabulary(value).display  # type: ignore[no-any-return]
+    except ValueError:
+        return str(value)
+
+
+def _drill_down(
+    session: Session, joined: Any, key: Any, group: str, conditions: list[Any], group_by: str
+) -> dict[str, Any]:
+    stmt = (
+        sa.select(
+            LOC.c.cqc_location_id,
+            LOC.c.name,
+            LOC.c.source,
+            LOC.c.source_updated_at,
+            *[sa.func.sum(LINE.c[c]) for c in COUNTS],
+        )
+        .select_from(joined)
+        .where(*conditions, key == group)
+        .group_by(LOC.c.cqc_location_id, LOC.c.name, LOC.c.source, LOC.c.source_updated_at)
+        .order_by(LOC.c.name)
+    )
+    locations = []
+    for record in session.execute(stmt):
+        values = {c: int(record[i + 4] or 0) for i, c in enumerate(COUNTS)}
+        values["vacancies_total"] = max(values["maximum_capacity"] - values["occupied"], 0)
+        locations.append(
+            {
+                "cqc_location_id": record[0],
+                "name": record[1],
+                "source": record[2],
+                "last_updated": record[3].isoformat() if record[3] else None,
+                **_row(values),
+            }
+        )
+    return {"group_by": group_by, "group": group, "locations": locations}
