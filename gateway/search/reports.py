@@ -220,3 +220,57 @@ def _drill_down(
             }
         )
     return {"group_by": group_by, "group": group, "locations": locations}
+
+
+def unavailable(
+    session: Session, *, group_by: str = "nhs_region", provider_types: list[str] | None = None
+) -> dict[str, Any]:
+    """Vacancies not available for admission, by reason and by area.
+
+    A line with several reasons counts its unavailable beds under each reason given
+    (``by_reason``) and once in ``unavailable_beds``; beds with no reason are counted
+    under 'not given'.
+    """
+    if group_by not in REGISTRY_GROUPS:
+        raise Unprocessable(
+            f"group_by: one of {', '.join(REGISTRY_GROUPS)}",
+            errors=[{"parameter": "group_by", "message": f"unknown value {group_by!r}"}],
+        )
+    key = GROUPS[group_by]
+    conditions = _filters(None, [], None, None, provider_types or [])
+    joined = LINE.join(LOC, LOC.c.cqc_location_id == LINE.c.cqc_location_id).outerjoin(
+        REG, REG.c.cqc_location_id == LOC.c.cqc_location_id
+    )
+    stmt = (
+        sa.select(key, LINE.c.unavailable, LINE.c.unavailable_reasons)
+        .select_from(joined)
+        .where(*conditions, LINE.c.unavailable > 0)
+    )
+    areas: dict[Any, dict[str, Any]] = {}
+    national: dict[str, int] = defaultdict(int)
+    total = 0
+    for area, beds, reasons in session.execute(stmt):
+        row = areas.setdefault(
+            area,
+            {
+                "group": area,
+                "group_display": _display(group_by, area),
+                "unavailable_beds": 0,
+                "by_reason": defaultdict(int),
+            },
+        )
+        row["unavailable_beds"] += beds
+        total += beds
+        for reason in reasons or ["not-given"]:
+            row["by_reason"][reason] += beds
+            national[reason] += beds
+    rows = [
+        {**row, "by_reason": dict(sorted(row["by_reason"].items()))}
+        for _, row in sorted(areas.items(), key=lambda item: str(item[0]))
+    ]
+    return {
+        "group_by": group_by,
+        "rows": rows,
+        "total": {"group": "England", "unavailable_beds": total, "by_reason": dict(sorted(national.items()))},
+        "note": "beds of a line with several reasons count under each of its reasons",
+    }

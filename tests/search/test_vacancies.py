@@ -198,3 +198,16 @@ def test_inconsistent_lines_are_counted_once_and_never_negative(
     report = client.get("/api/v1/reports/occupancy", headers=bearer(token)).json()
     assert report["inconsistent_lines"] == 1
     assert report["total"]["vacancies_total"] == 0 and report["total"]["occupied"] == 7
+
+
+def test_unavailable_report_by_reason_and_area(client: TestClient, token: str) -> None:
+    report = client.get("/api/v1/reports/unavailable", headers=bearer(token)).json()
+    # Each home's default line has 1 bed unavailable for staffing absence.
+    assert report["total"]["unavailable_beds"] == len(HOMES)
+    assert report["total"]["by_reason"] == {"staffing-absence": len(HOMES)}
+    assert {row["group"]: row["unavailable_beds"] for row in report["rows"]} == {
+        "north-east-and-yorkshire": 1,
+        "north-west": 4,
+    }
+    xlsx = client.get("/api/v1/reports/unavailable", params={"format": "xlsx"}, headers=bearer(token))
+    assert xlsx.status_code == 200 and xlsx.headers["content-type"].startswith("application/vnd.openxml")

@@ -143,3 +143,23 @@ def occupancy_report(
         return report
     rows = report.get("locations") or [*report["rows"], report["total"]]
     return exports.table_response(rows, f"occupancy-by-{group_by}", format)
+
+
+@router.get("/reports/unavailable", summary="Vacancies not available for admission, by reason and area")
+def unavailable_report(
+    session: SessionDep,
+    _: Reader,
+    group_by: Literal["nhs_region", "local_authority", "icb"] = "nhs_region",
+    provider_type: Many = None,
+    format: Literal["json", "csv", "xlsx"] = "json",
+) -> Any:
+    report = reports.unavailable(
+        session, group_by=group_by, provider_types=codes("provider_type", provider_type or [], ProviderType)
+    )
+    if format == "json":
+        return report
+    flat = [
+        {"group": row["group"], "unavailable_beds": row["unavailable_beds"], **row["by_reason"]}
+        for row in [*report["rows"], report["total"]]
+    ]
+    return exports.table_response(flat, f"unavailable-by-{group_by}", format)
