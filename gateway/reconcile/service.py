@@ -51,8 +51,11 @@ class ReconcileSummary:
             "open_by_kind": dict(sorted(self.open_by_kind.items())),
             "opened": self.opened,
             "closed": self.closed,
-            "matching": {"linked": self.linked, "queued_for_review": self.queued_for_review,
-                         "unmatched": self.unmatched},
+            "matching": {
+                "linked": self.linked,
+                "queued_for_review": self.queued_for_review,
+                "unmatched": self.unmatched,
+            },
             "coverage_by_region": self.coverage,
         }
 
@@ -63,14 +66,23 @@ def finding_id(kind: str, cqc_location_id: str | None, source: str | None, sourc
 
 
 def _snapshots(session: Session) -> tuple[list[TrackedLocation], dict[str, RegisteredLocation]]:
-    tracked = [
-        TrackedLocation(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7] > 0)
-        for row in queries.tracked_rows(session)
-    ]
+    tracked = []
+    for row in queries.tracked_rows(session):
+        cqc_id, source, name, postcode, capacity, region, authority, lines = tuple(row)
+        tracked.append(
+            TrackedLocation(cqc_id, source, name, postcode, capacity, region, authority, lines > 0)
+        )
     registry = {
         r.cqc_location_id: RegisteredLocation(
-            r.cqc_location_id, r.name, r.postcode, r.registration_status, r.dormant,
-            r.registered_beds, r.care_home, r.nhs_region, r.local_authority,
+            r.cqc_location_id,
+            r.name,
+            r.postcode,
+            r.registration_status,
+            r.dormant,
+            r.registered_beds,
+            r.care_home,
+            r.nhs_region,
+            r.local_authority,
         )
         for r in queries.registry_rows(session)
     }
@@ -80,17 +92,26 @@ def _snapshots(session: Session) -> tuple[list[TrackedLocation], dict[str, Regis
 def _figures(session: Session) -> list[SourceFigures]:
     out = []
     for cqc_id, source, record in queries.multi_source_versions(session):
-        lines = tuple(sorted(
-            (str(line.get("vacancy_type")), line["maximum_capacity"], line["occupied"],
-             line["reserved"], line["admittable"], line["unavailable"])
-            for line in record.get("vacancies", [])
-        ))
+        lines = tuple(
+            sorted(
+                (
+                    str(line.get("vacancy_type")),
+                    line["maximum_capacity"],
+                    line["occupied"],
+                    line["reserved"],
+                    line["admittable"],
+                    line["unavailable"],
+                )
+                for line in record.get("vacancies", [])
+            )
+        )
         out.append(SourceFigures(cqc_id, source, lines))
     return out
 
 
-def link_held_record(session: Session, held: HeldRecord, cqc_location_id: str, score: float | None,
-                     now: datetime) -> None:
+def link_held_record(
+    session: Session, held: HeldRecord, cqc_location_id: str, score: float | None, now: datetime
+) -> None:
     """Link a held home to a registry location and put its latest report into the view."""
     held.status = "linked"
     held.matched_cqc_location_id = cqc_location_id
@@ -100,21 +121,24 @@ def link_held_record(session: Session, held: HeldRecord, cqc_location_id: str, s
         apply_updates(session, source=held.source, updates=[(0, update)], received_at=now)
 
 
-def _match_held(session: Session, summary: ReconcileSummary, point_of: PointOf,
-                now: datetime) -> list[Observation]:
+def _match_held(
+    session: Session, summary: ReconcileSummary, point_of: PointOf, now: datetime
+) -> list[Observation]:
     pending = queries.held_records(session, statuses=["unmatched", "review"])
     if not pending:
         return []
     index = matching.RegistryIndex(
-        matching.RegistryCandidate(r.cqc_location_id, r.name, r.postcode, r.local_authority,
-                                   r.latitude, r.longitude)
+        matching.RegistryCandidate(
+            r.cqc_location_id, r.name, r.postcode, r.local_authority, r.latitude, r.longitude
+        )
         for r in queries.registry_rows(session)
         if r.registration_status.lower() == "registered"
     )
     observations = []
     for held in pending:
-        decision = matching.match_home(held.name, held.postcode, held.local_authority,
-                                       point_of(held.postcode), index)
+        decision = matching.match_home(
+            held.name, held.postcode, held.local_authority, point_of(held.postcode), index
+        )
         best = decision.best
         if decision.decision == "link" and best is not None:
             link_held_record(session, held, best.cqc_location_id, best.score, now)
@@ -129,13 +153,30 @@ def _match_held(session: Session, summary: ReconcileSummary, point_of: PointOf,
         else:
             summary.unmatched += 1
         candidates = [c for c in (decision.best, decision.runner_up) if c is not None]
-        observations.append(Observation(
-            Kind.UNMATCHED_HOME, None, held.source, None, held.local_authority,
-            {"name": held.name, "postcode": held.postcode, "status": held.status,
-             "candidates": [{"cqc_location_id": c.cqc_location_id, "name": c.name, "score": c.score,
-                             "distance_km": c.distance_km} for c in candidates]},
-            source_ref=held.source_ref,
-        ))
+        observations.append(
+            Observation(
+                Kind.UNMATCHED_HOME,
+                None,
+                held.source,
+                None,
+                held.local_authority,
+                {
+                    "name": held.name,
+                    "postcode": held.postcode,
+                    "status": held.status,
+                    "candidates": [
+                        {
+                            "cqc_location_id": c.cqc_location_id,
+                            "name": c.name,
+                            "score": c.score,
+                            "distance_km": c.distance_km,
+                        }
+                        for c in candidates
+                    ],
+                },
+                source_ref=held.source_ref,
+            )
+        )
     return observations
 
 
@@ -153,8 +194,9 @@ def _coverage(
     return dict(sorted(coverage.items()))
 
 
-def reconcile(session: Session, *, point_of: PointOf = lambda _: None,
-              now: datetime | None = None) -> ReconcileSummary:
+def reconcile(
+    session: Session, *, point_of: PointOf = lambda _: None, now: datetime | None = None
+) -> ReconcileSummary:
     """Run every rule once and bring the findings up to date (in the caller's transaction)."""
     now = now or utcnow()
     summary = ReconcileSummary()
@@ -178,12 +220,22 @@ def reconcile(session: Session, *, point_of: PointOf = lambda _: None,
         summary.open_by_kind[obs.kind] += 1
         finding = existing.get(fid)
         if finding is None:
-            new.append(Finding(
-                id=fid, kind=obs.kind, severity=SEVERITY[obs.kind], cqc_location_id=obs.cqc_location_id,
-                source=obs.source, source_ref=obs.source_ref, nhs_region=obs.nhs_region,
-                local_authority=obs.local_authority, evidence=obs.evidence, status="open",
-                first_seen=now, last_seen=now,
-            ))
+            new.append(
+                Finding(
+                    id=fid,
+                    kind=obs.kind,
+                    severity=SEVERITY[obs.kind],
+                    cqc_location_id=obs.cqc_location_id,
+                    source=obs.source,
+                    source_ref=obs.source_ref,
+                    nhs_region=obs.nhs_region,
+                    local_authority=obs.local_authority,
+                    evidence=obs.evidence,
+                    status="open",
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
             summary.opened += 1
             continue
         if finding.status != "open":

@@ -126,7 +126,8 @@ def occupancy(
         .group_by(key)
         .order_by(key)
     )
-    rows, totals = [], defaultdict(int)
+    rows: list[dict[str, Any]] = []
+    totals: defaultdict[str, int] = defaultdict(int)
     inconsistent = 0
     registered = _registered(session, group_by)
     for record in session.execute(stmt):

@@ -108,7 +108,9 @@ def bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> in
     try:
         cursor.executemany(sql, [values(row) for row in rows])
         cursor.execute("SELECT last_insert_rowid()")
-        last: int = cursor.fetchone()[0]
+        found = cursor.fetchone()
+        assert found is not None
+        last: int = found[0]
     finally:
         cursor.close()
     return last
@@ -149,7 +151,7 @@ def replace_locations(
         return
     ids = [row["cqc_location_id"] for row in locations] if existing is None else list(existing)
     line_t, loc_t = table(VacancyLine), table(Location)
-    ids_param = sa.bindparam("ids", expanding=True)
+    ids_param: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
     delete_lines = sa.delete(line_t).where(line_t.c.cqc_location_id.in_(ids_param))
     delete_locations = sa.delete(loc_t).where(loc_t.c.cqc_location_id.in_(ids_param))
     for chunk in _chunks(ids):

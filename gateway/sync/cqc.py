@@ -27,6 +27,9 @@ SOURCE = "cqc"
 
 
 def cqc_client(context: SyncContext) -> CqcClient:
+    given = context.options.get("client")
+    if isinstance(given, CqcClient):
+        return given
     settings = context.settings
     assert settings.cqc_base_url and settings.cqc_subscription_key
     retry = context.options.get("retry") or RetryPolicy(max_attempts=6, base_delay_s=1.0, max_delay_s=60)

@@ -10,6 +10,7 @@ missed (homes already stored come back 'unchanged').
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -46,7 +47,7 @@ def _store_page(context: SyncContext, run_id: int, counts: RunCounts, page: Mapp
 
 
 def _held_updates(
-    session: Session, page: MappedPage, now: object, start: int
+    session: Session, page: MappedPage, now: datetime, start: int
 ) -> list[tuple[int, LocationUpdate]]:
     """Keep homes without a CQC ID for matching; those already linked go straight in."""
     out: list[tuple[int, LocationUpdate]] = []
