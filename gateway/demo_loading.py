@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.model.vocab import NhsRegion
 
@@ -73,3 +75,58 @@ def national_push_bodies(data_dir: Path) -> list[bytes]:
     for start in range(0, len(records), PUSH_BATCH_LIMIT):
         bodies.append(orjson.dumps({"locations": records[start : start + PUSH_BATCH_LIMIT]}))
     return bodies
+
+
+def load_national_demo(data: Path, factory: sessionmaker[Session]) -> dict[str, Any]:
+    """Load a demo set straight into a store (no HTTP): the registry, every region's push
+    batches through the push path, and London through its mapping, homes without a CQC
+    ID held for matching. Returns the manifest. For tests and benchmarks."""
+    from adapters.cqc.mapping import registry_row
+    from adapters.london_tracker.mapping import map_home
+    from gateway.auth import Principal
+    from gateway.ingest.service import apply_updates
+    from gateway.ingest.submissions import receive_submission
+    from gateway.store.db import transaction
+    from gateway.store.registry import replace_registry_locations
+    from gateway.store.tables import HeldRecord, utcnow
+
+    now = utcnow()
+    rows = [
+        {**registry_row(r), "synced_at": now}
+        for r in json.loads((data / "cqc" / "locations.json").read_bytes())
+    ]
+    with transaction(factory) as session:
+        replace_registry_locations(session, rows)
+    for region, files in push_files(data).items():
+        principal = Principal(
+            f"token-{region.value}",
+            f"tracker-{region.value}",
+            frozenset({"submit"}),
+            frozenset({region.value}),
+        )
+        for path in files:
+            outcome = receive_submission(factory, principal, path.read_bytes())
+            if outcome.body["summary"]["rejected"]:
+                raise ValueError(f"{path.name}: records rejected")
+    with transaction(factory) as session:
+        updates = []
+        for home in london_homes(data):
+            mapped = map_home(home)
+            if mapped.update is not None:
+                updates.append((len(updates), mapped.update))
+            elif mapped.unmatched is not None:
+                held = mapped.unmatched
+                session.add(
+                    HeldRecord(
+                        source="london",
+                        source_ref=held.home_ref,
+                        name=held.name,
+                        postcode=held.postcode,
+                        local_authority=held.local_authority,
+                        record=held.record,
+                        first_seen=now,
+                        last_seen=now,
+                    )
+                )
+        apply_updates(session, source="london", updates=updates, received_at=now)
+    return json.loads((data / "manifest.json").read_bytes())

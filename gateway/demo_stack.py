@@ -91,37 +91,72 @@ def run_demo(port: int, data_dir: Path) -> None:
     with ExitStack() as stack:
         if _has("simulators.london_tracker"):
             london_url = f"http://127.0.0.1:{port + LONDON_PORT_OFFSET}"
-            stack.enter_context(_process(
-                [sys.executable, "-m", "simulators.london_tracker", "--homes",
-                 str(data_dir / "london" / "homes.json"), "--port", str(port + LONDON_PORT_OFFSET),
-                 "--client-id", DEMO_LONDON_CLIENT[0], "--client-secret", DEMO_LONDON_CLIENT[1]],
-                f"{london_url}/docs"))
-            env |= {"GATEWAY_LONDON_BASE_URL": london_url,
-                    "GATEWAY_LONDON_CLIENT_ID": DEMO_LONDON_CLIENT[0],
-                    "GATEWAY_LONDON_CLIENT_SECRET": DEMO_LONDON_CLIENT[1]}
+            stack.enter_context(
+                _process(
+                    [
+                        sys.executable,
+                        "-m",
+                        "simulators.london_tracker",
+                        "--homes",
+                        str(data_dir / "london" / "homes.json"),
+                        "--port",
+                        str(port + LONDON_PORT_OFFSET),
+                        "--client-id",
+                        DEMO_LONDON_CLIENT[0],
+                        "--client-secret",
+                        DEMO_LONDON_CLIENT[1],
+                    ],
+                    f"{london_url}/docs",
+                )
+            )
+            env |= {
+                "GATEWAY_LONDON_BASE_URL": london_url,
+                "GATEWAY_LONDON_CLIENT_ID": DEMO_LONDON_CLIENT[0],
+                "GATEWAY_LONDON_CLIENT_SECRET": DEMO_LONDON_CLIENT[1],
+            }
             console.print(f"London tracker simulator on {london_url}")
         if _has("simulators.cqc_api"):
             cqc_url = f"http://127.0.0.1:{port + CQC_PORT_OFFSET}"
-            stack.enter_context(_process(
-                [sys.executable, "-m", "simulators.cqc_api",
-                 "--locations", str(data_dir / "cqc" / "locations.json"),
-                 "--providers", str(data_dir / "cqc" / "providers.json"),
-                 "--port", str(port + CQC_PORT_OFFSET), "--subscription-key", DEMO_CQC_KEY],
-                f"{cqc_url}/docs"))
-            env |= {"GATEWAY_CQC_BASE_URL": f"{cqc_url}/public/v1",
-                    "GATEWAY_CQC_SUBSCRIPTION_KEY": DEMO_CQC_KEY,
-                    "GATEWAY_CQC_REQUESTS_PER_MINUTE": "20000"}
+            stack.enter_context(
+                _process(
+                    [
+                        sys.executable,
+                        "-m",
+                        "simulators.cqc_api",
+                        "--locations",
+                        str(data_dir / "cqc" / "locations.json"),
+                        "--providers",
+                        str(data_dir / "cqc" / "providers.json"),
+                        "--port",
+                        str(port + CQC_PORT_OFFSET),
+                        "--subscription-key",
+                        DEMO_CQC_KEY,
+                    ],
+                    f"{cqc_url}/docs",
+                )
+            )
+            env |= {
+                "GATEWAY_CQC_BASE_URL": f"{cqc_url}/public/v1",
+                "GATEWAY_CQC_SUBSCRIPTION_KEY": DEMO_CQC_KEY,
+                "GATEWAY_CQC_REQUESTS_PER_MINUTE": "20000",
+            }
             console.print(f"CQC API simulator on {cqc_url}")
 
-        stack.enter_context(_process(
-            [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--no-migrate"],
-            f"{gateway_url}/healthz", env))
+        stack.enter_context(
+            _process(
+                [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), "--no-migrate"],
+                f"{gateway_url}/healthz",
+                env,
+            )
+        )
 
         for region, files in push_files(data_dir).items():
             token = _mint(settings, f"tracker-{region.value}", ["submit"], [region.value])
             for result in push_region(gateway_url, token, files):
-                console.print(f"pushed {region.display:<26} {result.file}: HTTP {result.status_code} "
-                              f"{orjson.dumps(result.summary).decode()}")
+                console.print(
+                    f"pushed {region.display:<26} {result.file}: HTTP {result.status_code} "
+                    f"{orjson.dumps(result.summary).decode()}"
+                )
 
         reader = _mint(settings, "demo-reader", ["read", "admin"], ["all"])
         console.print(f"\n[bold green]The gateway is up[/] on {gateway_url} (API docs: {gateway_url}/docs)")

@@ -75,8 +75,13 @@ def registry_public(reg: RegistryLocation | None) -> dict[str, Any] | None:
         "latitude": reg.latitude,
         "longitude": reg.longitude,
         "ods_code": reg.ods_code,
-        "address": {"line1": reg.address_line1, "line2": reg.address_line2, "town": reg.town,
-                    "county": reg.county, "postcode": reg.postcode},
+        "address": {
+            "line1": reg.address_line1,
+            "line2": reg.address_line2,
+            "town": reg.town,
+            "county": reg.county,
+            "postcode": reg.postcode,
+        },
         "synced_at": reg.synced_at.isoformat(),
     }
 

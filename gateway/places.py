@@ -61,8 +61,13 @@ def load_districts() -> dict[str, District]:
     with DISTRICTS_CSV.open(newline="") as handle:
         return {
             row["district"]: District(
-                row["district"], float(row["latitude"]), float(row["longitude"]),
-                row["local_authority"], row["ons_region"], row["post_town"], int(row["population"] or 0),
+                row["district"],
+                float(row["latitude"]),
+                float(row["longitude"]),
+                row["local_authority"],
+                row["ons_region"],
+                row["post_town"],
+                int(row["population"] or 0),
             )
             for row in csv.DictReader(handle)
         }

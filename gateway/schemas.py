@@ -54,9 +54,7 @@ class SchemaValidator:
 
     def __init__(self, schema: dict[str, Any]) -> None:
         Draft202012Validator.check_schema(schema)
-        self._reference = Draft202012Validator(
-            schema, format_checker=Draft202012Validator.FORMAT_CHECKER
-        )
+        self._reference = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
         self._gate = jsonschema_rs.validator_for(schema, validate_formats=True)
 
     def problems(self, document: Any, prefix: str = "") -> list[Problem]:

@@ -16,9 +16,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
 
-    environment: str = Field(
-        default="development", description="development, test or production"
-    )
+    environment: str = Field(default="development", description="development, test or production")
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL: sqlite:///path.db (default) or postgresql+psycopg://...",

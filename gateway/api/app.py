@@ -60,8 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version,
-                                 description=app.description, routes=app.routes)
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             submission = load_schema(SCHEMA_NAME)
             schema.setdefault("components", {}).setdefault("schemas", {})["TrackerSubmission"] = {
                 "description": submission["description"],

@@ -36,7 +36,14 @@ def _cqc() -> dict[str, Any]:
     return bench_cqc()
 
 
+def _search() -> dict[str, Any]:
+    from gateway.bench.search import bench_search
+
+    return bench_search()
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
+    "search": _search,
     "ingest": _ingest,
     "london": _london,
     "cqc": _cqc,

@@ -182,6 +182,10 @@ def apply_updates(
         winners[result.cqc_location_id or ""][0]["version_id"] = version_id
     locations = [location for location, _ in winners.values()]
     lines = [line for _, location_lines in winners.values() for line in location_lines]
+    # Where a location is: the registry's coordinates when it has them, else (set in
+    # _rows) its postcode district's centroid. Registry syncs keep this up to date too.
+    for cqc_id, (lat, lon) in repository.registry_points(session, list(winners)).items():
+        winners[cqc_id][0]["latitude"], winners[cqc_id][0]["longitude"] = lat, lon
     existing = [cqc_id for cqc_id in winners if cqc_id in already_held]
     repository.replace_locations(session, locations, lines, existing)
     return results

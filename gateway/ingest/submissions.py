@@ -80,8 +80,7 @@ def validate_records(records: list[Any]) -> tuple[list[tuple[int, LocationUpdate
             valid.append((index, LocationUpdate.model_validate(record)))
         except ModelError as exc:
             problems = [
-                Problem(prefix + "".join(f"/{p}" for p in err["loc"]), err["msg"])
-                for err in exc.errors()
+                Problem(prefix + "".join(f"/{p}" for p in err["loc"]), err["msg"]) for err in exc.errors()
             ]
             rejected.append(RecordResult(index, cqc_id, RecordStatus.REJECTED, problems))
     return valid, rejected
@@ -103,9 +102,7 @@ def _authorise_regions(
                 f"/locations/{index}/nhs_region",
                 "nhs_region is required for a location the gateway does not know yet",
             )
-            rejected.append(
-                RecordResult(index, update.cqc_location_id, RecordStatus.REJECTED, [problem])
-            )
+            rejected.append(RecordResult(index, update.cqc_location_id, RecordStatus.REJECTED, [problem]))
         elif not principal.may_write(region):
             outside.append(f"{update.cqc_location_id} ({region})")
         else:
@@ -221,9 +218,7 @@ def _finish(session: Session, submission_id: str, status: int, answer: dict[str,
 
 def _replay(previous: Submission, request_hash: str) -> SubmissionOutcome:
     if previous.request_hash != request_hash:
-        raise Unprocessable(
-            "this Idempotency-Key was already used with a different body; use a new key"
-        )
+        raise Unprocessable("this Idempotency-Key was already used with a different body; use a new key")
     if previous.status_code is None or previous.response is None:
         raise Conflict("a submission with this Idempotency-Key is still being processed")
     if previous.status_code != 200:

@@ -75,9 +75,7 @@ class VacancyLine(BaseModel):
 
     @property
     def is_consistent(self) -> bool:
-        return self.maximum_capacity == (
-            self.occupied + self.reserved + self.admittable + self.unavailable
-        )
+        return self.maximum_capacity == (self.occupied + self.reserved + self.admittable + self.unavailable)
 
     @property
     def vacancies_total(self) -> int:

@@ -18,8 +18,21 @@ from gateway.store.tables import Finding, HeldRecord, utcnow
 
 KINDS = tuple(SEVERITY)
 STATUSES = ("open", "closed")
-CSV_COLUMNS = ("id", "kind", "severity", "status", "cqc_location_id", "source", "source_ref",
-               "nhs_region", "local_authority", "first_seen", "last_seen", "closed_at", "evidence")
+CSV_COLUMNS = (
+    "id",
+    "kind",
+    "severity",
+    "status",
+    "cqc_location_id",
+    "source",
+    "source_ref",
+    "nhs_region",
+    "local_authority",
+    "first_seen",
+    "last_seen",
+    "closed_at",
+    "evidence",
+)
 
 
 def _check(values: list[str] | None, allowed: tuple[str, ...], parameter: str) -> None:
@@ -33,21 +46,37 @@ def _check(values: list[str] | None, allowed: tuple[str, ...], parameter: str) -
 
 def finding_public(f: Finding) -> dict[str, Any]:
     return {
-        "id": f.id, "kind": f.kind, "severity": f.severity, "status": f.status,
-        "cqc_location_id": f.cqc_location_id, "source": f.source, "source_ref": f.source_ref,
-        "nhs_region": f.nhs_region, "local_authority": f.local_authority, "evidence": f.evidence,
-        "first_seen": f.first_seen.isoformat(), "last_seen": f.last_seen.isoformat(),
+        "id": f.id,
+        "kind": f.kind,
+        "severity": f.severity,
+        "status": f.status,
+        "cqc_location_id": f.cqc_location_id,
+        "source": f.source,
+        "source_ref": f.source_ref,
+        "nhs_region": f.nhs_region,
+        "local_authority": f.local_authority,
+        "evidence": f.evidence,
+        "first_seen": f.first_seen.isoformat(),
+        "last_seen": f.last_seen.isoformat(),
         "closed_at": f.closed_at.isoformat() if f.closed_at else None,
     }
 
 
-def find(session: Session, *, kinds: list[str] | None, regions: list[str] | None,
-         sources: list[str] | None, statuses: list[str] | None, limit: int | None,
-         offset: int) -> tuple[int, list[dict[str, Any]]]:
+def find(
+    session: Session,
+    *,
+    kinds: list[str] | None,
+    regions: list[str] | None,
+    sources: list[str] | None,
+    statuses: list[str] | None,
+    limit: int | None,
+    offset: int,
+) -> tuple[int, list[dict[str, Any]]]:
     _check(kinds, KINDS, "kind")
     _check(statuses, STATUSES, "status")
-    total, findings = queries.list_findings(session, kinds=kinds, regions=regions, sources=sources,
-                                            statuses=statuses, limit=limit, offset=offset)
+    total, findings = queries.list_findings(
+        session, kinds=kinds, regions=regions, sources=sources, statuses=statuses, limit=limit, offset=offset
+    )
     return total, [finding_public(f) for f in findings]
 
 
@@ -56,8 +85,9 @@ def findings_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow([orjson.dumps(row[c]).decode() if c == "evidence" else row[c] or ""
-                         for c in CSV_COLUMNS])
+        writer.writerow(
+            [orjson.dumps(row[c]).decode() if c == "evidence" else row[c] or "" for c in CSV_COLUMNS]
+        )
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -66,10 +96,16 @@ def findings_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
 
 def held_public(h: HeldRecord) -> dict[str, Any]:
     return {
-        "source": h.source, "source_ref": h.source_ref, "name": h.name, "postcode": h.postcode,
-        "local_authority": h.local_authority, "status": h.status,
-        "candidate_cqc_location_id": h.matched_cqc_location_id, "score": h.match_score,
-        "first_seen": h.first_seen.isoformat(), "last_seen": h.last_seen.isoformat(),
+        "source": h.source,
+        "source_ref": h.source_ref,
+        "name": h.name,
+        "postcode": h.postcode,
+        "local_authority": h.local_authority,
+        "status": h.status,
+        "candidate_cqc_location_id": h.matched_cqc_location_id,
+        "score": h.match_score,
+        "first_seen": h.first_seen.isoformat(),
+        "last_seen": h.last_seen.isoformat(),
     }
 
 
@@ -78,8 +114,9 @@ def review_queue(session: Session, statuses: list[str] | None) -> list[dict[str,
     return [held_public(h) for h in queries.held_records(session, statuses)]
 
 
-def decide(session: Session, *, source: str, source_ref: str, decision: str,
-           cqc_location_id: str | None) -> dict[str, Any]:
+def decide(
+    session: Session, *, source: str, source_ref: str, decision: str, cqc_location_id: str | None
+) -> dict[str, Any]:
     """Confirm a queued match (or link to another registry location), or reject it."""
     held = queries.get_held_record(session, source, source_ref)
     if held is None:
@@ -87,8 +124,10 @@ def decide(session: Session, *, source: str, source_ref: str, decision: str,
     if decision == "confirm":
         target = cqc_location_id or held.matched_cqc_location_id
         if target is None:
-            raise Unprocessable("cqc_location_id: required, the record has no candidate to confirm",
-                                errors=[{"parameter": "cqc_location_id", "message": "required"}])
+            raise Unprocessable(
+                "cqc_location_id: required, the record has no candidate to confirm",
+                errors=[{"parameter": "cqc_location_id", "message": "required"}],
+            )
         link_held_record(session, held, target, held.match_score, utcnow())
     else:
         held.status = "rejected"

@@ -99,12 +99,20 @@ def match_home(
         distance = None
         if point is not None and candidate.latitude is not None and candidate.longitude is not None:
             distance = haversine_km(point[0], point[1], candidate.latitude, candidate.longitude)
-        penalty = 0.0 if distance is None else min(
-            MAX_PENALTY, max(0.0, distance - FREE_DISTANCE_KM) * PENALTY_PER_KM
+        penalty = (
+            0.0
+            if distance is None
+            else min(MAX_PENALTY, max(0.0, distance - FREE_DISTANCE_KM) * PENALTY_PER_KM)
         )
-        scored.append(ScoredCandidate(candidate.cqc_location_id, candidate.name,
-                                      round(similarity - penalty, 1), round(similarity, 1),
-                                      None if distance is None else round(distance, 2)))
+        scored.append(
+            ScoredCandidate(
+                candidate.cqc_location_id,
+                candidate.name,
+                round(similarity - penalty, 1),
+                round(similarity, 1),
+                None if distance is None else round(distance, 2),
+            )
+        )
     scored.sort(key=lambda c: (-c.score, c.cqc_location_id))
     best = scored[0] if scored else None
     runner_up = scored[1] if len(scored) > 1 else None

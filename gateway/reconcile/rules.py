@@ -109,38 +109,47 @@ def normalise_postcode(postcode: str | None) -> str | None:
     return f"{compact[:-3]} {compact[-3:]}" if len(compact) > 3 else compact
 
 
-def compare(tracked: Iterable[TrackedLocation],
-            registry: dict[str, RegisteredLocation]) -> Iterator[Observation]:
+def compare(
+    tracked: Iterable[TrackedLocation], registry: dict[str, RegisteredLocation]
+) -> Iterator[Observation]:
     """Rules that compare each tracked location with its registry record."""
     for loc in tracked:
         reg = registry.get(loc.cqc_location_id)
 
         def observe(kind: str, evidence: dict[str, Any], loc: TrackedLocation = loc) -> Observation:
-            return Observation(kind, loc.cqc_location_id, loc.source, loc.nhs_region,
-                               loc.local_authority, evidence)
+            return Observation(
+                kind, loc.cqc_location_id, loc.source, loc.nhs_region, loc.local_authority, evidence
+            )
 
         if reg is None:
             yield observe(Kind.UNKNOWN_TO_CQC, {"tracker_name": loc.name, "tracker_postcode": loc.postcode})
             continue
         if loc.reporting and reg.registration_status.lower() == "deregistered":
-            yield observe(Kind.DEREGISTERED_REPORTING,
-                          {"registration_status": reg.registration_status, "tracker_name": loc.name})
+            yield observe(
+                Kind.DEREGISTERED_REPORTING,
+                {"registration_status": reg.registration_status, "tracker_name": loc.name},
+            )
         if loc.reporting and reg.dormant:
             yield observe(Kind.DORMANT_REPORTING, {"dormancy": "Y"})
         if reg.registered_beds is not None and loc.entered_capacity > reg.registered_beds:
-            yield observe(Kind.CAPACITY_ABOVE_REGISTERED,
-                          {"entered_capacity": loc.entered_capacity, "registered_beds": reg.registered_beds})
+            yield observe(
+                Kind.CAPACITY_ABOVE_REGISTERED,
+                {"entered_capacity": loc.entered_capacity, "registered_beds": reg.registered_beds},
+            )
         tracker_pc, cqc_pc = normalise_postcode(loc.postcode), normalise_postcode(reg.postcode)
         if tracker_pc and cqc_pc and tracker_pc != cqc_pc:
             yield observe(Kind.POSTCODE_MISMATCH, {"tracker_postcode": tracker_pc, "cqc_postcode": cqc_pc})
         similarity = name_similarity(loc.name, reg.name)
         if similarity < NAME_AGREEMENT:
-            yield observe(Kind.NAME_MISMATCH, {"tracker_name": loc.name, "cqc_name": reg.name,
-                                               "similarity": round(similarity, 1)})
+            yield observe(
+                Kind.NAME_MISMATCH,
+                {"tracker_name": loc.name, "cqc_name": reg.name, "similarity": round(similarity, 1)},
+            )
 
 
-def conflicting_reports(figures: Iterable[SourceFigures],
-                        tracked: dict[str, TrackedLocation]) -> Iterator[Observation]:
+def conflicting_reports(
+    figures: Iterable[SourceFigures], tracked: dict[str, TrackedLocation]
+) -> Iterator[Observation]:
     """One CQC ID reported by two or more sources with different figures."""
     by_location: dict[str, list[SourceFigures]] = {}
     for item in figures:
@@ -150,17 +159,29 @@ def conflicting_reports(figures: Iterable[SourceFigures],
             continue
         loc = tracked.get(cqc_id)
         yield Observation(
-            Kind.CONFLICTING_REPORTS, cqc_id, None,
-            loc.nhs_region if loc else None, loc.local_authority if loc else None,
+            Kind.CONFLICTING_REPORTS,
+            cqc_id,
+            None,
+            loc.nhs_region if loc else None,
+            loc.local_authority if loc else None,
             {"sources": {r.source: [list(f) for f in r.figures] for r in reports}},
         )
 
 
-def not_reported(registry: dict[str, RegisteredLocation],
-                 reported_ids: set[str]) -> Iterator[Observation]:
+def not_reported(registry: dict[str, RegisteredLocation], reported_ids: set[str]) -> Iterator[Observation]:
     """Registered, active care homes that no tracker reports."""
     for reg in registry.values():
-        if (reg.care_home and reg.registration_status.lower() == "registered" and not reg.dormant
-                and reg.cqc_location_id not in reported_ids):
-            yield Observation(Kind.NOT_REPORTED, reg.cqc_location_id, None, reg.nhs_region,
-                              reg.local_authority, {"cqc_name": reg.name})
+        if (
+            reg.care_home
+            and reg.registration_status.lower() == "registered"
+            and not reg.dormant
+            and reg.cqc_location_id not in reported_ids
+        ):
+            yield Observation(
+                Kind.NOT_REPORTED,
+                reg.cqc_location_id,
+                None,
+                reg.nhs_region,
+                reg.local_authority,
+                {"cqc_name": reg.name},
+            )

@@ -4,7 +4,7 @@ One SQL query narrows by everything SQL does well (area, region, ratings, brands
 status, freshness, a bounding box around the searched point, and vacancy lines through
 EXISTS); list-valued filters (languages, funding, services, specialisms...) and the exact
 great-circle distance are applied to the survivors in Python. A location's point is the
-registry's coordinates, else its postcode district's centroid.
+registry's coordinates, else its postcode district's centroid (kept on the location row).
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from gateway.search.query import SearchQuery, Sort
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table, utcnow
 
 LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
-LAT = sa.func.coalesce(REG.c.latitude, LOC.c.latitude)
-LON = sa.func.coalesce(REG.c.longitude, LOC.c.longitude)
+# A location's point: kept on the location row (the registry's coordinates when it has
+# them, else its postcode district's centroid), so the bounding box can use an index.
+LAT = LOC.c.latitude
+LON = LOC.c.longitude
 COLUMNS = [
     LOC.c.cqc_location_id,
     LOC.c.name,

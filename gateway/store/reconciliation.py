@@ -30,9 +30,14 @@ def tracked_rows(session: Session) -> list[sa.Row[Any]]:
     )
     query = (
         sa.select(
-            col(Location.cqc_location_id), col(Location.source), col(Location.name),
-            col(Location.postcode), col(Location.entered_capacity), col(Location.nhs_region),
-            col(Location.local_authority), sa.func.coalesce(lines.c.lines, 0),
+            col(Location.cqc_location_id),
+            col(Location.source),
+            col(Location.name),
+            col(Location.postcode),
+            col(Location.entered_capacity),
+            col(Location.nhs_region),
+            col(Location.local_authority),
+            sa.func.coalesce(lines.c.lines, 0),
         )
         .outerjoin(lines, lines.c.cqc_location_id == col(Location.cqc_location_id))
         .where(col(Location.active).is_(True))
@@ -58,9 +63,9 @@ def multi_source_versions(session: Session) -> list[tuple[str, str, dict[str, An
         .group_by(col(LocationVersion.cqc_location_id), col(LocationVersion.source))
     )
     rows = session.execute(
-        sa.select(col(LocationVersion.cqc_location_id), col(LocationVersion.source),
-                  col(LocationVersion.record))
-        .where(col(LocationVersion.version_id).in_(latest))
+        sa.select(
+            col(LocationVersion.cqc_location_id), col(LocationVersion.source), col(LocationVersion.record)
+        ).where(col(LocationVersion.version_id).in_(latest))
     )
     return [(row[0], row[1], row[2]) for row in rows]
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway.store.repository import bulk_insert
-from gateway.store.tables import RegistryLocation, RegistryProvider, table
+from gateway.store.tables import Location, RegistryLocation, RegistryProvider, table
 
 _CHUNK = 900
 
@@ -26,6 +26,20 @@ def replace_registry_locations(session: Session, rows: Sequence[dict[str, Any]])
     for start in range(0, len(ids), _CHUNK):
         session.execute(delete, {"ids": ids[start : start + _CHUNK]})
     bulk_insert(session, t, list(rows))
+    # The national view places a location where the registry says it is.
+    loc = table(Location)
+    move = (
+        sa.update(loc)
+        .where(loc.c.cqc_location_id == sa.bindparam("b_id"))
+        .values(latitude=sa.bindparam("b_lat"), longitude=sa.bindparam("b_lon"))
+    )
+    points = [
+        {"b_id": r["cqc_location_id"], "b_lat": r["latitude"], "b_lon": r["longitude"]}
+        for r in rows
+        if r.get("latitude") is not None and r.get("longitude") is not None
+    ]
+    if points:
+        session.execute(move, points)
 
 
 def replace_registry_providers(session: Session, rows: Sequence[dict[str, Any]]) -> None:

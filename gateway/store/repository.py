@@ -161,6 +161,21 @@ def replace_locations(
     bulk_insert(session, line_t, lines)
 
 
+def registry_points(session: Session, ids: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """The registry's coordinates of those of ``ids`` it knows."""
+    from gateway.store.tables import RegistryLocation
+
+    t = table(RegistryLocation)
+    query = sa.select(t.c.cqc_location_id, t.c.latitude, t.c.longitude).where(
+        t.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)), t.c.latitude.is_not(None)
+    )
+    points: dict[str, tuple[float, float]] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        for cqc_id, lat, lon in session.execute(query, {"ids": list(chunk)}):
+            points[cqc_id] = (lat, lon)
+    return points
+
+
 def get_location(session: Session, cqc_location_id: str) -> tuple[Location, list[VacancyLine]] | None:
     """A location of the national view with its vacancy lines, or None."""
     location = session.get(Location, cqc_location_id)
@@ -214,9 +229,7 @@ def count_submissions(session: Session) -> int:
 
 
 def token_by_hash(session: Session, token_hash: str) -> ApiToken | None:
-    return session.scalars(
-        sa.select(ApiToken).where(col(ApiToken.token_hash) == token_hash)
-    ).first()
+    return session.scalars(sa.select(ApiToken).where(col(ApiToken.token_hash) == token_hash)).first()
 
 
 def add_token(session: Session, token: ApiToken) -> None:

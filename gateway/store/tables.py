@@ -94,11 +94,9 @@ class VacancyLine(SQLModel, table=True):
 
     __tablename__ = "vacancy_line"
 
-    cqc_location_id: str = Field(
-        primary_key=True, foreign_key="location.cqc_location_id", max_length=20
-    )
+    cqc_location_id: str = Field(primary_key=True, foreign_key="location.cqc_location_id", max_length=20)
     line_key: str = Field(primary_key=True, max_length=80)
-    vacancy_type: str | None = Field(default=None, index=True, max_length=60)
+    vacancy_type: str | None = Field(default=None, max_length=60)
     source_code: str | None = Field(default=None, max_length=60)
     weekly_price_from: float | None = None
     maximum_capacity: int

@@ -5,69 +5,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.cqc.mapping import registry_row
-from adapters.london_tracker.mapping import map_home
-from gateway.auth import Principal
-from gateway.demo_loading import london_homes, push_files
+from gateway.demo_loading import load_national_demo
 from gateway.demoset import generate
-from gateway.ingest.service import apply_updates
-from gateway.ingest.submissions import receive_submission
 from gateway.places import district_centroid
 from gateway.reconcile.service import reconcile
 from gateway.store import reconciliation as queries
 from gateway.store.db import transaction
-from gateway.store.registry import replace_registry_locations
-from gateway.store.tables import HeldRecord, utcnow
-
-
-def load_national_demo(data: Path, factory: sessionmaker[Session]) -> dict[str, Any]:
-    """Registry, pushes and London, as the demo loads them (London through its mapping)."""
-    now = utcnow()
-    rows = [
-        {**registry_row(r), "synced_at": now}
-        for r in json.loads((data / "cqc" / "locations.json").read_bytes())
-    ]
-    with transaction(factory) as session:
-        replace_registry_locations(session, rows)
-    for region, files in push_files(data).items():
-        principal = Principal(
-            f"token-{region.value}",
-            f"tracker-{region.value}",
-            frozenset({"submit"}),
-            frozenset({region.value}),
-        )
-        for path in files:
-            outcome = receive_submission(factory, principal, path.read_bytes())
-            assert outcome.body["summary"]["rejected"] == 0
-    with transaction(factory) as session:
-        updates = []
-        for home in london_homes(data):
-            mapped = map_home(home)
-            if mapped.update is not None:
-                updates.append((len(updates), mapped.update))
-            elif mapped.unmatched is not None:
-                held = mapped.unmatched
-                session.add(
-                    HeldRecord(
-                        source="london",
-                        source_ref=held.home_ref,
-                        name=held.name,
-                        postcode=held.postcode,
-                        local_authority=held.local_authority,
-                        record=held.record,
-                        first_seen=now,
-                        last_seen=now,
-                    )
-                )
-        apply_updates(session, source="london", updates=updates, received_at=now)
-    return json.loads((data / "manifest.json").read_bytes())
 
 
 @pytest.fixture

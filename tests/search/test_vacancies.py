@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.places import haversine_km
 from gateway.store.db import transaction
+from gateway.store.registry import replace_registry_locations
 from gateway.store.tables import RegistryLocation, utcnow
 from tests.conftest import TokenMaker, bearer
 from tests.factories import batch, location, vacancy
@@ -44,21 +45,13 @@ def token(client: TestClient, make_token: TokenMaker, factory: sessionmaker[Sess
         "/api/v1/submissions", content=orjson.dumps(batch(*records)), headers=bearer(token)
     )
     assert response.json()["summary"]["accepted"] == len(HOMES)
-    with transaction(factory) as session:
-        session.add(
-            RegistryLocation(
-                cqc_location_id="1-2",
-                name="Reg",
-                registration_status="Registered",
-                postcode="M14 5AA",
-                latitude=53.45,
-                longitude=-2.22,
-                overall_rating="good",
-                brand_name="BRAND Oak",
-                icb_code="QOP",
-                synced_at=utcnow(),
-            )
-        )
+    registered = RegistryLocation(
+        cqc_location_id="1-2", name="Reg", registration_status="Registered", postcode="M14 5AA",
+        latitude=53.45, longitude=-2.22, overall_rating="good", brand_name="BRAND Oak", icb_code="QOP",
+        synced_at=utcnow(),
+    )
+    with transaction(factory) as session:  # as a registry sync stores it: the location moves there
+        replace_registry_locations(session, [registered.model_dump()])
     return token
 
 

@@ -56,7 +56,5 @@ def read_location(cqc_location_id: CqcId, session: SessionDep, _: Reader) -> dic
 
 
 @router.get("/locations/{cqc_location_id}/history", summary="Every accepted version of a location")
-def read_location_history(
-    cqc_location_id: CqcId, session: SessionDep, _: Reader
-) -> list[dict[str, Any]]:
+def read_location_history(cqc_location_id: CqcId, session: SessionDep, _: Reader) -> list[dict[str, Any]]:
     return get_location_history(session, cqc_location_id)

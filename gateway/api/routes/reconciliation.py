@@ -28,12 +28,18 @@ def list_findings(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Any:
     total, rows = api_service.find(
-        session, kinds=kind, regions=region, sources=source, statuses=status or ["open"],
-        limit=None if format == "csv" else limit, offset=0 if format == "csv" else offset,
+        session,
+        kinds=kind,
+        regions=region,
+        sources=source,
+        statuses=status or ["open"],
+        limit=None if format == "csv" else limit,
+        offset=0 if format == "csv" else offset,
     )
     if format == "csv":
         return StreamingResponse(
-            api_service.findings_csv(rows), media_type="text/csv",
+            api_service.findings_csv(rows),
+            media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="reconciliation-findings.csv"'},
         )
     return {"total": total, "limit": limit, "offset": offset, "findings": rows}
@@ -55,5 +61,10 @@ class MatchDecision(BaseModel):
 
 @router.post("/matches", summary="Confirm or reject a queued match (admin)")
 def decide_match(body: MatchDecision, session: SessionDep, _: Admin) -> dict[str, Any]:
-    return api_service.decide(session, source=body.source, source_ref=body.source_ref,
-                              decision=body.decision, cqc_location_id=body.cqc_location_id)
+    return api_service.decide(
+        session,
+        source=body.source,
+        source_ref=body.source_ref,
+        decision=body.decision,
+        cqc_location_id=body.cqc_location_id,
+    )
