@@ -18,6 +18,16 @@ class GatewayError(Exception):
         self.extra = extra
 
 
+class BadRequest(GatewayError):
+    status_code = 400
+    title = "Bad request"
+
+
+class Gone(GatewayError):
+    status_code = 410
+    title = "Gone"
+
+
 class NotAuthenticated(GatewayError):
     status_code = 401
     title = "Not authenticated"

@@ -6,11 +6,29 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from gateway.errors import GatewayError
+from gateway.fhir.bundles import operation_outcome
 
 PROBLEM_JSON = "application/problem+json"
+FHIR_JSON = "application/fhir+json"
+
+
+def _is_fhir(request: Request) -> bool:
+    return request.url.path == "/fhir" or request.url.path.startswith("/fhir/")
+
+
+def outcome(status: int, diagnostics: str, expression: list[str] | None = None) -> JSONResponse:
+    """An error under /fhir: an OperationOutcome with the HTTP status."""
+    headers = {"WWW-Authenticate": 'Bearer realm="gateway"'} if status == 401 else None
+    return JSONResponse(
+        operation_outcome(status, diagnostics, expression=expression),
+        status_code=status,
+        media_type=FHIR_JSON,
+        headers=headers,
+    )
 
 
 def problem(status: int, title: str, detail: str, instance: str, **extra: Any) -> JSONResponse:
@@ -28,7 +46,18 @@ def problem(status: int, title: str, detail: str, instance: str, **extra: Any) -
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
+    if _is_fhir(request):
+        parameter = exc.extra.get("parameter")
+        return outcome(exc.status_code, exc.detail, [parameter] if isinstance(parameter, str) else None)
     return problem(exc.status_code, exc.title, exc.detail, request.url.path, **exc.extra)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if _is_fhir(request):
+        return outcome(exc.status_code, detail)
+    return problem(exc.status_code, detail, detail, request.url.path)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -42,6 +71,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         for err in exc.errors()
     ]
     detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors)
+    if _is_fhir(request):
+        return outcome(400, detail, [e["parameter"] for e in errors])
     return problem(422, "Invalid request", detail, request.url.path, errors=errors)
 
 
@@ -49,3 +80,4 @@ def install(app: FastAPI) -> None:
     """Register the handlers that turn errors into problem+json."""
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)

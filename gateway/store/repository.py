@@ -11,11 +11,14 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway.store.tables import (
     ApiToken,
+    ChangeClock,
     Location,
     LocationVersion,
     Submission,
@@ -116,10 +119,36 @@ def bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> in
     return last
 
 
+def claim_change_clock(session: Session) -> datetime:
+    """Take the change clock's row lock for the rest of the transaction and return the
+    instant it now stands at: later than or equal to every instant handed out before.
+
+    Writers stamp their versions with it; readers of the change feed take it in a
+    transaction of their own to get a horizon no later write can fall behind.
+    """
+    t = table(ChangeClock)
+    bump = sa.update(t).where(t.c.id == 1).values(id=1)
+    if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
+        insert = sqlite_insert if session.connection().dialect.name == "sqlite" else pg_insert
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        session.execute(insert(t).values(id=1, last=epoch).on_conflict_do_nothing())
+        session.execute(bump)
+    last = session.scalar(sa.select(t.c.last).where(t.c.id == 1))
+    now = datetime.now(UTC)
+    if last is not None and last > now:  # the clock never runs backwards
+        now = last
+    session.execute(sa.update(t).where(t.c.id == 1).values(last=now))
+    return now
+
+
 def add_versions(session: Session, versions: list[dict[str, Any]]) -> list[int]:
-    """Insert version rows in order; return their version ids in the same order."""
+    """Insert version rows in order, stamped with the change clock (``recorded_at``);
+    return their version ids in the same order."""
     if not versions:
         return []
+    stamp = claim_change_clock(session)
+    for version in versions:
+        version["recorded_at"] = stamp
     t = table(LocationVersion)
     if session.connection().dialect.name == "sqlite":
         last = bulk_insert(session, t, versions)

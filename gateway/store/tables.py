@@ -120,6 +120,9 @@ class LocationVersion(SQLModel, table=True):
     source: str = Field(max_length=80)
     source_updated_at: datetime = Field(sa_type=UTCDateTime)
     received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    # When the gateway recorded this version, stamped under the change clock: versions
+    # are recorded in commit order, which the FHIR change feed (_history) relies on.
+    recorded_at: datetime = Field(sa_type=UTCDateTime)
     submission_id: str | None = Field(default=None, index=True, max_length=36)
     content_hash: str = Field(max_length=64)
     record: dict[str, Any] = _json({})
@@ -290,3 +293,32 @@ class Finding(SQLModel, table=True):
     first_seen: datetime = Field(sa_type=UTCDateTime)
     last_seen: datetime = Field(sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ChangeClock(SQLModel, table=True):
+    """One row: the last instant a version was recorded at. Writers of versions and readers
+    of the change feed take its row lock, so every version's ``recorded_at`` is later than
+    any feed horizon already handed out."""
+
+    __tablename__ = "change_clock"
+
+    id: int = Field(default=1, primary_key=True)
+    last: datetime = Field(sa_type=UTCDateTime)
+
+
+class BulkExport(SQLModel, table=True):
+    """A FHIR bulk-data export job (kick-off, poll, manifest, cancel)."""
+
+    __tablename__ = "bulk_export"
+
+    id: str = Field(primary_key=True, max_length=36)
+    token_id: str = Field(max_length=36)
+    status: str = Field(max_length=20)  # in-progress, complete, cancelled, failed
+    request_url: str
+    types: list[str] = _json([])
+    since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    transaction_time: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    output: list[dict[str, Any]] = _json([])
+    error: str | None = None

@@ -1,0 +1,165 @@
+"""The FHIR R4 API under ``/fhir``: metadata, read, vread, search, history.
+
+Thin routes: the work is in ``gateway.fhir``. Every error under ``/fhir`` is an
+OperationOutcome (see ``gateway.api.problems``). JSON only (``application/fhir+json``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from adapters.fhir.outbound.conformance import conformance_resources, find_conformance
+from gateway.api.deps import FactoryDep, Reader, SessionDep
+from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.fhir import history
+from gateway.fhir.bundles import bundle, entry
+from gateway.fhir.capability import DIRECTORY_TYPES, capability_statement
+from gateway.fhir.search import SearchRequest, search
+
+FHIR_JSON = "application/fhir+json"
+JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+
+
+class NotAcceptable(GatewayError):
+    status_code = 406
+    title = "Not acceptable"
+
+
+class FhirResponse(Response):
+    media_type = FHIR_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def check_format(request: Request) -> None:
+    """``_format`` overrides ``Accept``; only JSON is served."""
+    wanted = request.query_params.get("_format")
+    if wanted is not None:
+        if wanted not in JSON_FORMATS:
+            raise NotAcceptable(
+                f"_format: {wanted!r} is not served; this server speaks application/fhir+json"
+            )
+        return
+    accept = request.headers.get("accept", "")
+    if accept and not any(
+        part.split(";")[0].strip() in JSON_FORMATS | {"*/*", "application/*"} for part in accept.split(",")
+    ):
+        raise NotAcceptable(f"Accept: {accept!r} is not served; ask for application/fhir+json")
+
+
+router = APIRouter(prefix="/fhir", tags=["FHIR"], dependencies=[Depends(check_format)])
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def lenient(prefer: str | None) -> bool:
+    return prefer is not None and "handling=lenient" in prefer.replace(" ", "")
+
+
+def _known_type(resource_type: str) -> None:
+    if resource_type not in DIRECTORY_TYPES and resource_type not in conformance_resources():
+        raise NotFound(f"resource type {resource_type!r} is not served here; see /fhir/metadata")
+
+
+def _read_response(request: Request, resource: dict[str, Any]) -> Response:
+    meta = resource.get("meta", {})
+    headers = {}
+    if "versionId" in meta:
+        etag = f'W/"{meta["versionId"]}"'
+        headers["ETag"] = etag
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+    if "lastUpdated" in meta:
+        updated = datetime.fromisoformat(meta["lastUpdated"].replace("Z", "+00:00"))
+        headers["Last-Modified"] = format_datetime(updated, usegmt=True)
+    return FhirResponse(resource, headers=headers)
+
+
+@router.get("/metadata", summary="The CapabilityStatement")
+def metadata(request: Request) -> Response:
+    return FhirResponse(capability_statement(base_url(request)))
+
+
+@router.get("/{resource_type}/_history", summary="The type's change feed (mCSD ITI-91)")
+def read_type_history(
+    resource_type: str, request: Request, session: SessionDep, factory: FactoryDep, _: Reader
+) -> Response:
+    if resource_type not in DIRECTORY_TYPES:
+        _known_type(resource_type)
+        raise BadRequest(f"history is kept for {', '.join(DIRECTORY_TYPES)} only")
+    items = list(request.query_params.multi_items())
+    return FhirResponse(history.type_history(session, factory, base_url(request), resource_type, items))
+
+
+@router.get("/{resource_type}", summary="Search")
+def search_type(
+    resource_type: str,
+    request: Request,
+    session: SessionDep,
+    _: Reader,
+    prefer: Annotated[str | None, Header()] = None,
+) -> Response:
+    _known_type(resource_type)
+    items = list(request.query_params.multi_items())
+    base = base_url(request)
+    if resource_type not in DIRECTORY_TYPES:
+        return FhirResponse(_search_conformance(base, resource_type, items, lenient(prefer)))
+    return FhirResponse(search(session, SearchRequest(resource_type, items, base, lenient(prefer))))
+
+
+@router.get("/{resource_type}/{resource_id}", summary="Read")
+def read(resource_type: str, resource_id: str, request: Request, session: SessionDep, _: Reader) -> Response:
+    _known_type(resource_type)
+    if resource_type not in DIRECTORY_TYPES:
+        found = find_conformance(resource_type, resource_id)
+        if found is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known to the gateway")
+        return _read_response(request, found)
+    return _read_response(request, history.read(session, resource_type, resource_id))
+
+
+@router.get("/{resource_type}/{resource_id}/_history", summary="Instance history")
+def read_instance_history(
+    resource_type: str, resource_id: str, request: Request, session: SessionDep, _: Reader
+) -> Response:
+    if resource_type not in DIRECTORY_TYPES:
+        _known_type(resource_type)
+        raise BadRequest(f"history is kept for {', '.join(DIRECTORY_TYPES)} only")
+    return FhirResponse(history.instance_history(session, base_url(request), resource_type, resource_id))
+
+
+@router.get("/{resource_type}/{resource_id}/_history/{version_id}", summary="Version read")
+def read_version(
+    resource_type: str, resource_id: str, version_id: str, request: Request, session: SessionDep, _: Reader
+) -> Response:
+    if resource_type not in DIRECTORY_TYPES:
+        _known_type(resource_type)
+        raise BadRequest(f"versions are kept for {', '.join(DIRECTORY_TYPES)} only")
+    return _read_response(request, history.vread(session, resource_type, resource_id, version_id))
+
+
+def _search_conformance(
+    base: str, resource_type: str, items: list[tuple[str, str]], is_lenient: bool
+) -> dict[str, Any]:
+    found = conformance_resources()[resource_type]
+    for key, value in items:
+        if key == "_id":
+            found = [r for r in found if r["id"] in value.split(",")]
+        elif key == "url":
+            found = [r for r in found if r.get("url") in value.split(",")]
+        elif key not in ("_format", "_count") and not is_lenient:
+            raise BadRequest(f"{key}: not supported on {resource_type}; use _id or url", parameter=key)
+    return bundle(
+        "searchset",
+        [entry(base, resource, "match") for resource in found],
+        [("self", f"{base}/{resource_type}")],
+        total=len(found),
+    )

@@ -1,0 +1,124 @@
+"""Bundles (searchset, history) and OperationOutcomes as plain R4 dicts."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from adapters.fhir import systems as S
+from adapters.fhir.outbound.render import instant
+from gateway.store.tables import utcnow
+
+# HTTP status -> OperationOutcome.issue.code (http://hl7.org/fhir/issue-type).
+ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    409: "conflict",
+    410: "deleted",
+    412: "conflict",
+    413: "too-costly",
+    415: "not-supported",
+    422: "processing",
+}
+
+
+def operation_outcome(
+    status: int,
+    diagnostics: str,
+    *,
+    severity: str | None = None,
+    code: str | None = None,
+    expression: list[str] | None = None,
+) -> dict[str, Any]:
+    issue: dict[str, Any] = {
+        "severity": severity or ("error" if status >= 400 else "information"),
+        "code": code or ISSUE_CODES.get(status, "exception" if status >= 500 else "informational"),
+        "diagnostics": diagnostics,
+    }
+    if expression:
+        issue["expression"] = expression
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def encode_cursor(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(value)).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> dict[str, Any]:
+    from gateway.fhir.params import bad
+
+    try:
+        found = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        raise bad("_cursor", "not a paging cursor this gateway made; follow the Bundle's links") from None
+    if not isinstance(found, dict):
+        raise bad("_cursor", "not a paging cursor this gateway made; follow the Bundle's links")
+    return found
+
+
+def entry(
+    base: str, resource: dict[str, Any], mode: str | None = None, distance_km: float | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+        "resource": resource,
+    }
+    if mode is not None:
+        search: dict[str, Any] = {"mode": mode}
+        if distance_km is not None:
+            search["extension"] = [
+                {
+                    "url": S.LOCATION_DISTANCE,
+                    "valueDistance": {
+                        "value": round(distance_km, 3),
+                        "unit": "km",
+                        "system": S.UCUM,
+                        "code": "km",
+                    },
+                }
+            ]
+        out["search"] = search
+    return out
+
+
+def bundle(
+    kind: str,
+    entries: list[dict[str, Any]],
+    links: list[tuple[str, str]],
+    total: int | None = None,
+    last_updated: datetime | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": instant(last_updated or utcnow())},
+        "type": kind,
+    }
+    if total is not None:
+        out["total"] = total
+    out["link"] = [{"relation": relation, "url": url} for relation, url in links]
+    out["entry"] = entries
+    return out
+
+
+def history_entry(base: str, resource: dict[str, Any], first: bool) -> dict[str, Any]:
+    """An entry of a history Bundle: the version, how it came to be, and its outcome."""
+    path = f"{resource['resourceType']}/{resource['id']}"
+    return {
+        "fullUrl": f"{base}/{path}",
+        "resource": resource,
+        "request": {"method": "POST" if first else "PUT", "url": resource["resourceType"] if first else path},
+        "response": {
+            "status": "201 Created" if first else "200 OK",
+            "etag": f'W/"{resource["meta"]["versionId"]}"',
+            "lastModified": resource["meta"]["lastUpdated"],
+        },
+    }

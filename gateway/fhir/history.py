@@ -1,0 +1,206 @@
+"""Reads, version reads and history (the mCSD ITI-91 change feed).
+
+Every version of every resource comes from one ``location_version`` row:
+- a Location version per location version;
+- a HealthcareService version per vacancy line in it, and an inactive one for each
+  vacancy type the location stopped offering in it (retired entries are never deleted);
+- an Organization version per location version that names a provider.
+
+The type-level feed (``GET /fhir/{type}/_history?_since=``) lists versions recorded in
+[``_since``, horizon), oldest first; the horizon is taken under the change clock, so no
+version can later be recorded before it. It is the Bundle's ``meta.lastUpdated``: a
+consumer that polls again with ``_since`` set to it sees every change exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.fhir.outbound import render
+from adapters.fhir.outbound.render import LocationSnapshot
+from gateway.errors import NotFound
+from gateway.fhir import params as P
+from gateway.fhir.bundles import bundle, decode_cursor, encode_cursor, history_entry
+from gateway.fhir.search import SERVICE_ID, organizations
+from gateway.store import fhir as store
+
+RESOURCE_TYPES = ("Location", "HealthcareService", "Organization")
+
+
+def _service_versions(
+    versions: list[LocationSnapshot], vacancy_type: str
+) -> list[tuple[dict[str, Any], bool]]:
+    """The versions of one location's service of one vacancy type, oldest first, each
+    with whether it was the first."""
+    out: list[tuple[dict[str, Any], bool]] = []
+    previous: dict[str, Any] | None = None
+    for snapshot in versions:
+        lines = {ln["vacancy_type"]: ln for ln in render.national_lines(snapshot.record)}
+        had = previous is not None and vacancy_type in previous
+        if vacancy_type in lines or had:
+            out.append((render.render_service(snapshot, lines.get(vacancy_type), vacancy_type), not out))
+        previous = lines
+    return out
+
+
+def _instance_versions(
+    session: Session, resource_type: str, resource_id: str
+) -> list[tuple[dict[str, Any], bool]]:
+    """Every version of one resource, oldest first, each with whether it was the first."""
+    if resource_type == "Location":
+        versions = store.location_versions(session, resource_id)
+        return [(render.render_location(s), i == 0) for i, s in enumerate(versions)]
+    if resource_type == "HealthcareService":
+        found = SERVICE_ID.match(resource_id)
+        if not found:
+            return []
+        return _service_versions(store.location_versions(session, found.group(1)), found.group(2))
+    versions = store.provider_versions(session, resource_id)
+    names = store.provider_names(session, [resource_id])
+    out = []
+    for i, snapshot in enumerate(versions):
+        resource = render.render_organization(snapshot, names.get(resource_id))
+        if resource is not None:
+            out.append((resource, i == 0))
+    return out
+
+
+def read(session: Session, resource_type: str, resource_id: str) -> dict[str, Any]:
+    """The current version of a resource, or NotFound."""
+    if resource_type == "Location":
+        current = store.current_version_ids(session, [resource_id]).get(resource_id)
+        found = store.versions_by_id(session, [current]) if current is not None else []
+        if found:
+            return render.render_location(found[0])
+    elif resource_type == "Organization":
+        orgs = organizations(session, [resource_id])
+        if orgs:
+            return orgs[0]
+    elif resource_type == "HealthcareService":
+        versions = _instance_versions(session, resource_type, resource_id)
+        if versions:
+            return versions[-1][0]
+    raise NotFound(f"{resource_type}/{resource_id} is not known to the gateway")
+
+
+def vread(session: Session, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
+    for resource, _ in _instance_versions(session, resource_type, resource_id):
+        if resource["meta"]["versionId"] == version_id:
+            return resource
+    raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
+
+
+def instance_history(session: Session, base: str, resource_type: str, resource_id: str) -> dict[str, Any]:
+    versions = _instance_versions(session, resource_type, resource_id)
+    if not versions:
+        raise NotFound(f"{resource_type}/{resource_id} is not known to the gateway")
+    entries = [history_entry(base, resource, first) for resource, first in versions]
+    url = f"{base}/{resource_type}/{resource_id}/_history"
+    return bundle("history", entries, [("self", url)], total=len(entries))
+
+
+def _feed(
+    session: Session,
+    resource_type: str,
+    since: datetime | None,
+    horizon: datetime,
+    after: tuple[datetime, int, str] | None,
+) -> Iterator[tuple[tuple[datetime, int, str], dict[str, Any], bool]]:
+    """The type's feed entries after ``after``, in order: (key, resource, first)."""
+    key = (after[0], after[1]) if after else None
+    skip_within = after[2] if after else None
+    names: dict[str, str] = {}
+    while True:
+        batch = store.feed_versions(
+            session,
+            since=since,
+            horizon=horizon,
+            after=key,
+            limit=200,
+            with_provider=False,
+        )
+        if not batch:
+            return
+        previous = store.previous_records(session, [(s.cqc_location_id, s.version_id) for s in batch])
+        if resource_type == "Organization":
+            names.update(store.provider_names(session, {s.provider_id for s in batch if s.provider_id}))
+        for snapshot in batch:
+            position = (snapshot.recorded_at, snapshot.version_id)
+            prior = previous.get(snapshot.version_id)
+            if resource_type == "Location":
+                items = [("", render.render_location(snapshot), prior is None)]
+            elif resource_type == "Organization":
+                org = render.render_organization(snapshot, names.get(snapshot.provider_id or ""))
+                items = [("", org, False)] if org is not None else []
+            else:
+                before = {ln["vacancy_type"] for ln in render.national_lines(prior or {})}
+                items = [
+                    (res["id"], res, res["type"][0]["coding"][0]["code"] not in before)
+                    for res in render.render_services(snapshot, prior)
+                ]
+            for sub, resource, first in items:
+                if key is not None and position == key and skip_within is not None and sub <= skip_within:
+                    continue
+                yield (position[0], position[1], sub), resource, first
+            skip_within = None
+        last = batch[-1]
+        key = (last.recorded_at, last.version_id)
+
+
+def type_history(
+    session: Session,
+    factory: sessionmaker[Session],
+    base: str,
+    resource_type: str,
+    items: list[tuple[str, str]],
+) -> dict[str, Any]:
+    """A page of the type's change feed as a history Bundle (oldest first)."""
+    allowed = {"_since", "_count", "_cursor", "_format"}
+    for key, _ in items:
+        if key not in allowed:
+            raise P.bad(key, f"not supported on history; use {', '.join(sorted(allowed))}")
+    given = dict(items)
+    since = P.parse_date("_since", given["_since"]).low if "_since" in given else None
+    count = P.parse_count(given.get("_count"))
+    after: tuple[datetime, int, str] | None = None
+    if "_cursor" in given:
+        cursor = decode_cursor(given["_cursor"])
+        try:
+            horizon = datetime.fromisoformat(cursor["h"])
+            after = (datetime.fromisoformat(cursor["a"][0]), int(cursor["a"][1]), str(cursor["a"][2]))
+        except (KeyError, TypeError, ValueError, IndexError):
+            raise P.bad(
+                "_cursor", "not a paging cursor this gateway made; follow the Bundle's links"
+            ) from None
+    else:
+        horizon = store.feed_horizon(factory)
+    assert isinstance(since, datetime | None)
+    entries: list[dict[str, Any]] = []
+    last_key: tuple[datetime, int, str] | None = None
+    more = False
+    for position, resource, first in _feed(session, resource_type, since, horizon, after):
+        if len(entries) == count:
+            more = True
+            break
+        entries.append(history_entry(base, resource, first))
+        last_key = position
+    self_url = _url(base, resource_type, items)
+    links = [("self", self_url)]
+    if more and last_key is not None:
+        cursor_text = encode_cursor(
+            {"h": horizon.isoformat(), "a": [last_key[0].isoformat(), last_key[1], last_key[2]]}
+        )
+        next_items = [(k, v) for k, v in items if k != "_cursor"] + [("_cursor", cursor_text)]
+        links.append(("next", _url(base, resource_type, next_items)))
+    return bundle("history", entries, links, last_updated=horizon)
+
+
+def _url(base: str, resource_type: str, items: list[tuple[str, str]]) -> str:
+    from urllib.parse import urlencode
+
+    query = urlencode(items, safe="|,:")
+    return f"{base}/{resource_type}/_history" + (f"?{query}" if query else "")

@@ -1,0 +1,215 @@
+"""Queries behind the FHIR API: versions as snapshots, the change feed and its horizon.
+
+A FHIR resource is always drawn from one row of ``location_version`` (the record as
+accepted) with the registry's facts about the place; the current view says which version
+is current (``location.version_id``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.fhir.outbound.render import LocationSnapshot, RegistryFacts
+from gateway.store.db import transaction
+from gateway.store.repository import claim_change_clock
+from gateway.store.tables import (
+    Location,
+    LocationVersion,
+    RegistryLocation,
+    RegistryProvider,
+    table,
+)
+
+LOC, VER, REG, PROV = (
+    table(Location),
+    table(LocationVersion),
+    table(RegistryLocation),
+    table(RegistryProvider),
+)
+_CHUNK = 900
+
+VERSION_COLUMNS = (VER.c.version_id, VER.c.recorded_at, VER.c.source, VER.c.record, VER.c.cqc_location_id)
+REGISTRY_COLUMNS = (
+    REG.c.cqc_location_id,
+    REG.c.ods_code,
+    REG.c.latitude,
+    REG.c.longitude,
+    REG.c.registered_beds,
+    REG.c.overall_rating,
+    REG.c.rating_date,
+    REG.c.nhs_region,
+    REG.c.local_authority,
+    REG.c.icb_code,
+    REG.c.icb_name,
+)
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield list(values[start : start + _CHUNK])
+
+
+def feed_horizon(factory: sessionmaker[Session]) -> datetime:
+    """An instant before which every version is already committed, and after which
+    every later version will be recorded: the change feed's exclusive upper bound.
+
+    Taking the change clock waits for writers that hold it, so no version still in
+    flight can be stamped earlier than the instant returned.
+    """
+    with transaction(factory) as session:
+        return claim_change_clock(session)
+
+
+def registry_facts(session: Session, ids: Iterable[str]) -> dict[str, RegistryFacts]:
+    """The registry's facts of those of ``ids`` it knows."""
+    out: dict[str, RegistryFacts] = {}
+    query = sa.select(*REGISTRY_COLUMNS).where(REG.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)))
+    for chunk in _chunks(sorted(set(ids))):
+        for row in session.execute(query, {"ids": chunk}):
+            out[row[0]] = RegistryFacts(*row[1:])
+    return out
+
+
+def current_regions(session: Session, ids: Iterable[str]) -> dict[str, str | None]:
+    """Where the national view places each of ``ids`` (its NHS region)."""
+    out: dict[str, str | None] = {}
+    query = sa.select(LOC.c.cqc_location_id, LOC.c.nhs_region).where(
+        LOC.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True))
+    )
+    for chunk in _chunks(sorted(set(ids))):
+        out.update({row[0]: row[1] for row in session.execute(query, {"ids": chunk})})
+    return out
+
+
+def snapshots(session: Session, rows: Sequence[Sequence[Any]]) -> list[LocationSnapshot]:
+    """Snapshots of version rows (``VERSION_COLUMNS``), enriched from the registry."""
+    ids = {row[4] for row in rows}
+    facts = registry_facts(session, ids)
+    regions = current_regions(session, ids)
+    return [
+        LocationSnapshot(
+            version_id=row[0],
+            recorded_at=row[1],
+            source=row[2],
+            record=row[3],
+            registry=facts.get(row[4]),
+            nhs_region=regions.get(row[4]),
+        )
+        for row in rows
+    ]
+
+
+def versions_by_id(session: Session, version_ids: Iterable[int]) -> list[LocationSnapshot]:
+    """Snapshots of the given versions, in the order of the ids given."""
+    wanted = list(dict.fromkeys(version_ids))
+    found: dict[int, Sequence[Any]] = {}
+    query = sa.select(*VERSION_COLUMNS).where(VER.c.version_id.in_(sa.bindparam("ids", expanding=True)))
+    for chunk in _chunks(wanted):
+        found.update({row[0]: row for row in session.execute(query, {"ids": chunk})})
+    return snapshots(session, [found[v] for v in wanted if v in found])
+
+
+def current_version_ids(session: Session, ids: Iterable[str]) -> dict[str, int]:
+    """The current version of each of ``ids`` the national view holds."""
+    out: dict[str, int] = {}
+    query = sa.select(LOC.c.cqc_location_id, LOC.c.version_id).where(
+        LOC.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True))
+    )
+    for chunk in _chunks(sorted(set(ids))):
+        out.update({row[0]: row[1] for row in session.execute(query, {"ids": chunk})})
+    return out
+
+
+def location_versions(session: Session, cqc_location_id: str) -> list[LocationSnapshot]:
+    """Every version of one location, oldest first."""
+    rows = session.execute(
+        sa.select(*VERSION_COLUMNS).where(VER.c.cqc_location_id == cqc_location_id).order_by(VER.c.version_id)
+    ).all()
+    return snapshots(session, rows)
+
+
+def previous_records(session: Session, keys: Iterable[tuple[str, int]]) -> dict[int, dict[str, Any]]:
+    """For each (location, version id), the record of the version before it (if any),
+    keyed by the later version's id."""
+    out: dict[int, dict[str, Any]] = {}
+    earlier = VER.alias("earlier")
+    for cqc_id, version_id in keys:
+        previous_id = (
+            sa.select(sa.func.max(earlier.c.version_id))
+            .where(earlier.c.cqc_location_id == cqc_id, earlier.c.version_id < version_id)
+            .scalar_subquery()
+        )
+        record = session.scalar(sa.select(VER.c.record).where(VER.c.version_id == previous_id))
+        if record is not None:
+            out[version_id] = record
+    return out
+
+
+def feed_versions(
+    session: Session,
+    *,
+    since: datetime | None,
+    horizon: datetime,
+    after: tuple[datetime, int] | None,
+    limit: int,
+    with_provider: bool = False,
+) -> list[LocationSnapshot]:
+    """Versions recorded in [since, horizon), after the ``after`` key, in feed order."""
+    query = sa.select(*VERSION_COLUMNS).where(VER.c.recorded_at < horizon)
+    if since is not None:
+        query = query.where(VER.c.recorded_at >= since)
+    if after is not None:
+        query = query.where(
+            sa.or_(
+                VER.c.recorded_at > after[0],
+                sa.and_(VER.c.recorded_at == after[0], VER.c.version_id > after[1]),
+            )
+        )
+    rows = session.execute(query.order_by(VER.c.recorded_at, VER.c.version_id).limit(limit)).all()
+    found = snapshots(session, rows)
+    if with_provider:
+        found = [s for s in found if s.provider_id]
+    return found
+
+
+def provider_names(session: Session, provider_ids: Iterable[str]) -> dict[str, str]:
+    """The registry's names of those providers it knows."""
+    out: dict[str, str] = {}
+    query = sa.select(PROV.c.cqc_provider_id, PROV.c.name).where(
+        PROV.c.cqc_provider_id.in_(sa.bindparam("ids", expanding=True))
+    )
+    for chunk in _chunks(sorted(set(provider_ids))):
+        out.update({row[0]: row[1] for row in session.execute(query, {"ids": chunk})})
+    return out
+
+
+def current_provider_versions(session: Session, provider_ids: Iterable[str] | None = None) -> dict[str, int]:
+    """Each provider's current version: the newest current version among its locations."""
+    query = (
+        sa.select(LOC.c.cqc_provider_id, sa.func.max(LOC.c.version_id))
+        .where(LOC.c.cqc_provider_id.is_not(None))
+        .group_by(LOC.c.cqc_provider_id)
+    )
+    if provider_ids is None:
+        return {row[0]: row[1] for row in session.execute(query)}
+    out: dict[str, int] = {}
+    filtered = query.where(LOC.c.cqc_provider_id.in_(sa.bindparam("ids", expanding=True)))
+    for chunk in _chunks(sorted(set(provider_ids))):
+        out.update({row[0]: row[1] for row in session.execute(filtered, {"ids": chunk})})
+    return out
+
+
+def provider_versions(session: Session, provider_id: str) -> list[LocationSnapshot]:
+    """Every location version naming this provider, oldest first (its Organization's history)."""
+    rows = session.execute(
+        sa.select(*VERSION_COLUMNS)
+        .join(LOC, LOC.c.cqc_location_id == VER.c.cqc_location_id)
+        .where(LOC.c.cqc_provider_id == provider_id)
+        .order_by(VER.c.version_id)
+    ).all()
+    return [s for s in snapshots(session, rows) if s.provider_id == provider_id]
