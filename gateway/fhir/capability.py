@@ -27,8 +27,8 @@ DOCUMENTATION = {
 }
 HISTORY_DOC = (
     "Type history is the change feed (IHE mCSD ITI-91): versions recorded in "
-    "[_since, Bundle.meta.lastUpdated), oldest first, paged with next links; poll again with _since = the previous Bundle's meta.lastUpdated to "
-    "see every change exactly once."
+    "[_since, Bundle.meta.lastUpdated), oldest first, paged with next links; poll again with "
+    "_since = the previous Bundle's meta.lastUpdated to see every change exactly once."
 )
 
 

@@ -115,13 +115,9 @@ def _feed(
     skip_within = after[2] if after else None
     names: dict[str, str] = {}
     while True:
+        # Resuming within a version (a page ended among its services): read it again.
         batch = store.feed_versions(
-            session,
-            since=since,
-            horizon=horizon,
-            after=key,
-            limit=200,
-            with_provider=False,
+            session, since=since, horizon=horizon, after=key, limit=200, inclusive=skip_within is not None
         )
         if not batch:
             return

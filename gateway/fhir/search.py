@@ -10,8 +10,9 @@ twice, none skipped) while the data changes between pages. Only the page is rend
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -47,6 +48,16 @@ class Candidate:
     admittable: int | None = None
     price: float | None = None
     name: str | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A search's SQL (every filter but the exact distance), the columns its ``_id``
+    order is, and how a row becomes a candidate (None: beyond the ``near`` radius)."""
+
+    query: sa.Select[Any]
+    id_columns: tuple[Any, ...]
+    candidate: Callable[[Sequence[Any]], Candidate | None]
 
 
 @dataclass
@@ -188,7 +199,7 @@ def _stamp(value: Any) -> float:
 # --- candidates per type ------------------------------------------------------------------
 
 
-def _location_candidates(session: Session, criteria: _Criteria) -> list[Candidate]:
+def _location_plan(criteria: _Criteria) -> _Plan:
     query: sa.Select[Any] = sa.select(
         LOC.c.cqc_location_id, LOC.c.version_id, VER.c.recorded_at, LOC.c.latitude, LOC.c.longitude
     ).select_from(
@@ -220,15 +231,18 @@ def _location_candidates(session: Session, criteria: _Criteria) -> list[Candidat
             "status", values, "http://hl7.org/fhir/location-status", ("active", "inactive", "suspended")
         )
         query = query.where(LOC.c.active.in_([c == "active" for c in codes if c != "suspended"]))
-    out = []
-    for cqc_id, version_id, recorded_at, lat, lon in session.execute(query):
+
+    def candidate(row: Sequence[Any]) -> Candidate | None:
+        cqc_id, version_id, recorded_at, lat, lon = row
         distance = _distance(criteria.near, lat, lon)
-        if _within(criteria.near, distance):
-            out.append(Candidate(cqc_id, version_id, _stamp(recorded_at), cqc_id, distance_km=distance))
-    return out
+        if not _within(criteria.near, distance):
+            return None
+        return Candidate(cqc_id, version_id, _stamp(recorded_at), cqc_id, distance_km=distance)
+
+    return _Plan(query, (LOC.c.cqc_location_id,), candidate)
 
 
-def _service_candidates(session: Session, criteria: _Criteria) -> list[Candidate]:
+def _service_plan(criteria: _Criteria) -> _Plan:
     query: sa.Select[Any] = (
         sa.select(
             LINE.c.cqc_location_id,
@@ -239,7 +253,6 @@ def _service_candidates(session: Session, criteria: _Criteria) -> list[Candidate
             LOC.c.longitude,
             LINE.c.admittable,
             LINE.c.weekly_price_from,
-            LOC.c.short_stay_services,
         )
         .select_from(
             LINE.join(LOC, LOC.c.cqc_location_id == LINE.c.cqc_location_id).join(
@@ -268,48 +281,62 @@ def _service_candidates(session: Session, criteria: _Criteria) -> list[Candidate
     for _, values in criteria.each("active"):
         flags = _codes("active", values, "", ("true", "false"))
         query = query.where(LOC.c.active.in_([f == "true" for f in flags]))
-    categories = [
-        set(_codes("service-category", values, S.SERVICE_CATEGORY, [c.value for c in S.ServiceCategory]))
-        for _, values in criteria.each("service-category")
-    ]
-    characteristics = [
-        set(_codes("characteristic", values, S.SHORT_STAY_SERVICE, [s.value for s in ShortStayService]))
-        for _, values in criteria.each("characteristic")
-    ]
-    admittable = [[P.parse_number("admittable", v) for v in vs] for _, vs in criteria.each("admittable")]
-    price = [[P.parse_number("weekly-price", v) for v in vs] for _, vs in criteria.each("weekly-price")]
-    out = []
-    for cqc_id, vacancy_type, version_id, recorded_at, lat, lon, beds, weekly, services in session.execute(
-        query
-    ):
+    # Short-stay services are a JSON list of codes on the location; matched on its text.
+    services = sa.cast(LOC.c.short_stay_services, sa.Text)
+    for _, values in criteria.each("service-category"):
+        wanted = _codes("service-category", values, S.SERVICE_CATEGORY, [c.value for c in S.ServiceCategory])
+        conditions = []
+        if S.ServiceCategory.COMMUNITY_REHAB.value in wanted:
+            conditions.append(LINE.c.vacancy_type.in_(REHAB))
+        if S.ServiceCategory.LONG_TERM.value in wanted:
+            conditions.append(LINE.c.vacancy_type.not_in(REHAB))
+        if S.ServiceCategory.SHORT_STAY.value in wanted:
+            conditions.append(sa.and_(LINE.c.vacancy_type.not_in(REHAB), services.not_in(["[]", ""])))
+        query = query.where(sa.or_(sa.false(), *conditions))
+    for _, values in criteria.each("characteristic"):
+        wanted = _codes("characteristic", values, S.SHORT_STAY_SERVICE, [v.value for v in ShortStayService])
+        query = query.where(sa.or_(sa.false(), *[services.like(f'%"{code}"%') for code in wanted]))
+    for name, column in (("admittable", LINE.c.admittable), ("weekly-price", LINE.c.weekly_price_from)):
+        for _, values in criteria.each(name):
+            ranges = [P.parse_number(name, v) for v in values]
+            query = query.where(sa.or_(*[_number_sql(column, r) for r in ranges]))
+
+    def candidate(row: Sequence[Any]) -> Candidate | None:
+        cqc_id, vacancy_type, version_id, recorded_at, lat, lon, beds, weekly = row
         distance = _distance(criteria.near, lat, lon)
         if not _within(criteria.near, distance):
-            continue
-        if categories:
-            offered = {
-                c.value for c in render.service_categories({"short_stay_services": services}, vacancy_type)
-            }
-            if not all(offered & wanted for wanted in categories):
-                continue
-        if characteristics and not all(set(services or ()) & wanted for wanted in characteristics):
-            continue
-        if not all(any(P.matches_range(beds, r) for r in rs) for rs in admittable):
-            continue
-        if not all(any(P.matches_range(weekly, r) for r in rs) for rs in price):
-            continue
-        out.append(
-            Candidate(
-                render.service_id(cqc_id, vacancy_type),
-                version_id,
-                _stamp(recorded_at),
-                cqc_id,
-                vacancy_type=vacancy_type,
-                distance_km=distance,
-                admittable=beds,
-                price=weekly,
-            )
+            return None
+        return Candidate(
+            render.service_id(cqc_id, vacancy_type),
+            version_id,
+            _stamp(recorded_at),
+            cqc_id,
+            vacancy_type=vacancy_type,
+            distance_km=distance,
+            admittable=beds,
+            price=weekly,
         )
-    return out
+
+    return _Plan(query, (LINE.c.cqc_location_id, LINE.c.vacancy_type), candidate)
+
+
+def _number_sql(column: Any, r: P.Range) -> sa.ColumnElement[bool]:
+    """A number comparison in SQL; eq/ne use the value's implied precision."""
+    assert isinstance(r.low, Decimal) and isinstance(r.high, Decimal)
+    low, high = float(r.low), float(r.high)
+    match r.prefix:
+        case "eq":
+            return sa.and_(column >= low, column < high)
+        case "ne":
+            return sa.or_(column < low, column >= high)
+        case "gt" | "sa":
+            return column > low
+        case "ge":
+            return column >= low
+        case "lt" | "eb":
+            return column < low
+        case _:
+            return column <= low
 
 
 def _organization_candidates(session: Session, criteria: _Criteria) -> list[Candidate]:
@@ -346,17 +373,47 @@ def _string_matches(text: str, modifier: str, values: list[str]) -> bool:
     return any(folded.startswith(v.casefold()) for v in values)
 
 
-CANDIDATES: dict[str, Callable[[Session, _Criteria], list[Candidate]]] = {
-    "Location": _location_candidates,
-    "HealthcareService": _service_candidates,
-    "Organization": _organization_candidates,
+PLANS: dict[str, Callable[[_Criteria], _Plan]] = {
+    "Location": _location_plan,
+    "HealthcareService": _service_plan,
 }
+
+
+def _candidates(session: Session, resource_type: str, criteria: _Criteria) -> list[Candidate]:
+    """Every match (for sorts SQL cannot page: near, computed keys)."""
+    if resource_type == "Organization":
+        return _organization_candidates(session, criteria)
+    plan = PLANS[resource_type](criteria)
+    found = (plan.candidate(row) for row in session.execute(plan.query))
+    return [c for c in found if c is not None]
+
+
+def _sql_page(
+    session: Session, resource_type: str, criteria: _Criteria, after: str | None, count: int, with_total: bool
+) -> tuple[list[Candidate], int | None, bool]:
+    """A page in ``_id`` order, paged in SQL: (page, total, more after it)."""
+    plan = PLANS[resource_type](criteria)
+    total = None
+    if with_total:
+        total = int(session.scalar(sa.select(sa.func.count()).select_from(plan.query.subquery())) or 0)
+    query = plan.query
+    if after is not None:
+        key: tuple[str, ...] = (after,)
+        if len(plan.id_columns) == 2:
+            found = SERVICE_ID.match(after)
+            key = found.groups() if found else (after, "")
+        query = query.where(sa.tuple_(*plan.id_columns) > sa.tuple_(*key))
+    rows = session.execute(query.order_by(*plan.id_columns).limit(count + 1)).all()
+    page = [c for c in (plan.candidate(row) for row in rows) if c is not None]
+    return page[:count], total, len(page) > count
 
 
 # --- sorting and paging -------------------------------------------------------------------
 
 
-def _sort_key(resource_type: str, sort: str | None, criteria: _Criteria) -> Callable[[Candidate], list[Any]]:
+def _sort_key(
+    resource_type: str, sort: str | None, criteria: _Criteria
+) -> tuple[str, Callable[[Candidate], list[Any]]]:
     if sort is None:
         sort = "near" if criteria.near is not None and resource_type != "Organization" else "_id"
     descending = sort.startswith("-")
@@ -377,18 +434,14 @@ def _sort_key(resource_type: str, sort: str | None, criteria: _Criteria) -> Call
     def number(value: float | int | None) -> list[Any]:
         return [1, 0.0] if value is None else [0, sign * float(value)]
 
-    match name:
-        case "near":
-            return lambda c: [*number(c.distance_km), c.id]
-        case "_lastUpdated":
-            return lambda c: [*number(c.recorded_at), c.id]
-        case "admittable":
-            return lambda c: [*number(c.admittable), c.id]
-        case "weekly-price":
-            return lambda c: [*number(c.price), c.id]
-        case "name":
-            return lambda c: [(c.name or "").casefold(), c.id]
-    return lambda c: [c.id]
+    keys: dict[str, Callable[[Candidate], list[Any]]] = {
+        "near": lambda c: [*number(c.distance_km), c.id],
+        "_lastUpdated": lambda c: [*number(c.recorded_at), c.id],
+        "admittable": lambda c: [*number(c.admittable), c.id],
+        "weekly-price": lambda c: [*number(c.price), c.id],
+        "name": lambda c: [(c.name or "").casefold(), c.id],
+    }
+    return sort, keys.get(name, lambda c: [c.id])
 
 
 def search(session: Session, request: SearchRequest) -> dict[str, Any]:
@@ -402,37 +455,31 @@ def search(session: Session, request: SearchRequest) -> dict[str, Any]:
     revincludes = _split_set(result.get("_revinclude"))
     _check_includes("_include", includes, P.INCLUDES[request.resource_type], request)
     _check_includes("_revinclude", revincludes, P.REVINCLUDES[request.resource_type], request)
-    key = _sort_key(request.resource_type, result.get("_sort"), criteria)
-
-    candidates = sorted(CANDIDATES[request.resource_type](session, criteria), key=key)
+    sort, key = _sort_key(request.resource_type, result.get("_sort"), criteria)
+    after = None
     if "_cursor" in result:
         after = decode_cursor(result["_cursor"]).get("after")
-        if not isinstance(after, list):
+        if not isinstance(after, list) or not after or not isinstance(after[-1], str):
             raise P.bad("_cursor", "not a paging cursor this gateway made; follow the Bundle's links")
-        candidates_after = [c for c in candidates if key(c) > after]
+    if sort == "_id" and request.resource_type in PLANS:
+        page, total, more = _sql_page(
+            session, request.resource_type, criteria, after[0] if after else None, count, total_mode != "none"
+        )
     else:
-        candidates_after = candidates
-    page = candidates_after[:count]
+        candidates = sorted(_candidates(session, request.resource_type, criteria), key=key)
+        candidates_after = [c for c in candidates if key(c) > after] if after else candidates
+        page, total, more = candidates_after[:count], len(candidates), len(candidates_after) > count
 
     self_items = [(k, v) for k, v in request.items if k != "_cursor"]
     links = [("self", _url(request.base, request.resource_type, request.items))]
-    if len(candidates_after) > count and page:
-        links.append(
-            (
-                "next",
-                _url(
-                    request.base,
-                    request.resource_type,
-                    [*self_items, ("_cursor", encode_cursor({"after": key(page[-1])}))],
-                ),
-            )
-        )
+    if more and page:
+        cursor = encode_cursor({"after": key(page[-1])})
+        links.append(("next", _url(request.base, request.resource_type, [*self_items, ("_cursor", cursor)])))
     entries = _render_page(session, request, page, includes, revincludes)
     if request.ignored:
         outcome = operation_outcome(200, "; ".join(request.ignored), severity="warning", code="not-supported")
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    total = None if total_mode == "none" else len(candidates)
-    return bundle("searchset", entries, links, total=total)
+    return bundle("searchset", entries, links, total=None if total_mode == "none" else total)
 
 
 def _split_set(value: str | None) -> set[str]:

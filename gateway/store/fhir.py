@@ -158,8 +158,10 @@ def feed_versions(
     after: tuple[datetime, int] | None,
     limit: int,
     with_provider: bool = False,
+    inclusive: bool = False,
 ) -> list[LocationSnapshot]:
-    """Versions recorded in [since, horizon), after the ``after`` key, in feed order."""
+    """Versions recorded in [since, horizon), after the ``after`` key (or from it, when
+    ``inclusive``), in feed order."""
     query = sa.select(*VERSION_COLUMNS).where(VER.c.recorded_at < horizon)
     if since is not None:
         query = query.where(VER.c.recorded_at >= since)
@@ -167,7 +169,10 @@ def feed_versions(
         query = query.where(
             sa.or_(
                 VER.c.recorded_at > after[0],
-                sa.and_(VER.c.recorded_at == after[0], VER.c.version_id > after[1]),
+                sa.and_(
+                    VER.c.recorded_at == after[0],
+                    VER.c.version_id >= after[1] if inclusive else VER.c.version_id > after[1],
+                ),
             )
         )
     rows = session.execute(query.order_by(VER.c.recorded_at, VER.c.version_id).limit(limit)).all()

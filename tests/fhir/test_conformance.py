@@ -393,7 +393,9 @@ def test_simple_extension_values() -> None:
 
 def test_search_parameters() -> None:
     parameters = {sp["url"]: sp for sp in conformance_resources()["SearchParameter"]}
-    assert set(parameters) == {S.SP_ADMITTABLE, S.SP_WEEKLY_PRICE}
+    assert set(parameters) == {S.SP_ADMITTABLE, S.SP_WEEKLY_PRICE, S.SP_SERVICE_NEAR}
+    near = parameters[S.SP_SERVICE_NEAR]
+    assert (near["code"], near["type"], near["base"]) == ("near", "special", ["HealthcareService"])
     admittable, price = parameters[S.SP_ADMITTABLE], parameters[S.SP_WEEKLY_PRICE]
     assert (admittable["code"], price["code"]) == ("admittable", "weekly-price")
     for sp in (admittable, price):
@@ -409,6 +411,8 @@ def test_search_parameter_expressions_name_declared_parts() -> None:
     declared = set(EXTENSIONS_BY_URL[S.EXT_BED_AVAILABILITY].part_names())
     for sp in conformance_resources()["SearchParameter"]:
         named = re.findall(r"\.extension\('([^']+)'\)", sp["expression"])
+        if sp["type"] == "special":
+            continue  # near: the location's position, no extension
         assert named[0] in EXTENSIONS_BY_URL
         assert set(named[1:]) <= declared
 

@@ -324,6 +324,21 @@ def search_parameters() -> list[dict[str, Any]]:
             "Services (vacancy lines) by their weekly price from, in pounds (GBP), e.g. weekly-price=le1200.",
             f"{bed_part}('weeklyPriceFrom').value.value",
         ),
+        _metadata(
+            "SearchParameter",
+            S.SP_SERVICE_NEAR.rsplit("/", 1)[1],
+            "Services near a point. Services whose location lies within a distance of a point: "
+            "near=latitude|longitude|distance|units (km or [mi_us]), as Location's near; "
+            "_sort=near puts the closest first.",
+            url=S.SP_SERVICE_NEAR,
+        )
+        | {
+            "code": "near",
+            "base": ["HealthcareService"],
+            "type": "special",
+            "expression": "HealthcareService.location.resolve().position",
+            "xpathUsage": "nearby",
+        },
     ]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from adapters.fhir import systems as S
@@ -90,12 +91,17 @@ def _coding(system: str, code: str, display: str | None) -> dict[str, Any]:
     return out
 
 
-def _vocab_coding(system: str, vocabulary: type[Any], code: str) -> dict[str, Any]:
+@cache
+def _display(vocabulary: type[Any], code: str) -> str | None:
     try:
-        display = vocabulary(code).display
+        found: str = vocabulary(code).display
     except ValueError:
-        display = None
-    return _coding(system, code, display)
+        return None
+    return found
+
+
+def _vocab_coding(system: str, vocabulary: type[Any], code: str) -> dict[str, Any]:
+    return _coding(system, code, _display(vocabulary, code))
 
 
 def _concept(system: str, vocabulary: type[Any], code: str) -> dict[str, Any]:
@@ -118,11 +124,17 @@ def _meta(snapshot: LocationSnapshot, profile: str | None = None) -> dict[str, A
     return meta
 
 
+def _consistent(line: dict[str, Any]) -> bool:
+    figures = (
+        line["occupied"] + line.get("reserved", 0) + line.get("admittable", 0) + line.get("unavailable", 0)
+    )
+    return bool(line["maximum_capacity"] == figures)
+
+
 def line_flags(line: dict[str, Any]) -> list[str]:
     """Data-quality flags of one vacancy line (the model's checks, on the stored record)."""
-    figures = line["occupied"] + line.get("reserved", 0) + line.get("admittable", 0)
     flags = []
-    if line["maximum_capacity"] != figures + line.get("unavailable", 0):
+    if not _consistent(line):
         flags.append(QualityFlag.CAPACITY_INVARIANT_BROKEN.value)
     if line.get("unavailable", 0) > 0 and not line.get("unavailable_reasons"):
         flags.append(QualityFlag.UNAVAILABLE_WITHOUT_REASON.value)
@@ -283,10 +295,13 @@ def service_id(cqc_location_id: str, vacancy_type: str) -> str:
     return f"{cqc_location_id}-{vacancy_type}"
 
 
+_REHAB_TYPES = frozenset(v.value for v in VacancyType if v.is_community_rehab)
+
+
 def service_categories(record: dict[str, Any], vacancy_type: str) -> list[S.ServiceCategory]:
     """Community rehab lines are community rehab; long-term lines are long term, and short
     stay too where the location offers short-stay services (filled from them)."""
-    if VacancyType(vacancy_type).is_community_rehab:
+    if vacancy_type in _REHAB_TYPES:
         return [S.ServiceCategory.COMMUNITY_REHAB]
     out = [S.ServiceCategory.LONG_TERM]
     if record.get("short_stay_services"):
@@ -313,12 +328,7 @@ def _bed_availability(line: dict[str, Any], record: dict[str, Any]) -> dict[str,
     if line.get("weekly_price_from") is not None:
         parts.append({"url": "weeklyPriceFrom", "valueMoney": _money(line["weekly_price_from"])})
     parts.append({"url": "flexible", "valueBoolean": bool(line.get("flexible", False))})
-    parts.append(
-        {
-            "url": "consistent",
-            "valueBoolean": QualityFlag.CAPACITY_INVARIANT_BROKEN.value not in line_flags(line),
-        }
-    )
+    parts.append({"url": "consistent", "valueBoolean": _consistent(line)})
     parts.append({"url": "providerUpdated", "valueDateTime": record["updated_at"]})
     return {"url": S.EXT_BED_AVAILABILITY, "extension": parts}
 
@@ -334,62 +344,76 @@ def _communication(languages: Iterable[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _service_common(snapshot: LocationSnapshot) -> dict[str, Any]:
+    """The parts of a location's services that every vacancy line shares."""
+    record = snapshot.record
+    common: dict[str, Any] = {
+        "meta": _meta(snapshot, "UKCore-HealthcareService"),
+        "admissions": _admissions(record),
+        "identifier": [{"system": S.CQC_LOCATION_ID, "value": snapshot.cqc_location_id}],
+        "providedBy": _organization_reference(record),
+        "location": [{"reference": f"Location/{snapshot.cqc_location_id}", "display": record["name"]}],
+        "extraDetails": record.get("notes") or None,
+        "telecom": _telecom(record),
+        "characteristic": [
+            _concept(S.SHORT_STAY_SERVICE, ShortStayService, code)
+            for code in record.get("short_stay_services", ())
+        ],
+        "communication": _communication(record.get("languages", ())),
+        "program": [
+            _concept(S.FUNDING_SOURCE, FundingSource, code) for code in record.get("funding_sources", ())
+        ],
+    }
+    return common
+
+
 def render_service(
-    snapshot: LocationSnapshot, line: dict[str, Any] | None, vacancy_type: str
+    snapshot: LocationSnapshot,
+    line: dict[str, Any] | None,
+    vacancy_type: str,
+    common: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The HealthcareService of one vacancy line of one version of a location.
 
     ``line`` None: the location no longer offers this vacancy type in this version; the
     service is published inactive, without bed counts (retired entries are never deleted).
+    ``common``: the location-level parts, when rendering several lines of one location.
     """
     record = snapshot.record
+    c = common if common is not None else _service_common(snapshot)
     active = bool(record.get("active", True)) and line is not None
-    resource: dict[str, Any] = {
-        "resourceType": "HealthcareService",
-        "id": service_id(snapshot.cqc_location_id, vacancy_type),
-        "meta": _meta(snapshot, "UKCore-HealthcareService"),
-    }
-    extensions = [_admissions(record)]
+    extensions = [c["admissions"]]
     if line is not None:
         extensions.insert(0, _bed_availability(line, record))
         extensions.extend(_flag_extensions(line_flags(line)))
-    resource["extension"] = extensions
-    resource["identifier"] = [
-        {
-            "system": S.CQC_LOCATION_ID,
-            "value": snapshot.cqc_location_id,
-        }
-    ]
-    resource["active"] = active
-    organization = _organization_reference(record)
-    if organization:
-        resource["providedBy"] = organization
-    resource["category"] = [
-        {"coding": [_coding(S.SERVICE_CATEGORY, c.value, c.display)], "text": c.display}
-        for c in service_categories(record, vacancy_type)
-    ]
+    resource: dict[str, Any] = {
+        "resourceType": "HealthcareService",
+        "id": service_id(snapshot.cqc_location_id, vacancy_type),
+        "meta": c["meta"],
+        "extension": extensions,
+        "identifier": c["identifier"],
+        "active": active,
+    }
+    if c["providedBy"]:
+        resource["providedBy"] = c["providedBy"]
+    resource["category"] = [_category(category) for category in service_categories(record, vacancy_type)]
     resource["type"] = [_concept(S.VACANCY_TYPE, VacancyType, vacancy_type)]
-    resource["location"] = [{"reference": f"Location/{snapshot.cqc_location_id}", "display": record["name"]}]
-    display = VacancyType(vacancy_type).display
-    resource["name"] = f"{record['name']}: {display}"
-    if record.get("notes"):
-        resource["extraDetails"] = record["notes"]
-    telecom = _telecom(record)
-    if telecom:
-        resource["telecom"] = telecom
-    characteristics = [
-        _concept(S.SHORT_STAY_SERVICE, ShortStayService, code)
-        for code in record.get("short_stay_services", ())
-    ]
-    if characteristics:
-        resource["characteristic"] = characteristics
-    communication = _communication(record.get("languages", ()))
-    if communication:
-        resource["communication"] = communication
-    programs = [_concept(S.FUNDING_SOURCE, FundingSource, code) for code in record.get("funding_sources", ())]
-    if programs:
-        resource["program"] = programs
+    resource["location"] = c["location"]
+    resource["name"] = f"{record['name']}: {_display(VacancyType, vacancy_type)}"
+    for key in ("extraDetails", "telecom", "characteristic", "communication", "program"):
+        if c[key]:
+            resource[key] = c[key]
     return resource
+
+
+@cache
+def _category_parts(category: S.ServiceCategory) -> tuple[str, str]:
+    return category.value, category.display
+
+
+def _category(category: S.ServiceCategory) -> dict[str, Any]:
+    code, display = _category_parts(category)
+    return {"coding": [_coding(S.SERVICE_CATEGORY, code, display)], "text": display}
 
 
 def render_services(
@@ -400,7 +424,8 @@ def render_services(
     lines = {line["vacancy_type"]: line for line in national_lines(snapshot.record)}
     dropped = {line["vacancy_type"] for line in national_lines(previous or {})} - set(lines)
     types = sorted(set(lines) | dropped)
-    return [render_service(snapshot, lines.get(vacancy_type), vacancy_type) for vacancy_type in types]
+    common = _service_common(snapshot)
+    return [render_service(snapshot, lines.get(vacancy_type), vacancy_type, common) for vacancy_type in types]
 
 
 def render_organization(
