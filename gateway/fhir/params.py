@@ -153,8 +153,9 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParam]] = {
     },
 }
 
-# Result parameters every search accepts; ``_cursor`` is the gateway's own paging key.
-RESULT_PARAMETERS = {"_count", "_sort", "_include", "_revinclude", "_total", "_format", "_cursor"}
+# Result parameters every search accepts; ``_cursor`` is the gateway's own paging key;
+# ``_totalMethod`` is the spelling of ``_total`` some clients send (fhirpy's count()).
+RESULT_PARAMETERS = {"_count", "_sort", "_include", "_revinclude", "_total", "_totalMethod", "_format", "_cursor"}
 SORTS = {
     "Location": {"near", "_id", "_lastUpdated"},
     "HealthcareService": {"near", "_id", "_lastUpdated", "admittable", "weekly-price"},

@@ -285,7 +285,7 @@ def _service_plan(criteria: _Criteria) -> _Plan:
     services = sa.cast(LOC.c.short_stay_services, sa.Text)
     for _, values in criteria.each("service-category"):
         wanted = _codes("service-category", values, S.SERVICE_CATEGORY, [c.value for c in S.ServiceCategory])
-        conditions = []
+        conditions: list[sa.ColumnElement[bool]] = []
         if S.ServiceCategory.COMMUNITY_REHAB.value in wanted:
             conditions.append(LINE.c.vacancy_type.in_(REHAB))
         if S.ServiceCategory.LONG_TERM.value in wanted:
@@ -448,7 +448,9 @@ def search(session: Session, request: SearchRequest) -> dict[str, Any]:
     """Run one search; the answer is a searchset Bundle with links and includes."""
     criteria, result = _parse(request)
     count = P.parse_count(result.get("_count"))
-    total_mode = result.get("_total", "accurate")
+    total_mode = result.get("_total", result.get("_totalMethod", "accurate"))
+    if total_mode == "count":
+        total_mode = "accurate"
     if total_mode not in ("none", "estimate", "accurate"):
         raise P.bad("_total", f"{total_mode!r}: use none, estimate or accurate")
     includes = _split_set(result.get("_include"))

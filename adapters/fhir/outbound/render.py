@@ -101,7 +101,7 @@ def _display(vocabulary: type[Any], code: str) -> str | None:
 
 
 def _vocab_coding(system: str, vocabulary: type[Any], code: str) -> dict[str, Any]:
-    return _coding(system, code, _display(vocabulary, code))
+    return _coding(system, code, _display(vocabulary, code))  # type: ignore[arg-type]
 
 
 def _concept(system: str, vocabulary: type[Any], code: str) -> dict[str, Any]:
