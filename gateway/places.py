@@ -12,7 +12,7 @@ import csv
 import math
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from gateway.model.vocab import NhsRegion
@@ -36,6 +36,7 @@ ONS_TO_NHS_REGION = {
 # A UK postcode: outward code (area, district) then inward code (sector, unit).
 POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?) ?([0-9][A-Z]{2})$")
 DISTRICT = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
+_SPACES = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,10 @@ def load_districts() -> dict[str, District]:
         }
 
 
+@lru_cache(maxsize=65536)  # an ingest asks for each record's postcode several times
 def normalise_postcode(text: str) -> str | None:
     """'nw89aa' or ' NW8  9AA ' -> 'NW8 9AA'; None when it is not a postcode's shape."""
-    compact = re.sub(r"\s+", "", text or "").upper()
+    compact = _SPACES.sub("", text or "").upper()
     match = POSTCODE.match(compact)
     return f"{match.group(1)} {match.group(2)}" if match else None
 

@@ -7,6 +7,7 @@ guessed.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 BOROUGHS: dict[str, str] = {
     "E09000001": "City of London",
@@ -70,6 +71,7 @@ def _key(text: str) -> str:
 _BY_KEY = {_key(name): code for code, name in BOROUGHS.items()} | _ALIASES
 
 
+@lru_cache(maxsize=1024)  # a listing repeats the same few dozen spellings
 def borough_code(spelling: str | None) -> str | None:
     """The ONS code of a borough however the tracker spelled it, or None when unknown."""
     if not spelling:

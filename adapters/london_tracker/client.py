@@ -10,8 +10,9 @@ new token once and retries that call once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +40,14 @@ class CursorExpired(Exception):
 
 @dataclass(frozen=True)
 class HomesPage:
-    """One page of a listing: the raw homes, the listing's ``as_of`` and its number."""
+    """One page of a listing: the raw homes, the listing's ``as_of`` and its number;
+    ``last`` when the listing has no page after it."""
 
     number: int
     homes: list[dict[str, Any]]
     as_of: str
     restarts: int
+    last: bool = False
 
 
 class LondonTrackerClient:
@@ -129,9 +132,12 @@ class LondonTrackerClient:
 
         return await self._retry.run(call, on_retry)
 
-    async def list_homes(self, updated_since: str | None) -> AsyncIterator[HomesPage]:
+    async def list_homes(self, updated_since: str | None) -> AsyncGenerator[HomesPage, None]:
         """Every page of a listing of homes updated at or after ``updated_since`` (the
         previous listing's ``as_of``, passed on verbatim: the upstream's clock, not ours).
+
+        The next page is requested as soon as a page arrives, so it is on its way while
+        the caller works on the page it was given (at most one request ahead).
 
         A 410 (cursor expired) restarts the listing from its first page, at most
         ``MAX_LISTING_RESTARTS`` times; pages already yielded are not taken back, so the
@@ -143,15 +149,21 @@ class LondonTrackerClient:
             if updated_since is not None:
                 params["updated_since"] = updated_since
             number = 0
+            following: asyncio.Task[dict[str, Any]] | None = None
             try:
+                body = await self._page(params)
                 while True:
-                    body = await self._page(params)
                     number += 1
-                    yield HomesPage(number, body["homes"], str(body["as_of"]), restarts)
                     cursor = body.get("next_cursor")
-                    if not cursor:
+                    if cursor:
+                        following = asyncio.create_task(
+                            self._page({"page_size": self.page_size, "cursor": cursor})
+                        )
+                    yield HomesPage(number, body["homes"], str(body["as_of"]), restarts, last=not cursor)
+                    if following is None:
                         return
-                    params = {"page_size": self.page_size, "cursor": cursor}
+                    requested, following = following, None
+                    body = await requested
             except CursorExpired:
                 restarts += 1
                 if restarts > MAX_LISTING_RESTARTS:
@@ -159,3 +171,15 @@ class LondonTrackerClient:
                         "London listing cursor kept expiring", status_code=410
                     ) from None
                 log.info("London listing cursor expired; restarting the listing (%d)", restarts)
+            finally:
+                if following is not None:
+                    await _discard(following)
+
+
+async def _discard(task: asyncio.Task[Any]) -> None:
+    """Cancel a page request nobody will read and wait for it to end; if it had already
+    failed, its error goes with it (the listing is over either way)."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()

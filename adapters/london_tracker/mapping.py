@@ -87,6 +87,19 @@ FUNDING_MAP: dict[str, FundingSource] = {
 OUT_OF_HOURS = {"YES": True, "NO": False, "UNKNOWN": None}
 _PLACEHOLDER_ID = "1-0"
 
+# The maps above as the plain values the model is built from: an enum member's ``.value``
+# is a descriptor call, and a full sync reads these maps a few times per bed line.
+_CATEGORY_VALUES: dict[str, str] = {code: mapped[0].value for code, mapped in CATEGORY_MAP.items()}
+_CATEGORY_SERVICES: dict[str, str] = {
+    code: mapped[1].value for code, mapped in CATEGORY_MAP.items() if mapped[1] is not None
+}
+_REASON_VALUES: dict[str, str] = {code: mapped[0].value for code, mapped in CLOSED_REASON_MAP.items()}
+_FUNDING_VALUES: dict[str, str] = {code: funding.value for code, funding in FUNDING_MAP.items()}
+_MANAGEMENT_DECISION = UnavailableReason.MANAGEMENT_DECISION.value
+_LONDON = NhsRegion.LONDON.value
+_REHAB = ProviderType.COMMUNITY_REHAB.value
+_CARE_HOME = ProviderType.CARE_HOME.value
+
 
 @dataclass(frozen=True)
 class SkippedHome:
@@ -121,20 +134,20 @@ class MappedHome:
 
 def _lines(
     beds: list[dict[str, Any]], suspended: bool, warnings: list[str], ref: str
-) -> tuple[list[dict[str, Any]], set[ShortStayService]]:
+) -> tuple[list[dict[str, Any]], set[str]]:
     merged: dict[str, dict[str, Any]] = {}
-    services: set[ShortStayService] = set()
+    services: set[str] = set()
     for bed in beds:
         code = bed["category"]
-        mapped = CATEGORY_MAP.get(code)
-        if mapped is None:
+        vacancy_type = _CATEGORY_VALUES.get(code)
+        if vacancy_type is None:
             warnings.append(f"{ref}: unknown bed category {code!r} kept, left out of national totals")
-        elif mapped[1] is not None:
-            services.add(mapped[1])
-        reason = CLOSED_REASON_MAP.get(bed.get("closed_reason") or "")
+        elif code in _CATEGORY_SERVICES:
+            services.add(_CATEGORY_SERVICES[code])
+        reason = _REASON_VALUES.get(bed.get("closed_reason") or "")
         fee = bed.get("weekly_fee_pence")
         line = {
-            "vacancy_type": mapped[0].value if mapped else None,
+            "vacancy_type": vacancy_type,
             "source_code": code,
             "weekly_price_from": round(fee / 100, 2) if fee is not None else None,
             "maximum_capacity": bed["commissioned"],
@@ -142,16 +155,14 @@ def _lines(
             "reserved": bed["on_hold"],
             "admittable": bed["free_now"],
             "unavailable": bed["closed"],
-            "unavailable_reasons": [reason[0].value] if reason and bed["closed"] else [],
+            "unavailable_reasons": [reason] if reason and bed["closed"] else [],
             "flexible": bool(bed.get("interchangeable", False)),
         }
         if suspended and line["admittable"]:
             line["unavailable"] += line["admittable"]
             line["admittable"] = 0
-            line["unavailable_reasons"] = sorted(
-                {*line["unavailable_reasons"], UnavailableReason.MANAGEMENT_DECISION.value}
-            )
-        key = line["vacancy_type"] or f"unmapped:{code}"
+            line["unavailable_reasons"] = sorted({*line["unavailable_reasons"], _MANAGEMENT_DECISION})
+        key = vacancy_type or f"unmapped:{code}"
         if key in merged:
             _merge(merged[key], line)
         else:
@@ -199,7 +210,7 @@ def map_home(home: Any) -> MappedHome:
     fields: dict[str, Any] = {
         "cqc_location_id": home["cqc_location_id"] or _PLACEHOLDER_ID,
         "name": home["name"].strip(),
-        "nhs_region": NhsRegion.LONDON.value,
+        "nhs_region": _LONDON,
         "local_authority": BOROUGHS[code] if code else None,
         "address": {
             "line1": address.get("line1"),
@@ -208,13 +219,11 @@ def map_home(home: Any) -> MappedHome:
             "postcode": postcode,
         },
         "phone": home.get("phone"),
-        "provider_type": (
-            ProviderType.COMMUNITY_REHAB if home["home_type"] == "REHAB" else ProviderType.CARE_HOME
-        ).value,
-        "short_stay_services": sorted(s.value for s in services),
+        "provider_type": _REHAB if home["home_type"] == "REHAB" else _CARE_HOME,
+        "short_stay_services": sorted(services),
         "languages": [language.strip() for language in home["languages"] if language.strip()],
         "notes": home.get("facilities"),
-        "funding_sources": sorted({FUNDING_MAP[f].value for f in home["funding_accepted"]}),
+        "funding_sources": sorted({_FUNDING_VALUES[f] for f in home["funding_accepted"]}),
         "accepting_admissions": bool(home["accepting_admissions"]) and not suspended,
         "out_of_hours_admissions": OUT_OF_HOURS[home["out_of_hours_admissions"]],
         "active": status != "CLOSED",

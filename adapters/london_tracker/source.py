@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from adapters.london_tracker.client import LondonTrackerClient
+from adapters.london_tracker.client import HomesPage, LondonTrackerClient
 from adapters.london_tracker.mapping import SkippedHome, UnmatchedHome, map_home
 from gateway.model.capacity import LocationUpdate
 
@@ -23,6 +25,7 @@ class MappedPage:
     skipped: list[SkippedHome] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     restarts: int = 0
+    last: bool = False  # the listing's last page: the cursor may advance with it
 
 
 class LondonTrackerSource:
@@ -37,22 +40,31 @@ class LondonTrackerSource:
         """Raise the classified error if the tracker refuses our credentials."""
         await self.client.fetch_token()
 
-    async def pull(self, since: str | None) -> AsyncIterator[MappedPage]:
+    async def pull(self, since: str | None) -> AsyncGenerator[MappedPage, None]:
         """Mapped pages of homes updated at or after ``since`` (a previous ``as_of``).
 
         Within a run a home may come twice (updated during the listing, or a restarted
         listing): pages are applied in order and the store judges each copy by its
         ``updated_at``, so the later copy wins and an identical one is 'unchanged'.
+
+        Each page is mapped in a worker thread: the event loop stays free for the next
+        page's request (and, in the gateway, for API requests) meanwhile.
         """
-        async for page in self.client.list_homes(since):
-            mapped = MappedPage(page.number, page.as_of, len(page.homes), restarts=page.restarts)
-            for home in page.homes:
-                result = map_home(home)
-                mapped.warnings.extend(result.warnings)
-                if result.skipped is not None:
-                    mapped.skipped.append(result.skipped)
-                elif result.unmatched is not None:
-                    mapped.unmatched.append(result.unmatched)
-                elif result.update is not None and result.home_ref is not None:
-                    mapped.updates.append((result.home_ref, result.update))
-            yield mapped
+        async with aclosing(self.client.list_homes(since)) as pages:
+            async for page in pages:
+                yield await asyncio.to_thread(map_page, page)
+
+
+def map_page(page: HomesPage) -> MappedPage:
+    """One listing page mapped to the national model, home by home."""
+    mapped = MappedPage(page.number, page.as_of, len(page.homes), restarts=page.restarts, last=page.last)
+    for home in page.homes:
+        result = map_home(home)
+        mapped.warnings.extend(result.warnings)
+        if result.skipped is not None:
+            mapped.skipped.append(result.skipped)
+        elif result.unmatched is not None:
+            mapped.unmatched.append(result.unmatched)
+        elif result.update is not None and result.home_ref is not None:
+            mapped.updates.append((result.home_ref, result.update))
+    return mapped

@@ -1,15 +1,23 @@
 """``gateway bench london``: a full sync of the London demo homes from the simulator.
 
 Measured: ``sync_london`` (OAuth, paging, mapping, validation, storing each page and the
-cursor) against the simulator (its own process, on loopback) with faults off, into a
-fresh SQLite database.
+cursor) against the simulator (its own process, on loopback) with faults off, each time
+into a fresh, empty SQLite database.
 Floor, in the same run: the same pages fetched from the same simulator with a bare httpx
 loop (token, then cursor after cursor) that does nothing with them.
+
+Both sides are warmed first, as in a running gateway: the simulator by one bare fetch, the
+gateway by one full sync into a scratch database (its time is reported as the cold first
+sync, the cost a freshly started process pays once: ORM set-up, compiled schemas and
+statements, the postcode table). The start-up heap is then frozen, as the gateway's
+scheduler does when it starts (``freeze_startup_heap``). Then three full syncs and three
+floors, interleaved; the figures are medians and the ratio is median over median.
 """
 
 from __future__ import annotations
 
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,10 +34,13 @@ from gateway.bench import print_result, run_async, stopwatch
 from gateway.demo_loading import ensure_demo_data, london_homes
 from gateway.settings import Settings
 from gateway.store.db import create_engine, session_factory, upgrade
+from gateway.store.tables import SyncRun
 from gateway.sync.london import sync_london
+from gateway.sync.scheduler import freeze_startup_heap
 from gateway.sync.sources import SyncContext
 
 PAGE_SIZE = 200
+REPEATS = 3
 
 
 def _free_port() -> int:
@@ -78,13 +89,46 @@ async def _bare_fetch(url: str) -> int:
             params = {"page_size": PAGE_SIZE, "cursor": body["next_cursor"]}
 
 
+def _timed_sync(url: str, database: Path) -> tuple[float, SyncRun]:
+    """One full sync of the simulator at ``url`` into a new database: seconds and run."""
+    url_db = f"sqlite:///{database}"
+    upgrade(url_db)
+    engine = create_engine(url_db)
+    settings = Settings(
+        database_url=url_db,
+        london_base_url=url,
+        london_client_id="bench",
+        london_client_secret=SecretStr("bench"),
+        london_page_size=PAGE_SIZE,
+    )
+
+    async def sync() -> SyncRun:
+        async with httpx.AsyncClient(timeout=30) as http:
+            return await sync_london(SyncContext(session_factory(engine), http, settings))
+
+    try:
+        with stopwatch() as elapsed:
+            run: SyncRun = run_async(sync())
+            seconds = elapsed()
+    finally:
+        engine.dispose()
+    if run.status != "succeeded":
+        raise SystemExit(f"the sync failed: {run.error_message}")
+    return seconds, run
+
+
+def _timed_floor(url: str) -> tuple[float, int]:
+    with stopwatch() as elapsed:
+        pages = run_async(_bare_fetch(url))
+        return elapsed(), pages
+
+
 def bench_london() -> dict[str, Any]:
+    syncs: list[float] = []
+    floors: list[float] = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         work = Path(tmp)
         homes = london_homes(ensure_demo_data(work / "demo-data"))
-        url_db = f"sqlite:///{work / 'gateway.db'}"
-        upgrade(url_db)
-        engine = create_engine(url_db)
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         # The simulator runs in its own process, as the real tracker would be elsewhere.
@@ -104,27 +148,14 @@ def bench_london() -> dict[str, Any]:
             f"{url}/docs",
         ):
             run_async(_bare_fetch(url))  # warm the simulator once
-            settings = Settings(
-                database_url=url_db,
-                london_base_url=url,
-                london_client_id="bench",
-                london_client_secret=SecretStr("bench"),
-                london_page_size=PAGE_SIZE,
-            )
-
-            async def sync() -> Any:
-                async with httpx.AsyncClient(timeout=30) as http:
-                    return await sync_london(SyncContext(session_factory(engine), http, settings))
-
-            with stopwatch() as elapsed:
-                run = run_async(sync())
-                seconds = elapsed()
-            with stopwatch() as elapsed:
-                floor_pages = run_async(_bare_fetch(url))
-                floor_s = elapsed()
-        engine.dispose()
-    if run.status != "succeeded":
-        raise SystemExit(f"the sync failed: {run.error_message}")
+            first_s, _ = _timed_sync(url, work / "first.db")  # warm the gateway once
+            freeze_startup_heap()
+            for repeat in range(REPEATS):
+                seconds, run = _timed_sync(url, work / f"sync-{repeat}.db")
+                syncs.append(seconds)
+                floor_s, floor_pages = _timed_floor(url)
+                floors.append(floor_s)
+    seconds, floor_s = statistics.median(syncs), statistics.median(floors)
     figures = {
         "bench": "london",
         "homes": len(homes),
@@ -132,8 +163,11 @@ def bench_london() -> dict[str, Any]:
         "accepted": run.accepted,
         "seconds": round(seconds, 3),
         "pages_per_s": round(run.pages / seconds, 2),
+        "sync_runs_s": [round(s, 3) for s in syncs],
+        "first_sync_s": round(first_s, 3),
         "floor_pages": floor_pages,
         "floor_s": round(floor_s, 3),
+        "floor_runs_s": [round(s, 3) for s in floors],
         "floor_pages_per_s": round(floor_pages / floor_s, 2),
         "ratio": round(seconds / floor_s, 2),
     }
@@ -142,9 +176,16 @@ def bench_london() -> dict[str, Any]:
         [
             ("homes / pages", f"{len(homes)} / {run.pages}"),
             ("accepted / rejected", f"{run.accepted} / {run.rejected}"),
-            ("sync seconds", f"{seconds:.3f}"),
+            (
+                f"sync seconds (median of {REPEATS})",
+                f"{seconds:.3f}  ({', '.join(f'{s:.3f}' for s in syncs)})",
+            ),
             ("pages per second", f"{run.pages / seconds:.2f}"),
-            ("floor seconds (bare httpx page loop)", f"{floor_s:.3f}"),
+            ("cold first sync in this process (seconds)", f"{first_s:.3f}"),
+            (
+                f"floor seconds (bare httpx page loop, median of {REPEATS})",
+                f"{floor_s:.3f}  ({', '.join(f'{s:.3f}' for s in floors)})",
+            ),
             ("ratio (target at most 2)", f"{seconds / floor_s:.2f}"),
         ],
         figures,

@@ -3,7 +3,7 @@ per-source figures, held records and findings."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -83,14 +83,34 @@ def get_held_record(session: Session, source: str, source_ref: str) -> HeldRecor
 
 def upsert_held_record(session: Session, record: HeldRecord) -> HeldRecord:
     """Insert or refresh a held record, keeping its first sighting and any match made."""
-    existing = session.get(HeldRecord, (record.source, record.source_ref))
-    if existing is None:
-        session.add(record)
-        return record
-    existing.name, existing.postcode = record.name, record.postcode
-    existing.local_authority, existing.record = record.local_authority, record.record
-    existing.last_seen = record.last_seen
-    return existing
+    return upsert_held_records(session, [record])[0]
+
+
+def upsert_held_records(session: Session, records: Sequence[HeldRecord]) -> list[HeldRecord]:
+    """Insert or refresh held records, keeping each one's first sighting and any match
+    made; one query finds those already held. Returns what is now held, in order."""
+    held: dict[tuple[str, str], HeldRecord] = {}
+    refs_by_source: dict[str, set[str]] = {}
+    for record in records:
+        refs_by_source.setdefault(record.source, set()).add(record.source_ref)
+    for source, refs in refs_by_source.items():
+        query = sa.select(HeldRecord).where(
+            col(HeldRecord.source) == source, col(HeldRecord.source_ref).in_(sorted(refs))
+        )
+        held.update({(h.source, h.source_ref): h for h in session.scalars(query)})
+    out: list[HeldRecord] = []
+    for record in records:
+        existing = held.get((record.source, record.source_ref))
+        if existing is None:
+            session.add(record)
+            held[(record.source, record.source_ref)] = record
+            out.append(record)
+            continue
+        existing.name, existing.postcode = record.name, record.postcode
+        existing.local_authority, existing.record = record.local_authority, record.record
+        existing.last_seen = record.last_seen
+        out.append(existing)
+    return out
 
 
 def findings_by_id(session: Session) -> dict[str, Finding]:

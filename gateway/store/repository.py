@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -47,18 +47,36 @@ class HeldLocation:
     content_hash: str
 
 
+def _rows_by_ids(
+    session: Session, columns: Sequence[sa.ColumnElement[Any]], key: sa.ColumnElement[str], ids: Sequence[str]
+) -> Iterator[Sequence[Any]]:
+    """Rows of ``columns`` whose ``key`` is one of ``ids``.
+
+    On SQLite the ids go as one JSON array read by ``json_each``: one bound value and one
+    prepared statement however many ids (an expanding IN list is re-rendered, and the
+    statement prepared again, for every count). Elsewhere, expanding IN lists in chunks.
+    """
+    unique = sorted(set(ids))
+    if not unique:
+        return
+    if session.get_bind().dialect.name == "sqlite":
+        listed = sa.func.json_each(sa.bindparam("ids")).table_valued("value")
+        query = sa.select(*columns).where(key.in_(sa.select(listed.c.value)))
+        yield from session.execute(query, {"ids": orjson.dumps(unique).decode()})
+        return
+    query = sa.select(*columns).where(key.in_(sa.bindparam("ids", expanding=True)))
+    for chunk in _chunks(unique):
+        yield from session.execute(query, {"ids": list(chunk)})
+
+
 def held_locations(session: Session, ids: Sequence[str]) -> dict[str, HeldLocation]:
     """The held state of each of ``ids`` that the national view has."""
-    held: dict[str, HeldLocation] = {}
     t = table(Location)
-    query = sa.select(
-        t.c.cqc_location_id, t.c.nhs_region, t.c.source, t.c.source_updated_at, t.c.content_hash
-    ).where(t.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)))
-    for chunk in _chunks(sorted(set(ids))):
-        rows = session.execute(query, {"ids": list(chunk)})
-        for row in rows:
-            held[row[0]] = HeldLocation(row[1], row[2], row[3], row[4])
-    return held
+    columns = (t.c.cqc_location_id, t.c.nhs_region, t.c.source, t.c.source_updated_at, t.c.content_hash)
+    return {
+        row[0]: HeldLocation(row[1], row[2], row[3], row[4])
+        for row in _rows_by_ids(session, columns, t.c.cqc_location_id, ids)
+    }
 
 
 @lru_cache(maxsize=8192)
@@ -67,14 +85,22 @@ def _sqlite_instant(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _sqlite_value(column: sa.Column[Any]) -> Callable[[Any], Any] | None:
-    """How SQLAlchemy would store a Python value in this column on SQLite (None: as is)."""
+def _json_text(values: Iterable[Any]) -> Iterator[str]:
+    # Two C-level maps: orjson then bytes.decode, with no Python frame per value.
+    return map(bytes.decode, map(orjson.dumps, values))
+
+
+def _instant_texts(values: Iterable[datetime | None]) -> Iterator[str | None]:
+    return map(_sqlite_instant, values)
+
+
+def _sqlite_column(column: sa.Column[Any]) -> Callable[[Iterable[Any]], Iterable[Any]] | None:
+    """How SQLAlchemy would store a column of Python values on SQLite (None: as they are;
+    the driver binds a bool as the integer SQLAlchemy would write)."""
     if isinstance(column.type, sa.JSON):
-        return lambda v: orjson.dumps(v).decode()
+        return _json_text
     if isinstance(column.type, UTCDateTime):
-        return _sqlite_instant
-    if isinstance(column.type, sa.Boolean):
-        return lambda v: None if v is None else int(v)
+        return _instant_texts
     return None
 
 
@@ -83,7 +109,8 @@ def bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> in
 
     On SQLite this goes straight to the driver with the values converted as SQLAlchemy
     would convert them: the per-row parameter processing of SQLAlchemy Core costs more
-    than the insert itself on a national push. Returns the last rowid on SQLite.
+    than the insert itself on a national push. Values are converted a column at a time,
+    which keeps the per-value work in C. Returns the last rowid on SQLite.
     Elsewhere it is a plain Core executemany.
     """
     if not rows:
@@ -94,22 +121,18 @@ def bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> in
         return None
     keys = list(rows[0])
     columns = [t.c[key] for key in keys]
-    convert = [(i, fn) for i, column in enumerate(columns) if (fn := _sqlite_value(column)) is not None]
-    pick = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
-
-    def values(row: dict[str, Any]) -> list[Any]:
-        out = list(pick(row))
-        for i, fn in convert:
-            out[i] = fn(out[i])
-        return out
-
+    values: list[Iterable[Any]] = []
+    for key, column in zip(keys, columns, strict=True):
+        column_values = map(itemgetter(key), rows)
+        convert = _sqlite_column(column)
+        values.append(convert(column_values) if convert is not None else column_values)
     sql = (
         f"INSERT INTO {t.name} ({', '.join(c.name for c in columns)}) "
         f"VALUES ({', '.join('?' for _ in columns)})"
     )
     cursor = connection.connection.cursor()
     try:
-        cursor.executemany(sql, [values(row) for row in rows])
+        cursor.executemany(sql, list(zip(*values, strict=True)))
         cursor.execute("SELECT last_insert_rowid()")
         found = cursor.fetchone()
         assert found is not None
@@ -195,14 +218,12 @@ def registry_points(session: Session, ids: Sequence[str]) -> dict[str, tuple[flo
     from gateway.store.tables import RegistryLocation
 
     t = table(RegistryLocation)
-    query = sa.select(t.c.cqc_location_id, t.c.latitude, t.c.longitude).where(
-        t.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)), t.c.latitude.is_not(None)
-    )
-    points: dict[str, tuple[float, float]] = {}
-    for chunk in _chunks(sorted(set(ids))):
-        for cqc_id, lat, lon in session.execute(query, {"ids": list(chunk)}):
-            points[cqc_id] = (lat, lon)
-    return points
+    columns = (t.c.cqc_location_id, t.c.latitude, t.c.longitude)
+    return {
+        cqc_id: (lat, lon)
+        for cqc_id, lat, lon in _rows_by_ids(session, columns, t.c.cqc_location_id, ids)
+        if lat is not None
+    }
 
 
 def get_location(session: Session, cqc_location_id: str) -> tuple[Location, list[VacancyLine]] | None:

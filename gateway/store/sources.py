@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway.store.tables import Location, RegistryLocation, Submission, SyncRun
+from gateway.store.tables import Location, RegistryLocation, Submission, SyncRun, table
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +101,12 @@ def push_source_activity(session: Session, source: str) -> SourceActivity:
 
 def recent_runs(session: Session, source: str, limit: int = 20) -> list[SyncRun]:
     return _runs(session, source, limit)
+
+
+def update_run_counts(session: Session, run_id: int, counts: dict[str, Any]) -> None:
+    """Write a run's counters with one UPDATE, without loading the run (this happens
+    with every page of a sync)."""
+    t = table(SyncRun)
+    updated = session.execute(sa.update(t).where(t.c.id == run_id).values(**counts))
+    if updated.rowcount != 1:  # type: ignore[attr-defined]  # pragma: no cover - made by start_run
+        raise RuntimeError(f"sync run {run_id} vanished")

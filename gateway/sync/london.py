@@ -10,6 +10,7 @@ missed (homes already stored come back 'unchanged').
 from __future__ import annotations
 
 import asyncio
+from contextlib import aclosing
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -50,10 +51,9 @@ def _held_updates(
     session: Session, page: MappedPage, now: datetime, start: int
 ) -> list[tuple[int, LocationUpdate]]:
     """Keep homes without a CQC ID for matching; those already linked go straight in."""
-    out: list[tuple[int, LocationUpdate]] = []
-    for offset, home in enumerate(page.unmatched):
-        held = held_queries.upsert_held_record(
-            session,
+    held = held_queries.upsert_held_records(
+        session,
+        [
             HeldRecord(
                 source=SOURCE,
                 source_ref=home.home_ref,
@@ -63,11 +63,15 @@ def _held_updates(
                 record=home.record,
                 first_seen=now,
                 last_seen=now,
-            ),
-        )
-        if held.status == "linked" and held.matched_cqc_location_id:
+            )
+            for home in page.unmatched
+        ],
+    )
+    out: list[tuple[int, LocationUpdate]] = []
+    for offset, (home, record) in enumerate(zip(page.unmatched, held, strict=True)):
+        if record.status == "linked" and record.matched_cqc_location_id:
             update = LocationUpdate.model_validate(
-                {**home.record, "cqc_location_id": held.matched_cqc_location_id}
+                {**home.record, "cqc_location_id": record.matched_cqc_location_id}
             )
             out.append((start + offset, update))
     return out
@@ -96,26 +100,29 @@ async def sync_london(context: SyncContext) -> SyncRun:
         with factory() as session:
             cursor = repository.get_sync_cursor(session, SOURCE) or {}
         source = LondonTrackerSource(london_client(context))
-        pending: MappedPage | None = None
         storing: asyncio.Task[None] | None = None
         seen = 0
-        # Page n is stored (in a worker thread) while page n + 1 is fetched; stores stay
-        # in order because each waits for the one before.
-        async for page in source.pull(cursor.get("as_of")):
-            if pending is not None:
+        # Page n is stored (in a worker thread) while page n + 1 is fetched and mapped;
+        # stores stay in order because each waits for the one before. The cursor goes
+        # with the listing's last page.
+        async with aclosing(source.pull(cursor.get("as_of"))) as pages:
+            try:
+                async for page in pages:
+                    if storing is not None:
+                        await storing
+                    storing = asyncio.create_task(
+                        asyncio.to_thread(_store_page, context, run_id, counts, page, page.last)
+                    )
+                    seen += page.homes_seen
+                    if context.progress is not None:
+                        context.progress(seen, None)
+            finally:
                 if storing is not None:
-                    await storing
-                storing = asyncio.create_task(
-                    asyncio.to_thread(_store_page, context, run_id, counts, pending, False)
-                )
-            pending = page
-            seen += page.homes_seen
-            if context.progress is not None:
-                context.progress(seen, None)
+                    # Let a page already being stored finish (or fail) before the run
+                    # is closed, whatever stopped the listing.
+                    await asyncio.wait([storing])
         if storing is not None:
             await storing
-        if pending is not None:
-            await asyncio.to_thread(_store_page, context, run_id, counts, pending, True)
     except Exception as error:  # noqa: BLE001 - recorded on the run with its failure class
         return await asyncio.to_thread(finish_run, factory, run_id, counts, error)
     return await asyncio.to_thread(finish_run, factory, run_id, counts)

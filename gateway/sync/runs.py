@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.common.http import FailureClass, UpstreamError
 from gateway.ingest.service import RecordResult, RecordStatus
 from gateway.store.db import transaction
+from gateway.store.sources import update_run_counts
 from gateway.store.tables import SyncRun, utcnow
 
 MAX_REJECTIONS_KEPT = 500
@@ -71,11 +72,7 @@ def start_run(factory: sessionmaker[Session], source: str, kind: str) -> int:
 
 def write_counts(session: Session, run_id: int, counts: RunCounts) -> None:
     """Store a run's counters, in the caller's transaction (the one holding the page)."""
-    run = session.get(SyncRun, run_id)
-    if run is None:  # pragma: no cover - created by start_run
-        raise RuntimeError(f"sync run {run_id} vanished")
-    for key, value in counts.as_row().items():
-        setattr(run, key, value)
+    update_run_counts(session, run_id, counts.as_row())
 
 
 def finish_run(

@@ -8,6 +8,7 @@ With several gateway processes side by side, enable the scheduler in one of them
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from datetime import UTC, datetime
 
@@ -19,6 +20,24 @@ from gateway.settings import Settings
 from gateway.sync.sources import PULLED_SOURCES, JobSpec, SyncContext
 
 log = logging.getLogger(__name__)
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Take what the process holds once it has started up (modules, classes, the app,
+    settings) out of the cyclic garbage collector's sight, once per process.
+
+    A sync allocates a few hundred thousand short-lived objects, which sets off full
+    collections; each of those otherwise walks the whole start-up heap (about 0.12 s on a
+    2-core machine, holding the GIL: the event loop and the sync stall). A collection
+    first, so no garbage is frozen.
+    """
+    global _heap_frozen
+    if _heap_frozen:
+        return
+    gc.collect()
+    gc.freeze()
+    _heap_frozen = True
 
 
 class SourceScheduler:
@@ -58,6 +77,7 @@ class SourceScheduler:
             coalesce=True,
         )
         self.scheduler.start()
+        freeze_startup_heap()  # the gateway has started up; its jobs begin from here
 
     async def run_reconciliation(self) -> None:
         from gateway.reconcile.service import reconcile

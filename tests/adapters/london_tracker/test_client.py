@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -170,3 +171,37 @@ async def test_malformed_home_is_skipped_and_recorded(client: LondonTrackerClien
     assert [ref for ref, _ in mapped.updates] == ["LDN-004211"]
     assert [s.home_ref for s in mapped.skipped] == ["LDN-000009"]
     assert "'name' is a required property" in mapped.skipped[0].problems[0].message
+
+
+@respx.mock
+async def test_next_page_is_requested_while_the_caller_holds_the_current_one(
+    client: LondonTrackerClient,
+) -> None:
+    respx.post(f"{BASE}/oauth/token").mock(return_value=token_answer("t"))
+    homes = respx.get(f"{BASE}/api/v2/homes").mock(
+        side_effect=[page([home(home_ref="LDN-000001")], "c2"), page([home(home_ref="LDN-000002")], None)]
+    )
+    listing = client.list_homes(None)
+    first = await anext(listing)
+    assert not first.last
+    await asyncio.sleep(0.05)  # the caller works on page 1; the loop runs meanwhile
+    assert homes.call_count == 2  # page 2 already asked for
+    second = await anext(listing)
+    assert second.last and [h["home_ref"] for h in second.homes] == ["LDN-000002"]
+    with pytest.raises(StopAsyncIteration):
+        await anext(listing)
+    assert homes.call_count == 2
+
+
+@respx.mock
+async def test_a_listing_closed_early_drops_the_request_ahead(client: LondonTrackerClient) -> None:
+    respx.post(f"{BASE}/oauth/token").mock(return_value=token_answer("t"))
+    respx.get(f"{BASE}/api/v2/homes").mock(
+        side_effect=[page([home()], "c2")] + [httpx.Response(502, text="<html>bad</html>")] * 4
+    )
+    listing = client.list_homes(None)
+    (await anext(listing)).homes.clear()
+    await asyncio.sleep(0.05)  # the request ahead has failed, retries and all
+    await listing.aclose()  # no error escapes, nothing is left running
+    pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert pending == []
