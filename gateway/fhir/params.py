@@ -155,7 +155,16 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParam]] = {
 
 # Result parameters every search accepts; ``_cursor`` is the gateway's own paging key;
 # ``_totalMethod`` is the spelling of ``_total`` some clients send (fhirpy's count()).
-RESULT_PARAMETERS = {"_count", "_sort", "_include", "_revinclude", "_total", "_totalMethod", "_format", "_cursor"}
+RESULT_PARAMETERS = {
+    "_count",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_total",
+    "_totalMethod",
+    "_format",
+    "_cursor",
+}
 SORTS = {
     "Location": {"near", "_id", "_lastUpdated"},
     "HealthcareService": {"near", "_id", "_lastUpdated", "admittable", "weekly-price"},

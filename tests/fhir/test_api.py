@@ -362,3 +362,46 @@ def test_conformance_resources_are_read_and_searched(client: TestClient, read_to
     found = get(client, read_token, "/fhir/CodeSystem", url=S.VACANCY_TYPE)
     assert ids(found) == ["vacancy-type"]
     assert client.get("/fhir/CodeSystem/nope", headers=bearer(read_token)).status_code == 404
+
+
+def test_a_native_push_shows_in_search_read_and_history_with_the_same_figures(
+    client: TestClient, tracker: str, read_token: str, factory: Any
+) -> None:
+    line = vacancy(
+        "mental-health-nursing",
+        maximum_capacity=12,
+        occupied=7,
+        reserved=2,
+        admittable=2,
+        unavailable=1,
+        unavailable_reasons=["refurbishment"],
+        weekly_price_from=1325.5,
+        flexible=True,
+    )
+    answer = push(client, tracker, location("1-555", vacancies=[line], updated_at="2026-11-22T07:30:00Z"))
+    version = str(answer["records"][0]["version_id"])
+    native = client.get("/api/v1/locations/1-555", headers=bearer(tracker)).json()["vacancies"][0]
+    service_id = "1-555-mental-health-nursing"
+    read = get(client, read_token, f"/fhir/HealthcareService/{service_id}")
+    found = get(client, read_token, "/fhir/HealthcareService", **{"service-type": "mental-health-nursing"})
+    history = get(client, read_token, "/fhir/HealthcareService/_history")
+    searched = next(e["resource"] for e in found["entry"] if e["resource"]["id"] == service_id)
+    fed = next(e["resource"] for e in history["entry"] if e["resource"]["id"] == service_id)
+    for resource in (read, searched, fed):
+        assert resource["meta"]["versionId"] == version
+        beds = ext(resource, S.EXT_BED_AVAILABILITY)[0]
+        figures = {
+            k: part(beds, k)
+            for k in ("maximumCapacity", "occupied", "reserved", "admittable", "unavailable", "flexible")
+        }
+        assert figures == {
+            "maximumCapacity": native["maximum_capacity"],
+            "occupied": native["occupied"],
+            "reserved": native["reserved"],
+            "admittable": native["admittable"],
+            "unavailable": native["unavailable"],
+            "flexible": native["flexible"],
+        }
+        assert part(beds, "weeklyPriceFrom")["value"] == native["weekly_price_from"] == 1325.5
+        assert part(beds, "unavailableReason")["code"] == "refurbishment"
+        assert part(beds, "providerUpdated") == "2026-11-22T07:30:00Z"

@@ -42,7 +42,9 @@ def test_fhirpy_near_sorted_paged_with_revincluded_services(
         assert search.count() == 3
 
         first_page = search.fetch_raw()
-        included = {(e.resource.resourceType, e.resource.id) for e in first_page.entry if e.search.mode == "include"}
+        included = {
+            (e.resource.resourceType, e.resource.id) for e in first_page.entry if e.search.mode == "include"
+        }
         assert included == {
             ("HealthcareService", "1-101-general-nursing"),
             ("HealthcareService", "1-101-dementia-nursing"),
