@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway.api import problems
-from gateway.api.routes import fhir, fhir_export, native, reconciliation, search, sources
+from gateway.api.routes import fhir, fhir_export, fhir_transaction, native, reconciliation, search, sources
 from gateway.ingest.submissions import SCHEMA_NAME
 from gateway.schemas import load_schema
 from gateway.settings import Settings, get_settings
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reconciliation.router)
     app.include_router(search.router)
     app.include_router(fhir_export.router)  # before fhir: /fhir/{resource_type} would take $export
+    app.include_router(fhir_transaction.router)
     app.include_router(fhir.router)
 
     @app.get("/healthz", include_in_schema=False)

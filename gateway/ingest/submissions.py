@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -117,10 +118,12 @@ def _authorise_regions(
     return kept, rejected, held
 
 
-def _process(
-    session: Session, principal: Principal, body: bytes, submission_id: str, received_at: datetime
-) -> dict[str, Any]:
-    records = parse_batch(body)
+def apply_records(
+    session: Session, principal: Principal, records: list[Any], *, submission_id: str, received_at: datetime
+) -> list[RecordResult]:
+    """Validate, authorise and apply already-parsed native records (any push format mapped
+    onto ``location_update``), each judged on its own; one result per record, in order.
+    Raises Forbidden, naming them, when any valid record lies outside the token's regions."""
     valid, rejected = validate_records(records)
     valid, region_rejected, held = _authorise_regions(session, principal, valid)
     applied = apply_updates(
@@ -131,17 +134,37 @@ def _process(
         submission_id=submission_id,
         held=held,
     )
-    results = sorted(applied + rejected + region_rejected, key=lambda r: r.index)
+    return sorted(applied + rejected + region_rejected, key=lambda r: r.index)
+
+
+def summarise(results: list[RecordResult]) -> dict[str, int]:
+    """How many records became of each status."""
     summary = {status.value: 0 for status in RecordStatus}
     for result in results:
         summary[result.status.value] += 1
-    return {
+    return summary
+
+
+# Parses and applies one kept body: (session, principal, body, submission id, received at)
+# -> (the answer, its summary). Raises InvalidBody, Unprocessable or Forbidden to refuse it.
+Processor = Callable[[Session, Principal, bytes, str, datetime], tuple[dict[str, Any], dict[str, int]]]
+
+
+def _process(
+    session: Session, principal: Principal, body: bytes, submission_id: str, received_at: datetime
+) -> tuple[dict[str, Any], dict[str, int]]:
+    results = apply_records(
+        session, principal, parse_batch(body), submission_id=submission_id, received_at=received_at
+    )
+    summary = summarise(results)
+    answer = {
         "submission_id": submission_id,
         "source": principal.name,
         "received_at": received_at.isoformat(),
         "summary": summary,
         "records": [r.as_dict() for r in results],
     }
+    return answer, summary
 
 
 def receive_submission(
@@ -153,6 +176,23 @@ def receive_submission(
     idempotency_key: str | None = None,
 ) -> SubmissionOutcome:
     """Keep, check and apply one pushed batch; the answer reports every record."""
+    return keep_and_process(
+        factory, principal, body, _process, content_type=content_type, idempotency_key=idempotency_key
+    )
+
+
+def keep_and_process(
+    factory: sessionmaker[Session],
+    principal: Principal,
+    body: bytes,
+    process: Processor,
+    *,
+    content_type: str | None = None,
+    idempotency_key: str | None = None,
+) -> SubmissionOutcome:
+    """The push path of every format: keep the raw body first (its own transaction), answer
+    a retry with the same ``idempotency_key`` as the first time, else ``process`` the body
+    and record the answer (or the refusal) with the kept body."""
     principal.require(Scope.SUBMIT)
     request_hash = hashlib.sha256(body).hexdigest()
     submission_id = str(uuid.uuid4())
@@ -190,8 +230,8 @@ def receive_submission(
 
     try:
         with transaction(factory) as session:
-            answer = _process(session, principal, body, submission_id, received_at)
-            _finish(session, submission_id, 200, answer)
+            answer, summary = process(session, principal, body, submission_id, received_at)
+            _finish(session, submission_id, 200, answer, summary)
         return SubmissionOutcome(200, answer)
     except (InvalidBody, Unprocessable, Forbidden) as refused:
         with transaction(factory) as session:
@@ -203,13 +243,19 @@ def _problem_record(error: InvalidBody | Unprocessable | Forbidden) -> dict[str,
     return {"error": type(error).__name__, "status": error.status_code, "detail": error.detail, **error.extra}
 
 
-def _finish(session: Session, submission_id: str, status: int, answer: dict[str, Any]) -> None:
+def _finish(
+    session: Session,
+    submission_id: str,
+    status: int,
+    answer: dict[str, Any],
+    summary: dict[str, int] | None = None,
+) -> None:
     submission = repository.get_submission(session, submission_id)
     if submission is None:  # pragma: no cover - written in the transaction before
         raise RuntimeError(f"submission {submission_id} vanished")
     submission.status_code = status
     submission.response = answer
-    summary = answer.get("summary", {})
+    summary = summary or {}
     submission.accepted = summary.get("accepted", 0)
     submission.unchanged = summary.get("unchanged", 0)
     submission.stale = summary.get("stale", 0)
