@@ -122,7 +122,10 @@ def capability_statement(base: str) -> dict[str, Any]:
                     ),
                 },
                 "resource": resources,
-                "interaction": [{"code": "transaction", "documentation": TRANSACTION_DOC}],
+                "interaction": [
+                    {"code": "transaction", "documentation": TRANSACTION_DOC},
+                    {"code": "batch", "documentation": TRANSACTION_DOC},
+                ],
                 "operation": [
                     {
                         "name": "export",
