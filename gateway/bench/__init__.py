@@ -42,11 +42,18 @@ def _search() -> dict[str, Any]:
     return bench_search()
 
 
+def _fhir() -> dict[str, Any]:
+    from gateway.bench.fhir import bench_fhir
+
+    return bench_fhir()
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "search": _search,
     "ingest": _ingest,
     "london": _london,
     "cqc": _cqc,
+    "fhir": _fhir,
 }
 
 

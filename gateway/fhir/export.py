@@ -49,7 +49,7 @@ OUTPUT_FORMATS = {NDJSON, "application/ndjson", "ndjson"}
 KICK_OFF_PARAMETERS = ("_type", "_since", "_outputFormat")
 STALE_AFTER = timedelta(minutes=5)  # counting the national view takes seconds
 RETRY_AFTER_S = 1
-PARTITION = 1000  # rows read, rendered and sent at a time
+PARTITION = 200  # rows read, rendered and sent at a time (a chunk of about 1 MB)
 _INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
@@ -291,36 +291,32 @@ def ndjson(
 
 def resources(
     session: Session, resource_type: str, transaction_time: datetime, since: datetime | None
-) -> Iterator[list[dict[str, Any]]]:
-    """The type's resources of the view as of ``transaction_time``, in batches."""
+) -> Iterator[Iterator[dict[str, Any]]]:
+    """The type's resources of the view as of ``transaction_time``, a partition at a time.
+
+    Each partition is rendered as it is consumed (consume it before asking for the next):
+    a resource lives only until it is serialised.
+    """
     if resource_type == "Organization":
         yield from _organizations(session, transaction_time, since)
         return
     query = store.snapshot_query(transaction_time, since, enriched=True)
     for rows in store.stream(session, query, PARTITION):
-        snapshots = [store.enriched_snapshot(row) for row in rows]
         if resource_type == "Location":
-            yield [render.render_location(s) for s in snapshots]
+            yield (render.render_location(store.enriched_snapshot(row)) for row in rows)
         else:
-            yield [service for s in snapshots for service in render.render_services(s)]
+            yield (
+                service for row in rows for service in render.render_services(store.enriched_snapshot(row))
+            )
 
 
 def _organizations(
     session: Session, transaction_time: datetime, since: datetime | None
-) -> Iterator[list[dict[str, Any]]]:
+) -> Iterator[Iterator[dict[str, Any]]]:
     """One Organization per provider, from the newest version naming it."""
-    seen: set[str] = set()
-    query = store.snapshot_query(transaction_time, since, newest_first=True)
+    query = store.provider_query(transaction_time, since)
     for rows in store.stream(session, query, PARTITION):
-        fresh = []
-        for row in rows:
-            snapshot = store.plain_snapshot(row)
-            provider_id = snapshot.provider_id
-            if provider_id and provider_id not in seen:
-                seen.add(provider_id)
-                fresh.append((provider_id, snapshot))
-        if not fresh:
-            continue
-        names = fhir_store.provider_names(session, [provider_id for provider_id, _ in fresh])
-        batch = [render.render_organization(s, names.get(provider_id)) for provider_id, s in fresh]
-        yield [resource for resource in batch if resource is not None]
+        snapshots = [store.plain_snapshot(row) for row in rows]
+        names = fhir_store.provider_names(session, [s.provider_id for s in snapshots if s.provider_id])
+        batch = (render.render_organization(s, names.get(s.provider_id or "")) for s in snapshots)
+        yield (resource for resource in batch if resource is not None)

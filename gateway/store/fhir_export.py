@@ -8,7 +8,9 @@ versions are kept: an export job stores ``T`` and nothing else of the data, and 
 gateway process can count or serve its files.
 
 Rows are read with ``yield_per`` (a server-side cursor on PostgreSQL, ``fetchmany`` on
-SQLite), so a national export is read a partition at a time.
+SQLite), so a national export is read a partition at a time; records come as JSON text,
+parsed one row at a time as they are rendered, so a partition is a few thousand strings
+rather than a million young objects for the garbage collector to walk again and again.
 """
 
 from __future__ import annotations
@@ -17,16 +19,21 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from adapters.fhir.outbound.render import LocationSnapshot, RegistryFacts
-from gateway.store.fhir import REGISTRY_COLUMNS, VERSION_COLUMNS
+from gateway.store.fhir import REGISTRY_COLUMNS
 from gateway.store.tables import BulkExport, Location, LocationVersion, RegistryLocation, table, utcnow
 
 JOB, LOC, VER, REG = table(BulkExport), table(Location), table(LocationVersion), table(RegistryLocation)
 
 IN_PROGRESS, COMPLETE, CANCELLED, FAILED = "in-progress", "complete", "cancelled", "failed"
+
+# ``gateway.store.fhir.VERSION_COLUMNS`` with the record as JSON text (parsed per row).
+RECORD_TEXT = sa.cast(VER.c.record, sa.Text).label("record")
+VERSION_COLUMNS = (VER.c.version_id, VER.c.recorded_at, VER.c.source, RECORD_TEXT, VER.c.cqc_location_id)
 
 
 # --- jobs --------------------------------------------------------------------------------
@@ -113,13 +120,13 @@ def snapshot_query(
     *,
     columns: Sequence[Any] = VERSION_COLUMNS,
     enriched: bool = False,
-    newest_first: bool = False,
 ) -> sa.Select[Any]:
     """The newest version before ``transaction_time`` of every location (with ``since``,
     only those recorded at or after it).
 
     ``enriched``: also the registry's facts and the current view's region (the layout
-    ``enriched_snapshot`` reads). Ordered by CQC location ID, or newest first.
+    ``enriched_snapshot`` reads). Unordered: an ORDER BY would make the database sort
+    every record before sending the first.
     """
     ranked = _newest_before(transaction_time)
     source: sa.FromClause = VER.join(
@@ -134,9 +141,33 @@ def snapshot_query(
     query = sa.select(*selected).select_from(source)
     if since is not None:
         query = query.where(VER.c.recorded_at >= since)
-    if newest_first:
-        return query.order_by(VER.c.recorded_at.desc(), VER.c.version_id.desc())
-    return query.order_by(VER.c.cqc_location_id)
+    return query
+
+
+def provider_query(transaction_time: datetime, since: datetime | None) -> sa.Select[Any]:
+    """For each provider named in the view as of ``transaction_time`` (with ``since``: in
+    the versions recorded since), the newest of those versions naming it.
+
+    The provider is read from the record in SQL (JSON path), so only keys are ranked and
+    the records are read once, unsorted.
+    """
+    provider = VER.c.record[("provider", "cqc_provider_id")].as_string()
+    named = snapshot_query(
+        transaction_time,
+        since,
+        columns=[VER.c.version_id, VER.c.recorded_at, provider.label("provider_id")],
+    ).subquery("named")
+    rank = sa.func.row_number().over(
+        partition_by=named.c.provider_id, order_by=(named.c.recorded_at.desc(), named.c.version_id.desc())
+    )
+    newest = (
+        sa.select(named.c.version_id, rank.label("rank"))
+        .where(named.c.provider_id.is_not(None), named.c.provider_id != "")
+        .subquery("newest")
+    )
+    return sa.select(*VERSION_COLUMNS).select_from(
+        VER.join(newest, sa.and_(newest.c.version_id == VER.c.version_id, newest.c.rank == 1))
+    )
 
 
 _FACTS = slice(len(VERSION_COLUMNS) + 1, len(VERSION_COLUMNS) + len(REGISTRY_COLUMNS))
@@ -153,7 +184,7 @@ def enriched_snapshot(row: Sequence[Any]) -> LocationSnapshot:
         version_id=row[0],
         recorded_at=row[1],
         source=row[2],
-        record=row[3],
+        record=orjson.loads(row[3]),
         registry=RegistryFacts(*row[_FACTS]) if registered else None,
         nhs_region=row[-1],
     )
@@ -161,7 +192,7 @@ def enriched_snapshot(row: Sequence[Any]) -> LocationSnapshot:
 
 def plain_snapshot(row: Sequence[Any]) -> LocationSnapshot:
     """The snapshot of one row of ``VERSION_COLUMNS`` (no registry facts)."""
-    return LocationSnapshot(version_id=row[0], recorded_at=row[1], source=row[2], record=row[3])
+    return LocationSnapshot(version_id=row[0], recorded_at=row[1], source=row[2], record=orjson.loads(row[3]))
 
 
 def stream(session: Session, query: sa.Select[Any], partition: int) -> Iterator[Sequence[Sequence[Any]]]:
@@ -174,7 +205,8 @@ def records(
     session: Session, transaction_time: datetime, since: datetime | None, partition: int
 ) -> Iterator[dict[str, Any]]:
     """The records of the view as of ``transaction_time`` (just the records: for counting)."""
-    query = snapshot_query(transaction_time, since, columns=[VER.c.record])
+    query = snapshot_query(transaction_time, since, columns=[RECORD_TEXT])
     for rows in stream(session, query, partition):
         for row in rows:
-            yield row[0]
+            found: dict[str, Any] = orjson.loads(row[0])
+            yield found

@@ -119,7 +119,7 @@ def test_round_trip_counts_equal_lines_and_resources_match_reads(
     for item in found["output"]:
         assert item["url"] == f"http://testserver/fhir/$export-file/{job_id}/{item['type']}.ndjson"
     exported = files(client, reader, found)
-    assert [r["id"] for r in exported["Location"]] == ["1-101", "1-102", "1-103"]
+    assert sorted(r["id"] for r in exported["Location"]) == ["1-101", "1-102", "1-103"]
     assert sorted(r["id"] for r in exported["HealthcareService"]) == [
         "1-101-dementia-nursing",
         "1-101-general-nursing",
@@ -128,6 +128,16 @@ def test_round_trip_counts_equal_lines_and_resources_match_reads(
         "1-103-general-nursing",
     ]
     assert sorted(r["id"] for r in exported["Organization"]) == ["1-200000001", "1-200000002"]
+    # Each provider's Organization comes from the newest version naming it.
+    newest: dict[str, int] = {}
+    for resource in exported["Location"]:
+        provider_id = resource["managingOrganization"]["reference"].removeprefix("Organization/")
+        newest[provider_id] = max(newest.get(provider_id, 0), int(resource["meta"]["versionId"]))
+    assert {r["id"]: int(r["meta"]["versionId"]) for r in exported["Organization"]} == newest
+    assert {r["id"]: r["name"] for r in exported["Organization"]} == {
+        "1-200000001": "Test Care Ltd",
+        "1-200000002": "Beech Care Ltd",
+    }
     # The files hold what the read API serves.
     for resource in exported["Location"] + exported["HealthcareService"]:
         read = client.get(f"/fhir/{resource['resourceType']}/{resource['id']}", headers=bearer(reader))
@@ -177,11 +187,12 @@ def test_a_change_after_kick_off_is_not_in_the_files(
     # No worker finished it: after STALE_AFTER, a poll does the work itself.
     monkeypatch.setattr(export, "STALE_AFTER", timedelta(0))
     exported = files(client, reader, manifest(client, reader, url))
-    assert [r["id"] for r in exported["Location"]] == ["1-101", "1-102", "1-103"]
+    locations = {r["id"]: r for r in exported["Location"]}
+    assert sorted(locations) == ["1-101", "1-102", "1-103"]
     assert "1-101-dementia-nursing" in {r["id"] for r in exported["HealthcareService"]}
     now = client.get("/fhir/Location/1-101", headers=bearer(reader)).json()
-    assert exported["Location"][0]["meta"]["versionId"] != now["meta"]["versionId"]
-    assert exported["Location"][0]["meta"]["lastUpdated"] < now["meta"]["lastUpdated"]
+    assert locations["1-101"]["meta"]["versionId"] != now["meta"]["versionId"]
+    assert locations["1-101"]["meta"]["lastUpdated"] < now["meta"]["lastUpdated"]
 
 
 def test_cancel_then_polls_and_downloads_are_404(
