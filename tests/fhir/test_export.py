@@ -283,13 +283,17 @@ def test_bad_kick_offs_are_400_operation_outcomes(
 def test_accepted_spellings_and_lenient_handling(client: TestClient, tracker: str, reader: str) -> None:
     push(client, tracker, *homes())
     # An unescaped '+' (in the format, or in an offset) arrives as a space.
-    for query in (
-        "_outputFormat=application/fhir+ndjson",
-        "_outputFormat=ndjson&_type=Location&_type=Organization",
-        "_since=2026-11-20T10:00:00.5+01:00",
-    ):
+    expected = {
+        "_outputFormat=application/fhir+ndjson": ["Location", "HealthcareService", "Organization"],
+        "_outputFormat=ndjson&_type=Location&_type=Organization": ["Location", "Organization"],
+        "_since=2026-11-20T10:00:00.5+01:00": ["Location", "HealthcareService", "Organization"],
+        "_since=2999-01-01T00:00:00Z": [],
+    }
+    for query, types in expected.items():
         response = client.get(f"/fhir/$export?{query}", headers={**bearer(reader), **ASYNC})
         assert response.status_code == 202, (query, response.text)
+        found = manifest(client, reader, response.headers["content-location"])
+        assert [i["type"] for i in found["output"]] == types, query
     lenient = client.get(
         "/fhir/$export?_elements=id&_type=Location",
         headers={**bearer(reader), "Prefer": "respond-async, handling=lenient"},
