@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.model.capacity import LocationUpdate
 from gateway.model.vocab import NhsRegion
 
 PUSH_BATCH_LIMIT = 5000
@@ -109,7 +110,7 @@ def load_national_demo(data: Path, factory: sessionmaker[Session]) -> dict[str, 
             if outcome.body["summary"]["rejected"]:
                 raise ValueError(f"{path.name}: records rejected")
     with transaction(factory) as session:
-        updates = []
+        updates: list[tuple[int, LocationUpdate]] = []
         for home in london_homes(data):
             mapped = map_home(home)
             if mapped.update is not None:
