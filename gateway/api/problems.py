@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,6 +14,7 @@ from starlette.exceptions import HTTPException
 from gateway.errors import GatewayError
 from gateway.fhir.bundles import operation_outcome
 
+log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 FHIR_JSON = "application/fhir+json"
 
@@ -76,8 +79,24 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(422, "Invalid request", detail, request.url.path, errors=errors)
 
 
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Logged by type and stack only: an exception's text may quote a payload.
+    log.error(
+        "unexpected %s on %s %s\n%s",
+        type(exc).__name__,
+        request.method,
+        request.url.path,
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
+    detail = "the gateway failed unexpectedly; the error is logged, nothing was half-written"
+    if _is_fhir(request):
+        return outcome(500, detail)
+    return problem(500, "Internal error", detail, request.url.path)
+
+
 def install(app: FastAPI) -> None:
-    """Register the handlers that turn errors into problem+json."""
+    """Register the handlers that turn errors into problem+json (OperationOutcome under /fhir)."""
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

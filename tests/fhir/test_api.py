@@ -405,3 +405,21 @@ def test_a_native_push_shows_in_search_read_and_history_with_the_same_figures(
         assert part(beds, "weeklyPriceFrom")["value"] == native["weekly_price_from"] == 1325.5
         assert part(beds, "unavailableReason")["code"] == "refurbishment"
         assert part(beds, "providerUpdated") == "2026-11-22T07:30:00Z"
+
+
+def test_an_unexpected_failure_is_an_operation_outcome_without_details(
+    settings: Any, read_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.api.app import create_app
+    from gateway.fhir import history
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("secret payload text")
+
+    monkeypatch.setattr(history, "read", broken)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.get("/fhir/Location/1-101", headers=bearer(read_token))
+    assert response.status_code == 500
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome" and outcome["issue"][0]["code"] == "exception"
+    assert "secret" not in response.text
