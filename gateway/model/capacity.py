@@ -125,6 +125,21 @@ class LocationUpdate(BaseModel):
     updated_at: datetime
     vacancies: tuple[VacancyLine, ...] = ()
 
+    @field_validator("vacancies")
+    @classmethod
+    def _one_line_per_type(cls, lines: tuple[VacancyLine, ...]) -> tuple[VacancyLine, ...]:
+        """One line per vacancy type, kept in the order of their keys (so the same lines
+        sent in another order are the same content, not a new version)."""
+        seen: dict[str, int] = {}
+        for index, line in enumerate(lines):
+            if line.line_key in seen:
+                raise ValueError(
+                    f"vacancy type {line.line_key!r} appears twice (lines {seen[line.line_key]} "
+                    f"and {index}); send one line per vacancy type"
+                )
+            seen[line.line_key] = index
+        return tuple(sorted(lines, key=lambda line: line.line_key))
+
     @field_validator("updated_at")
     @classmethod
     def _aware(cls, value: datetime) -> datetime:

@@ -104,6 +104,20 @@ def test_stale_and_duplicate_updates(
     assert versions == 2
 
 
+def test_one_line_per_vacancy_type_in_any_order(client: TestClient, make_token: TokenMaker) -> None:
+    token = make_token()
+    twice = location("1-100000002", vacancies=[vacancy(), vacancy(admittable=1, unavailable=2)])
+    response = post(client, token, batch(twice, location()))
+    assert statuses(response) == ["rejected", "accepted"]  # the good record beside it is kept
+    error = response.json()["records"][0]["errors"][0]
+    assert error["pointer"] == "/locations/0/vacancies"
+    assert "'general-nursing' appears twice" in error["message"]
+    lines = [vacancy("dementia-nursing"), vacancy("general-nursing")]
+    assert statuses(post(client, token, batch(location("1-100000003", vacancies=lines)))) == ["accepted"]
+    reordered = location("1-100000003", vacancies=lines[::-1])
+    assert statuses(post(client, token, batch(reordered))) == ["unchanged"]
+
+
 def test_later_update_in_same_batch_wins(client: TestClient, make_token: TokenMaker) -> None:
     token = make_token()
     response = post(client, token, batch(
