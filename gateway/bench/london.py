@@ -51,9 +51,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _process(module_args: list[str], ready_url: str) -> Iterator[None]:
-    """Run ``python -m <module_args>`` until the block ends, once ``ready_url`` answers."""
-    process = subprocess.Popen([sys.executable, "-m", *module_args])
+def _process(module_args: list[str], ready_url: str, *, quiet: bool = False) -> Iterator[None]:
+    """Run ``python -m <module_args>`` until the block ends, once ``ready_url`` answers;
+    ``quiet`` sends its output (an access log, say) nowhere."""
+    output = subprocess.DEVNULL if quiet else None
+    process = subprocess.Popen([sys.executable, "-m", *module_args], stdout=output, stderr=output)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -4,7 +4,8 @@ Queries (fixed seed): a postcode the registry knows, a radius of 5-50 km, and 1-
 filters. Measured in-process (``search`` on one session) and over HTTP (a gateway process
 on loopback, 8 concurrent clients). Floor, in the same run: the same filters as one
 hand-written SQL query (sqlite3, bounding box and filters in SQL) on the same database.
-Then a national CSV export: seconds and peak memory (tracemalloc).
+Then a national CSV export: its seconds (untraced), then its peak memory (tracemalloc, in
+a second, traced pass: tracing slows allocation several times over).
 """
 
 from __future__ import annotations
@@ -178,14 +179,15 @@ def bench_search() -> dict[str, Any]:
 
         os.environ["GATEWAY_DATABASE_URL"] = url_db
         os.environ["GATEWAY_SCHEDULER_ENABLED"] = "false"
-        with _process(env_args, f"http://127.0.0.1:{port}/healthz"):
+        with _process(env_args, f"http://127.0.0.1:{port}/healthz", quiet=True):
             asyncio.run(_http(f"http://127.0.0.1:{port}", token, queries[:16]))  # warm up
             http_latencies, http_seconds = asyncio.run(_http(f"http://127.0.0.1:{port}", token, queries))
 
-        tracemalloc.start()
         with stopwatch() as elapsed:
             size = sum(len(chunk) for chunk in exports.csv_stream(factory, SearchQuery(), []))
             export_seconds = elapsed()
+        tracemalloc.start()
+        sum(len(chunk) for chunk in exports.csv_stream(factory, SearchQuery(), []))
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         engine.dispose()
@@ -219,7 +221,7 @@ def bench_search() -> dict[str, Any]:
             ("HTTP requests per second", str(figures["http_rps"])),
             (
                 "national CSV export",
-                f"{export_seconds:.2f} s, {size / 1e6:.1f} MB, peak {peak / 1e6:.1f} MB traced",
+                f"{export_seconds:.2f} s, {size / 1e6:.1f} MB; peak {peak / 1e6:.1f} MB traced (second pass)",
             ),
         ],
         figures,

@@ -5,6 +5,10 @@ status, freshness, a bounding box around the searched point, and vacancy lines t
 EXISTS); list-valued filters (languages, funding, services, specialisms...) and the exact
 great-circle distance are applied to the survivors in Python. A location's point is the
 registry's coordinates, else its postcode district's centroid (kept on the location row).
+
+The narrowing query reads only what the Python filters and the sort need (a wide radius
+keeps thousands of candidates, and decoding every JSON column of each would cost more than
+the query); the full rows are read for the page shown (or a chunk of an export) only.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -68,16 +73,19 @@ COLUMNS = [
 ]
 
 
+_POSTCODE_POINT = (
+    sa.select(REG.c.latitude, REG.c.longitude)
+    .where(REG.c.postcode == sa.bindparam("postcode"), REG.c.latitude.is_not(None))
+    .limit(1)
+)
+
+
 def resolve_point(session: Session, postcode: str) -> tuple[float, float, str]:
     """A searched postcode as a point: the exact postcode where the registry knows it,
     else its district's centroid; (latitude, longitude, how it was found)."""
     normal = normalise_postcode(postcode)
     if normal is not None:
-        row = session.execute(
-            sa.select(REG.c.latitude, REG.c.longitude)
-            .where(REG.c.postcode == normal, REG.c.latitude.is_not(None))
-            .limit(1)
-        ).first()
+        row = session.execute(_POSTCODE_POINT, {"postcode": normal}).first()
         if row is not None:
             return float(row[0]), float(row[1]), "postcode"
     centroid = district_centroid(normal or f"{postcode.strip().upper()} 1AA")
@@ -114,11 +122,47 @@ def _bounding_box(lat: float, lon: float, radius_km: float) -> tuple[float, floa
     return lat - dlat, lat + dlat, lon - dlon, lon + dlon
 
 
-def base_query(q: SearchQuery, point: tuple[float, float] | None, now: datetime) -> sa.Select[Any]:
+_FROM = LOC.outerjoin(REG, REG.c.cqc_location_id == LOC.c.cqc_location_id)
+# What the Python-side filters read, by the query field that asks for it.
+_FILTER_COLUMNS: dict[str, sa.ColumnElement[Any]] = {
+    "languages": LOC.c.languages,
+    "funding": LOC.c.funding_sources,
+    "short_stay_services": LOC.c.short_stay_services,
+    "specialisms": REG.c.specialisms,
+    "service_types": REG.c.service_types,
+    "regulated_activities": REG.c.regulated_activities,
+    "contract_las": LOC.c.contracts_with_local_authorities,
+    "contract_sub_icbs": LOC.c.contracts_with_sub_icbs,
+    "notes": LOC.c.notes,
+}
+
+
+def narrowing_columns(q: SearchQuery) -> list[sa.ColumnElement[Any]]:
+    """The columns a query's candidates need: identity, point, what its Python filters
+    read, and its sort key."""
+    columns: list[sa.ColumnElement[Any]] = [
+        LOC.c.cqc_location_id,
+        LAT.label("latitude"),
+        LON.label("longitude"),
+    ]
+    wanted = {name for name in _FILTER_COLUMNS if getattr(q, name)}
+    if q.stay == "short-stay":
+        wanted.add("short_stay_services")
+    columns += [column for name, column in _FILTER_COLUMNS.items() if name in wanted]
+    if q.sort is Sort.FRESHNESS:
+        columns.append(LOC.c.source_updated_at)
+    return columns
+
+
+def base_query(
+    q: SearchQuery,
+    point: tuple[float, float] | None,
+    now: datetime,
+    columns: list[sa.ColumnElement[Any]] | None = None,
+) -> sa.Select[Any]:
+    """The narrowing query (every result column unless ``columns`` says otherwise)."""
     stmt = (
-        sa.select(*COLUMNS)
-        .select_from(LOC.outerjoin(REG, REG.c.cqc_location_id == LOC.c.cqc_location_id))
-        .where(LOC.c.active.is_(True))
+        sa.select(*(COLUMNS if columns is None else columns)).select_from(_FROM).where(LOC.c.active.is_(True))
     )
     if q.regions:
         stmt = stmt.where(sa.func.coalesce(REG.c.nhs_region, LOC.c.nhs_region).in_(q.regions))
@@ -181,33 +225,72 @@ def _keeps(row: sa.Row[Any], q: SearchQuery) -> bool:
         return False
     if q.contract_sub_icbs and not _has_any(row.contracts_with_sub_icbs, q.contract_sub_icbs):
         return False
+    if not q.notes:
+        return True
     notes = (row.notes or "").lower()
     return all(keyword.lower() in notes for keyword in q.notes)
+
+
+@lru_cache(maxsize=16)
+def _lines_query(types: bool, price: bool, admittable: bool) -> sa.Select[Any]:
+    """The vacancy lines of some locations that meet a query's line filters (the same
+    conditions as ``_line_condition``, with the values bound at execution)."""
+    conditions: list[sa.ColumnElement[bool]] = [
+        LINE.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)),
+        LINE.c.vacancy_type.is_not(None),
+    ]
+    if types:
+        conditions.append(LINE.c.vacancy_type.in_(sa.bindparam("types", expanding=True)))
+    if price:
+        conditions.append(LINE.c.weekly_price_from <= sa.bindparam("price"))
+    if admittable:
+        conditions.append(LINE.c.admittable > 0)
+    return (
+        sa.select(*(LINE.c[name] for name in _LINE_FIELDS), LINE.c.cqc_location_id)
+        .where(*conditions)
+        .order_by(LINE.c.cqc_location_id, LINE.c.line_key)
+    )
+
+
+_LINE_FIELDS = (
+    "vacancy_type",
+    "weekly_price_from",
+    "maximum_capacity",
+    "occupied",
+    "reserved",
+    "admittable",
+    "unavailable",
+    "unavailable_reasons",
+    "flexible",
+    "consistent",
+    "quality_flags",
+)
 
 
 def _lines(session: Session, ids: list[str], q: SearchQuery) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
     if not ids:
         return out
-    stmt = sa.select(LINE).where(LINE.c.cqc_location_id.in_(ids), LINE.c.vacancy_type.is_not(None))
-    condition = _line_condition(q)
-    if condition is not None:
-        stmt = stmt.where(condition)
-    for line in session.execute(stmt.order_by(LINE.c.cqc_location_id, LINE.c.line_key)).mappings():
-        out[line["cqc_location_id"]].append(
+    types = q.vacancy_types or ([v.value for v in LONG_TERM_VACANCY_TYPES] if q.stay is not None else [])
+    query = _lines_query(bool(types), q.max_weekly_price is not None, bool(q.accepting_today))
+    params: dict[str, Any] = {"ids": ids, "types": types, "price": q.max_weekly_price}
+    for row in session.execute(query, params):
+        vacancy_type, price, capacity, occupied, reserved, admittable, unavailable, *rest = row
+        reasons, flexible, consistent, flags, cqc_location_id = rest
+        out[cqc_location_id].append(
             {
-                "vacancy_type": line["vacancy_type"],
-                "weekly_price_from": line["weekly_price_from"],
-                "maximum_capacity": line["maximum_capacity"],
-                "occupied": line["occupied"],
-                "reserved": line["reserved"],
-                "admittable": line["admittable"],
-                "unavailable": line["unavailable"],
-                "vacancies_total": max(line["maximum_capacity"] - line["occupied"], 0),
-                "unavailable_reasons": line["unavailable_reasons"],
-                "flexible": line["flexible"],
-                "consistent": line["consistent"],
-                "quality_flags": line["quality_flags"],
+                "vacancy_type": vacancy_type,
+                "weekly_price_from": price,
+                "maximum_capacity": capacity,
+                "occupied": occupied,
+                "reserved": reserved,
+                "admittable": admittable,
+                "unavailable": unavailable,
+                "vacancies_total": max(capacity - occupied, 0),
+                "unavailable_reasons": reasons,
+                "flexible": flexible,
+                "consistent": consistent,
+                "quality_flags": flags,
             }
         )
     return out
@@ -216,7 +299,9 @@ def _lines(session: Session, ids: list[str], q: SearchQuery) -> dict[str, list[d
 def candidates(
     session: Session, q: SearchQuery, now: datetime | None = None
 ) -> tuple[list[tuple[sa.Row[Any], float | None]], dict[str, Any] | None]:
-    """Every matching location with its distance, sorted as asked; and the searched point."""
+    """Every matching location with its distance, sorted as asked; and the searched point.
+
+    The rows carry ``narrowing_columns`` only; ``full_rows`` reads the rest."""
     now = now or utcnow()
     point = origin = None
     if q.postcode is not None:
@@ -226,7 +311,7 @@ def candidates(
             {"postcode": q.postcode, "latitude": lat, "longitude": lon, "found_by": how},
         )
     rows = []
-    for row in session.execute(base_query(q, point, now)):
+    for row in session.execute(base_query(q, point, now, narrowing_columns(q))):
         if not _keeps(row, q):
             continue
         distance = None
@@ -256,16 +341,40 @@ def search(session: Session, q: SearchQuery, now: datetime | None = None) -> dic
         lines = _lines(session, [r.cqc_location_id for r, _ in rows], q)
         rows = sort_by_lines(rows, lines, q.sort)
     start = (q.page - 1) * q.page_size
-    page = rows[start : start + q.page_size]
-    page_lines = _lines(session, [r.cqc_location_id for r, _ in page], q)
     return {
         "total": len(rows),
         "page": q.page,
         "page_size": q.page_size,
         "sort": q.sort.value,
         "origin": origin,
-        "results": [result(row, distance, page_lines[row.cqc_location_id]) for row, distance in page],
+        "results": list(_results(session, rows[start : start + q.page_size], q)),
     }
+
+
+_FULL_ROWS = (
+    sa.select(*COLUMNS)
+    .select_from(_FROM)
+    .where(LOC.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)))
+)
+
+
+def full_rows(session: Session, ids: list[str]) -> dict[str, sa.Row[Any]]:
+    """Every result column of the locations ``ids``."""
+    if not ids:
+        return {}
+    return {row.cqc_location_id: row for row in session.execute(_FULL_ROWS, {"ids": ids})}
+
+
+def _results(
+    session: Session, part: list[tuple[sa.Row[Any], float | None]], q: SearchQuery
+) -> Iterator[dict[str, Any]]:
+    """The results of some candidates, in their order, with their vacancy lines."""
+    ids = [r.cqc_location_id for r, _ in part]
+    rows, lines = full_rows(session, ids), _lines(session, ids, q)
+    for candidate, distance in part:
+        row = rows.get(candidate.cqc_location_id)
+        if row is not None:  # else gone since it was found (a concurrent write)
+            yield result(row, distance, lines[candidate.cqc_location_id])
 
 
 def sort_by_lines(
@@ -323,7 +432,4 @@ def iterate_all(session: Session, q: SearchQuery, chunk: int = 500) -> Iterator[
     if q.sort in (Sort.ADMITTABLE, Sort.PRICE):
         rows = sort_by_lines(rows, _lines(session, [r.cqc_location_id for r, _ in rows], q), q.sort)
     for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        lines = _lines(session, [r.cqc_location_id for r, _ in part], q)
-        for row, distance in part:
-            yield result(row, distance, lines[row.cqc_location_id])
+        yield from _results(session, rows[start : start + chunk], q)

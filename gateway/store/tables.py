@@ -79,7 +79,7 @@ class Location(SQLModel, table=True):
     short_stay_weekly_cost: float | None = None
     accepting_admissions: bool = True
     out_of_hours_admissions: bool | None = None
-    active: bool = Field(default=True, index=True)
+    active: bool = True  # no index: true for nearly every row, it only misled planners
     entered_capacity: int = 0
     quality_flags: list[str] = _json([])
     source: str = Field(index=True, max_length=80)
