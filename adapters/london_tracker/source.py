@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -40,19 +39,21 @@ class LondonTrackerSource:
         """Raise the classified error if the tracker refuses our credentials."""
         await self.client.fetch_token()
 
+    def listing(self, since: str | None) -> AsyncGenerator[HomesPage, None]:
+        """The raw pages of homes updated at or after ``since`` (a previous ``as_of``),
+        for a caller that maps them itself with ``map_page`` (off the event loop, say)."""
+        return self.client.list_homes(since)
+
     async def pull(self, since: str | None) -> AsyncGenerator[MappedPage, None]:
         """Mapped pages of homes updated at or after ``since`` (a previous ``as_of``).
 
         Within a run a home may come twice (updated during the listing, or a restarted
         listing): pages are applied in order and the store judges each copy by its
         ``updated_at``, so the later copy wins and an identical one is 'unchanged'.
-
-        Each page is mapped in a worker thread: the event loop stays free for the next
-        page's request (and, in the gateway, for API requests) meanwhile.
         """
-        async with aclosing(self.client.list_homes(since)) as pages:
+        async with aclosing(self.listing(since)) as pages:
             async for page in pages:
-                yield await asyncio.to_thread(map_page, page)
+                yield map_page(page)
 
 
 def map_page(page: HomesPage) -> MappedPage:

@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from adapters.common.http import RetryPolicy
-from adapters.london_tracker.client import LondonTrackerClient
-from adapters.london_tracker.source import LondonTrackerSource, MappedPage
+from adapters.london_tracker.client import HomesPage, LondonTrackerClient
+from adapters.london_tracker.source import LondonTrackerSource, MappedPage, map_page
 from gateway.ingest.service import apply_updates
 from gateway.model.capacity import LocationUpdate
 from gateway.store import reconciliation as held_queries
@@ -30,7 +30,10 @@ from gateway.sync.sources import SyncContext
 SOURCE = "london"
 
 
-def _store_page(context: SyncContext, run_id: int, counts: RunCounts, page: MappedPage, final: bool) -> None:
+def _map_and_store_page(context: SyncContext, run_id: int, counts: RunCounts, listed: HomesPage) -> None:
+    """Map one listing page and store it (in a worker thread: one thread does both, as
+    two threads contending for the GIL cost more CPU than they overlap)."""
+    page = map_page(listed)
     now = utcnow()
     with transaction(context.factory) as session:
         updates = list(enumerate(update for _, update in page.updates))
@@ -42,7 +45,7 @@ def _store_page(context: SyncContext, run_id: int, counts: RunCounts, page: Mapp
         for skipped in page.skipped:
             counts.reject(skipped.home_ref or "?", [f"{p.pointer}: {p.message}" for p in skipped.problems])
         counts.warnings.extend(page.warnings)
-        if final:
+        if page.last:
             repository.set_sync_cursor(session, SOURCE, {"as_of": page.as_of}, now)
         write_counts(session, run_id, counts)
 
@@ -102,18 +105,18 @@ async def sync_london(context: SyncContext) -> SyncRun:
         source = LondonTrackerSource(london_client(context))
         storing: asyncio.Task[None] | None = None
         seen = 0
-        # Page n is stored (in a worker thread) while page n + 1 is fetched and mapped;
+        # Page n is mapped and stored (in a worker thread) while page n + 1 is fetched;
         # stores stay in order because each waits for the one before. The cursor goes
         # with the listing's last page.
-        async with aclosing(source.pull(cursor.get("as_of"))) as pages:
+        async with aclosing(source.listing(cursor.get("as_of"))) as pages:
             try:
                 async for page in pages:
                     if storing is not None:
                         await storing
                     storing = asyncio.create_task(
-                        asyncio.to_thread(_store_page, context, run_id, counts, page, page.last)
+                        asyncio.to_thread(_map_and_store_page, context, run_id, counts, page)
                     )
-                    seen += page.homes_seen
+                    seen += len(page.homes)
                     if context.progress is not None:
                         context.progress(seen, None)
             finally:
