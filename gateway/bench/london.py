@@ -179,7 +179,7 @@ def bench_london() -> dict[str, Any]:
             ("homes / pages", f"{len(homes)} / {run.pages}"),
             ("accepted / rejected", f"{run.accepted} / {run.rejected}"),
             (
-                f"sync seconds (median of {REPEATS})",
+                f"sync seconds (warm, heap frozen; median of {REPEATS})",
                 f"{seconds:.3f}  ({', '.join(f'{s:.3f}' for s in syncs)})",
             ),
             ("pages per second", f"{run.pages / seconds:.2f}"),
