@@ -231,6 +231,21 @@ def _keeps(row: sa.Row[Any], q: SearchQuery) -> bool:
     return all(keyword.lower() in notes for keyword in q.notes)
 
 
+_LINE_FIELDS = (
+    "vacancy_type",
+    "weekly_price_from",
+    "maximum_capacity",
+    "occupied",
+    "reserved",
+    "admittable",
+    "unavailable",
+    "unavailable_reasons",
+    "flexible",
+    "consistent",
+    "quality_flags",
+)
+
+
 @lru_cache(maxsize=16)
 def _lines_query(types: bool, price: bool, admittable: bool) -> sa.Select[Any]:
     """The vacancy lines of some locations that meet a query's line filters (the same
@@ -250,21 +265,6 @@ def _lines_query(types: bool, price: bool, admittable: bool) -> sa.Select[Any]:
         .where(*conditions)
         .order_by(LINE.c.cqc_location_id, LINE.c.line_key)
     )
-
-
-_LINE_FIELDS = (
-    "vacancy_type",
-    "weekly_price_from",
-    "maximum_capacity",
-    "occupied",
-    "reserved",
-    "admittable",
-    "unavailable",
-    "unavailable_reasons",
-    "flexible",
-    "consistent",
-    "quality_flags",
-)
 
 
 def _lines(session: Session, ids: list[str], q: SearchQuery) -> dict[str, list[dict[str, Any]]]:
