@@ -11,13 +11,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.auth import Principal, Scope, authenticate
 from gateway.settings import Settings
 
+# Dependencies that do no I/O are ``async``: FastAPI runs sync ones in its thread pool,
+# and a hop there per dependency per request costs more than the work itself.
 
-def get_factory(request: Request) -> sessionmaker[Session]:
+
+async def get_factory(request: Request) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = request.app.state.session_factory
     return factory
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -41,7 +44,7 @@ def get_principal(
 def require(scope: Scope):  # type: ignore[no-untyped-def]
     """A dependency that admits only principals holding ``scope`` (or admin)."""
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         principal.require(scope)
         return principal
 

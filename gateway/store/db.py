@@ -34,8 +34,15 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
     """An engine for ``url``: SQLite in WAL mode, or a pooled PostgreSQL engine."""
     json_options: dict[str, Any] = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
     if url.startswith("sqlite"):
+        # Connections are cheap to keep and dear to open (the pragmas above): keep enough
+        # for every request thread's session and its principal look-up, so none is
+        # opened and thrown away under load.
         engine = sa.create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **json_options
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size * 2,
+            max_overflow=pool_size * 2,
+            **json_options,
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine

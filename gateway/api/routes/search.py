@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from gateway.api.deps import FactoryDep, Reader, SessionDep
 from gateway.model.vocab import (
@@ -105,7 +106,8 @@ def find_vacancies(
         page_size=page_size,
     )
     if format == "json":
-        return search(session, q)
+        # orjson straight from the result: FastAPI's encoder walks every value first.
+        return Response(orjson.dumps(search(session, q)), media_type="application/json")
     filters = [(k, v) for k, v in request.query_params.multi_items() if k != "format"]
     stream = exports.csv_stream if format == "csv" else exports.xlsx_stream
     media = "text/csv" if format == "csv" else exports.XLSX
