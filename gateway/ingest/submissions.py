@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth import Principal, Scope
 from gateway.errors import Conflict, Forbidden, InvalidBody, Unprocessable
+from gateway.gc_pause import gc_paused
 from gateway.ingest.service import RecordResult, RecordStatus, apply_updates, resolve_region
 from gateway.model.capacity import LocationUpdate
 from gateway.schemas import Problem, SchemaValidator, load_schema, validator
@@ -229,7 +230,7 @@ def keep_and_process(
             return _replay(previous, request_hash)
 
     try:
-        with transaction(factory) as session:
+        with gc_paused(), transaction(factory) as session:
             answer, summary = process(session, principal, body, submission_id, received_at)
             _finish(session, submission_id, 200, answer, summary)
         return SubmissionOutcome(200, answer)
@@ -250,16 +251,16 @@ def _finish(
     answer: dict[str, Any],
     summary: dict[str, int] | None = None,
 ) -> None:
-    submission = repository.get_submission(session, submission_id)
-    if submission is None:  # pragma: no cover - written in the transaction before
-        raise RuntimeError(f"submission {submission_id} vanished")
-    submission.status_code = status
-    submission.response = answer
-    summary = summary or {}
-    submission.accepted = summary.get("accepted", 0)
-    submission.unchanged = summary.get("unchanged", 0)
-    submission.stale = summary.get("stale", 0)
-    submission.rejected = summary.get("rejected", 0)
+    counts = summary or {}
+    repository.finish_submission(
+        session,
+        submission_id,
+        {
+            "status_code": status,
+            "response": answer,
+            **{key: counts.get(key, 0) for key in ("accepted", "unchanged", "stale", "rejected")},
+        },
+    )
 
 
 def _replay(previous: Submission, request_hash: str) -> SubmissionOutcome:

@@ -70,7 +70,8 @@ class VacancyLine(BaseModel):
     def line_key(self) -> str:
         """The line's key within its location: the national type, or the source code."""
         if self.vacancy_type is not None:
-            return self.vacancy_type.value
+            key: str = self.vacancy_type._value_  # the plain attribute: ``.value`` is a slow descriptor
+            return key
         return f"unmapped:{self.source_code}"
 
     @property
@@ -130,15 +131,19 @@ class LocationUpdate(BaseModel):
     def _one_line_per_type(cls, lines: tuple[VacancyLine, ...]) -> tuple[VacancyLine, ...]:
         """One line per vacancy type, kept in the order of their keys (so the same lines
         sent in another order are the same content, not a new version)."""
-        seen: dict[str, int] = {}
-        for index, line in enumerate(lines):
-            if line.line_key in seen:
-                raise ValueError(
-                    f"vacancy type {line.line_key!r} appears twice (lines {seen[line.line_key]} "
-                    f"and {index}); send one line per vacancy type"
-                )
-            seen[line.line_key] = index
-        return tuple(sorted(lines, key=lambda line: line.line_key))
+        keys = [line.line_key for line in lines]
+        if len(set(keys)) != len(keys):
+            first: dict[str, int] = {}
+            for index, key in enumerate(keys):
+                if key in first:
+                    raise ValueError(
+                        f"vacancy type {key!r} appears twice (lines {first[key]} and {index}); "
+                        "send one line per vacancy type"
+                    )
+                first[key] = index
+        if all(a < b for a, b in zip(keys, keys[1:], strict=False)):
+            return lines
+        return tuple(line for _, line in sorted(zip(keys, lines, strict=True), key=lambda pair: pair[0]))
 
     @field_validator("updated_at")
     @classmethod

@@ -267,8 +267,13 @@ def submission_by_idempotency_key(session: Session, token_id: str, key: str) -> 
     ).first()
 
 
-def get_submission(session: Session, submission_id: str) -> Submission | None:
-    return session.get(Submission, submission_id)
+def finish_submission(session: Session, submission_id: str, values: dict[str, Any]) -> None:
+    """Record what became of a kept submission (its answer and counts), without reading
+    its raw body back."""
+    t = table(Submission)
+    updated = session.execute(sa.update(t).where(t.c.id == submission_id).values(**values))
+    if updated.rowcount != 1:  # type: ignore[attr-defined]  # pragma: no cover - kept just before
+        raise RuntimeError(f"submission {submission_id} vanished")
 
 
 def count_submissions(session: Session) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from adapters.common.http import RetryPolicy
 from adapters.london_tracker.client import HomesPage, LondonTrackerClient
 from adapters.london_tracker.source import LondonTrackerSource, MappedPage, map_page
+from gateway.gc_pause import gc_paused
 from gateway.ingest.service import apply_updates
 from gateway.model.capacity import LocationUpdate
 from gateway.store import reconciliation as held_queries
@@ -33,7 +34,11 @@ SOURCE = "london"
 def _map_and_store_page(context: SyncContext, run_id: int, counts: RunCounts, listed: HomesPage) -> None:
     """Map one listing page and store it (in a worker thread: one thread does both, as
     two threads contending for the GIL cost more CPU than they overlap)."""
-    page = map_page(listed)
+    with gc_paused():
+        _store_page(context, run_id, counts, map_page(listed))
+
+
+def _store_page(context: SyncContext, run_id: int, counts: RunCounts, page: MappedPage) -> None:
     now = utcnow()
     with transaction(context.factory) as session:
         updates = list(enumerate(update for _, update in page.updates))
