@@ -69,6 +69,13 @@ def _known_type(resource_type: str) -> None:
         raise NotFound(f"resource type {resource_type!r} is not served here; see /fhir/metadata")
 
 
+def _versioned(resource_type: str) -> None:
+    """Versions and history are kept for the directory's resources, not conformance ones."""
+    if resource_type not in DIRECTORY_TYPES:
+        _known_type(resource_type)
+        raise BadRequest(f"versions and history are kept for {', '.join(DIRECTORY_TYPES)} only")
+
+
 def _read_response(request: Request, resource: dict[str, Any]) -> Response:
     meta = resource.get("meta", {})
     headers = {}
@@ -92,9 +99,7 @@ def metadata(request: Request) -> Response:
 def read_type_history(
     resource_type: str, request: Request, session: SessionDep, factory: FactoryDep, _: Reader
 ) -> Response:
-    if resource_type not in DIRECTORY_TYPES:
-        _known_type(resource_type)
-        raise BadRequest(f"history is kept for {', '.join(DIRECTORY_TYPES)} only")
+    _versioned(resource_type)
     items = list(request.query_params.multi_items())
     return FhirResponse(history.type_history(session, factory, base_url(request), resource_type, items))
 
@@ -130,9 +135,7 @@ def read(resource_type: str, resource_id: str, request: Request, session: Sessio
 def read_instance_history(
     resource_type: str, resource_id: str, request: Request, session: SessionDep, _: Reader
 ) -> Response:
-    if resource_type not in DIRECTORY_TYPES:
-        _known_type(resource_type)
-        raise BadRequest(f"history is kept for {', '.join(DIRECTORY_TYPES)} only")
+    _versioned(resource_type)
     return FhirResponse(history.instance_history(session, base_url(request), resource_type, resource_id))
 
 
@@ -140,9 +143,7 @@ def read_instance_history(
 def read_version(
     resource_type: str, resource_id: str, version_id: str, request: Request, session: SessionDep, _: Reader
 ) -> Response:
-    if resource_type not in DIRECTORY_TYPES:
-        _known_type(resource_type)
-        raise BadRequest(f"versions are kept for {', '.join(DIRECTORY_TYPES)} only")
+    _versioned(resource_type)
     return _read_response(request, history.vread(session, resource_type, resource_id, version_id))
 
 
