@@ -364,7 +364,9 @@ def test_conformance_resources_are_read_and_searched(client: TestClient, read_to
     assert client.get("/fhir/CodeSystem/nope", headers=bearer(read_token)).status_code == 404
     for path in ("/fhir/CodeSystem/_history", "/fhir/CodeSystem/vacancy-type/_history/1"):
         refused = client.get(path, headers=bearer(read_token))
-        assert refused.status_code == 400 and "history are kept for" in refused.json()["issue"][0]["diagnostics"]
+        assert (
+            refused.status_code == 400 and "history are kept for" in refused.json()["issue"][0]["diagnostics"]
+        )
 
 
 def test_a_native_push_shows_in_search_read_and_history_with_the_same_figures(
