@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -218,7 +219,9 @@ def _count_in_background(factory: sessionmaker[Session], job_id: str, base: str)
 def _report(future: Future[None]) -> None:
     exc = future.exception()
     if exc is not None:
-        log.error("bulk export worker failed", exc_info=exc)
+        # Type and stack only: an exception's text may quote data.
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("bulk export worker failed: %s\n%s", type(exc).__name__, stack)
 
 
 # --- polling, cancelling, files -------------------------------------------------------------
