@@ -114,12 +114,16 @@ class LocationVersion(SQLModel, table=True):
     """One accepted change of one location, in the order the gateway accepted it."""
 
     __tablename__ = "location_version"
+    __table_args__ = (
+        sa.Index("ix_location_version_location_version", "cqc_location_id", "version_id"),
+        sa.Index("ix_location_version_feed", "recorded_at", "version_id"),
+    )
 
     version_id: int | None = Field(default=None, primary_key=True)
-    cqc_location_id: str = Field(index=True, max_length=20)
+    cqc_location_id: str = Field(max_length=20)
     source: str = Field(max_length=80)
     source_updated_at: datetime = Field(sa_type=UTCDateTime)
-    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    received_at: datetime = Field(sa_type=UTCDateTime)
     # When the gateway recorded this version, stamped under the change clock: versions
     # are recorded in commit order, which the FHIR change feed (_history) relies on.
     recorded_at: datetime = Field(sa_type=UTCDateTime)
