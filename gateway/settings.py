@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # Pushing regional trackers: how old their newest data may be before they are stale.
     push_freshness_target_s: float = 86400.0
     reconcile_interval_s: float = Field(default=3600.0, description="Reconciliation job interval")
+    sync_lease_s: float = Field(
+        default=120.0,
+        description="How long a process's hold on a source's sync lasts unless renewed (it renews "
+        "every third of it while the run lasts)",
+    )
     source_failing_after: int = Field(
         default=3, description="Failed runs in a row after which a source shows 'failing'"
     )

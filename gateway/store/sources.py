@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway.store.tables import Location, RegistryLocation, Submission, SyncRun, table
+from gateway.store.tables import Location, RegistryLocation, Submission, SyncLease, SyncRun, table
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +112,28 @@ def update_run_counts(session: Session, run_id: int, counts: dict[str, Any]) -> 
     updated = session.execute(sa.update(t).where(t.c.id == run_id).values(**counts))
     if updated.rowcount != 1:  # type: ignore[attr-defined]  # pragma: no cover - made by start_run
         raise RuntimeError(f"sync run {run_id} vanished")
+
+
+# --- leases: one process at a time runs a source's sync -----------------------------------
+
+
+def acquire_lease(session: Session, source: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Take (or renew) the lease on ``source`` for ``holder`` until ``now + ttl``; False
+    when another holder's lease has not expired."""
+    t = table(SyncLease)
+    dialect_insert = sqlite_insert if session.connection().dialect.name == "sqlite" else pg_insert
+    insert = dialect_insert(t).values(source=source, holder=holder, expires_at=now + ttl)
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[t.c.source],
+            set_={"holder": holder, "expires_at": now + ttl},
+            where=sa.or_(t.c.expires_at < now, t.c.holder == holder),
+        )
+    )
+    return session.scalar(sa.select(t.c.holder).where(t.c.source == source)) == holder
+
+
+def release_lease(session: Session, source: str, holder: str) -> None:
+    """Give the lease up (only the holder can)."""
+    t = table(SyncLease)
+    session.execute(sa.delete(t).where(t.c.source == source, t.c.holder == holder))

@@ -326,3 +326,13 @@ class BulkExport(SQLModel, table=True):
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     output: list[dict[str, Any]] = _json([])
     error: str | None = None
+
+
+class SyncLease(SQLModel, table=True):
+    """Which gateway process runs a source's sync now, until when (renewed while it runs)."""
+
+    __tablename__ = "sync_lease"
+
+    source: str = Field(primary_key=True, max_length=80)
+    holder: str = Field(max_length=120)
+    expires_at: datetime = Field(sa_type=UTCDateTime)

@@ -1,8 +1,10 @@
 """APScheduler (3.x) inside the gateway process: one job per source job, each on its own
 interval, never two runs of one source at once, one source's failure never another's.
 
-With several gateway processes side by side, enable the scheduler in one of them only
-(``GATEWAY_SCHEDULER_ENABLED=false`` on the others).
+Several gateway processes may run the scheduler side by side: a run first takes its
+source's lease in the database (renewed while it runs, given up when it ends; a dead
+process's lease expires after ``GATEWAY_SYNC_LEASE_S``), and a process that finds the lease
+held by another skips that run.
 """
 
 from __future__ import annotations
@@ -10,13 +12,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from datetime import UTC, datetime
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.settings import Settings
+from gateway.store.db import transaction
+from gateway.store.sources import acquire_lease, release_lease
+from gateway.store.tables import utcnow
 from gateway.sync.sources import PULLED_SOURCES, JobSpec, SyncContext
 
 log = logging.getLogger(__name__)
@@ -48,7 +58,41 @@ class SourceScheduler:
         self._http = http
         self._settings = settings
         self._locks: dict[str, asyncio.Lock] = {}
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+
+    @asynccontextmanager
+    async def leased(self, name: str) -> AsyncIterator[bool]:
+        """Hold ``name``'s lease for the block (True), or not at all (False: another
+        process holds it). Renewed every third of its length while the block runs."""
+        ttl = timedelta(seconds=self._settings.sync_lease_s)
+
+        def take() -> bool:
+            with transaction(self._factory) as session:
+                return acquire_lease(session, name, self.holder, utcnow(), ttl)
+
+        def give_up() -> None:
+            with transaction(self._factory) as session:
+                release_lease(session, name, self.holder)
+
+        if not await asyncio.to_thread(take):
+            yield False
+            return
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(ttl.total_seconds() / 3)
+                if not await asyncio.to_thread(take):
+                    log.warning("%s: the lease passed to another process during a run", name)
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield True
+        finally:
+            renewing.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewing
+            await asyncio.to_thread(give_up)
 
     def start(self) -> None:
         now = datetime.now(UTC)
@@ -89,7 +133,11 @@ class SourceScheduler:
             log.info("reconciliation: %s open findings", sum(summary.open_by_kind.values()))
 
         try:
-            await asyncio.to_thread(work)
+            async with self.leased("reconcile") as held:
+                if not held:
+                    log.info("reconciliation skipped: another gateway process is running it")
+                    return
+                await asyncio.to_thread(work)
         except Exception:  # a failed reconciliation must not stop the scheduler
             log.exception("reconciliation failed")
 
@@ -101,7 +149,13 @@ class SourceScheduler:
         async with lock:
             context = SyncContext(self._factory, self._http, self._settings)
             try:
-                run = await job.run(context)
+                async with self.leased(source) as held:
+                    if not held:
+                        log.info(
+                            "sync %s:%s skipped: another gateway process is running it", source, job.kind
+                        )
+                        return
+                    run = await job.run(context)
             except Exception:  # recorded by the job; never let it stop the scheduler
                 log.exception("sync %s:%s failed outside its run record", source, job.kind)
                 return
