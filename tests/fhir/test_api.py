@@ -85,6 +85,7 @@ def test_unknown_ids_and_missing_or_wrong_tokens_are_operation_outcomes(
         (client.get("/fhir/Location/1-101"), 401, "login"),
         (client.get("/fhir/Location/1-101", headers=bearer("ccg_wrong")), 401, "login"),
         (client.get("/fhir/Location/1-101", headers=bearer(submit_only)), 403, "forbidden"),
+        (client.put("/fhir/Location/1-101", json={}, headers=bearer(reader)), 405, "not-supported"),
     ]
     for response, status, code in cases:
         assert response.status_code == status
