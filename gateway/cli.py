@@ -93,6 +93,8 @@ def serve(
     port: int = 8000,
     workers: Annotated[int, typer.Option(help="Gateway processes side by side")] = 1,
     migrate: Annotated[bool, typer.Option(help="Run migrations first")] = True,
+    log_level: Annotated[str, typer.Option(help="critical, error, warning, info or debug")] = "info",
+    access_log: Annotated[bool, typer.Option(help="Log a line per request")] = True,
 ) -> None:
     """Run the gateway's HTTP server."""
     import uvicorn
@@ -102,7 +104,13 @@ def serve(
     if migrate:
         upgrade(get_settings().database_url)
     uvicorn.run(
-        "gateway.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+        "gateway.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=access_log,
     )
 
 
