@@ -20,14 +20,31 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from adapters.fhir import systems as S
-from gateway.schemas import SchemaValidator, load_schema, validator
+from adapters.fhir.inbound.checks import (
+    REQUIRED_PARTS,
+    SCHEMA_NAME,
+    Issue,
+    cqc_identifier,
+    entry_issues,
+    envelope_issues,
+    fhirpath,
+    resource_id,
+    value_at,
+)
 
-SCHEMA_NAME = "fhir-transaction.schema.json"
-REQUIRED_PARTS = ("maximumCapacity", "occupied", "reserved", "admittable", "unavailable")
+__all__ = [
+    "SCHEMA_NAME",
+    "Issue",
+    "MappedBundle",
+    "MappedLocation",
+    "envelope_issues",
+    "fhirpath",
+    "map_bundle",
+]
+
 _COUNTS = {"maximumCapacity": "maximum_capacity", **{name: name for name in REQUIRED_PARTS[1:]}}
 # Simple Location extensions -> record field ("[]": a list, one extension per item) and value.
 _LOCATION_VALUES = {
@@ -44,17 +61,6 @@ _ADDRESS = {"line1": "line[0]", "line2": "line[1]", "town": "city", "county": "d
 _ADDRESS["postcode"] = "postalCode"
 _LOCATION_REF = re.compile(r"(?:^|/)Location/([^/?#]+)(?:/_history/[^/]+)?$")
 _PROVIDER_REF = re.compile(r"(?:^|/)Organization/(1-[0-9]{1,12})$")
-_REQUEST_URL = re.compile(r"^(?:.*/)?(Location|HealthcareService)(?:/([^/?#]+))?(?:\?.*)?$")
-CQC_ID_NEEDED = f"a Location needs its CQC location ID as its id or an identifier in {S.CQC_LOCATION_ID}"
-
-
-@dataclass(frozen=True, slots=True)
-class Issue:
-    """One problem: which entry (None: the Bundle itself), where (FHIRPath) and why."""
-
-    entry: int | None
-    expression: str
-    message: str
 
 
 @dataclass(slots=True)
@@ -98,126 +104,6 @@ class MappedBundle:
     strays: dict[int, list[Issue]]
 
 
-def fhirpath(pointer: str, root: str = "Bundle") -> str:
-    """A JSON pointer as FHIRPath: /entry/3/resource/name -> Bundle.entry[3].resource.name."""
-    out = root
-    for part in pointer.split("/")[1:]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        out += f"[{part}]" if part.isdigit() else f".{part}"
-    return out
-
-
-@cache
-def _envelope() -> SchemaValidator:
-    """The Bundle without its entries' contents: entries are judged one by one."""
-    schema = load_schema(SCHEMA_NAME)
-    entries = {**schema["properties"]["entry"], "items": {"type": "object"}}
-    return SchemaValidator({**schema, "properties": {**schema["properties"], "entry": entries}})
-
-
-def _at(document: Any, pointer: str) -> Any:
-    for part in pointer.split("/")[1:]:
-        if isinstance(document, list) and part.isdigit() and int(part) < len(document):
-            document = document[int(part)]
-        elif isinstance(document, dict) and part in document:
-            document = document[part]
-        else:
-            return None
-    return document
-
-
-def _from_contains(found: Any, message: str) -> bool:
-    """Whether a schema problem is a ``contains`` rule's (its message, maybe cut short, quotes
-    the whole array and never says what was wanted)."""
-    if message.startswith(("Too few items match", "Too many items match")):
-        return True
-    said = f"{found!r} does not contain items matching the given schema"
-    return isinstance(found, list) and said.startswith(message.removesuffix("..."))
-
-
-def _explain(document: Any, pointer: str, message: str) -> str:
-    """Say what a ``contains`` rule wanted, which the schema's own message never does."""
-    if pointer.endswith("/resource") and message == "'identifier' is a required property":
-        return CQC_ID_NEEDED
-    parts = _at(document, pointer)
-    if not _from_contains(parts, message):
-        return message
-    if pointer == "/entry":
-        return "a Bundle holds at most 5,000 Locations (as a native batch); send the rest in another"
-    if pointer.endswith("/resource/identifier"):
-        return CQC_ID_NEEDED
-    if pointer.endswith("/resource/type"):
-        return f"a HealthcareService needs exactly one type with a coding in {S.VACANCY_TYPE}"
-    if pointer.endswith("/resource/extension"):
-        if message.startswith("Too many"):
-            return f"{S.EXT_BED_AVAILABILITY} may appear once on a HealthcareService"
-        return (
-            f"an active HealthcareService needs the {S.EXT_BED_AVAILABILITY} extension "
-            "(an inactive one without it withdraws its vacancy type)"
-        )
-    for element, system in (("characteristic", S.SHORT_STAY_SERVICE), ("program", S.FUNDING_SOURCE)):
-        if re.search(rf"/resource/{element}/\d+/coding$", pointer):
-            return f"each {element} needs a coding in {system}"
-    parent = _at(document, pointer.removesuffix("/extension"))
-    if pointer.endswith("/extension") and isinstance(parts, list) and isinstance(parent, dict):
-        names = [part.get("url") for part in parts if isinstance(part, dict)]
-        required = REQUIRED_PARTS if parent.get("url") == S.EXT_BED_AVAILABILITY else ("accepting",)
-        missing = [name for name in required if name not in names]
-        if missing:
-            return f"{parent.get('url')} lacks {', '.join(missing)}"
-        return f"{parent.get('url')} has a part twice that may appear once"
-    return message
-
-
-def envelope_issues(document: Any) -> list[Issue]:
-    """Why ``document`` is not a transaction or batch Bundle the gateway takes (empty: it is)."""
-    return [
-        Issue(None, fhirpath(p.pointer), _explain(document, p.pointer, p.message))
-        for p in _envelope().problems(document)
-    ]
-
-
-def _entry_issues(index: int, entry: Any) -> list[Issue]:
-    problems = validator(SCHEMA_NAME, "entry").problems(entry)
-    explained = (
-        Issue(index, fhirpath(f"/entry/{index}{p.pointer}"), _explain(entry, p.pointer, p.message))
-        for p in problems
-    )
-    issues = list(dict.fromkeys(explained))  # two missing parts are one problem
-    if issues or not isinstance(entry, dict):
-        return issues
-    request, resource = entry["request"], entry["resource"]
-    url = _REQUEST_URL.match(request["url"])
-    resource_type, resource_id = resource["resourceType"], _resource_id(resource)
-    where = f"Bundle.entry[{index}].request.url"
-    if url is None or url.group(1) != resource_type:
-        issues.append(Issue(index, where, f"request.url must be {resource_type}, or {resource_type}/[id]"))
-    elif request["method"] == "PUT" and url.group(2) is None and "?" not in request["url"]:
-        issues.append(Issue(index, where, f"PUT needs {resource_type}/[id]"))
-    elif url.group(2) is not None and resource_id is not None and url.group(2) != resource_id:
-        issues.append(Issue(index, where, f"request.url names {url.group(2)}, the resource is {resource_id}"))
-    return issues
-
-
-def _resource_id(resource: dict[str, Any]) -> str | None:
-    """The id a resource is known by: its id, or for a Location its CQC identifier."""
-    if isinstance(resource.get("id"), str):
-        found: str = resource["id"]
-        return found
-    if resource.get("resourceType") == "Location":
-        return _cqc_identifier(resource)[0]
-    return None
-
-
-def _cqc_identifier(resource: dict[str, Any]) -> tuple[str | None, int | None]:
-    identifiers = resource.get("identifier")
-    for k, identifier in enumerate(identifiers if isinstance(identifiers, list) else []):
-        if isinstance(identifier, dict) and identifier.get("system") == S.CQC_LOCATION_ID:
-            value = identifier.get("value")
-            return (value, k) if isinstance(value, str) else (None, None)
-    return None, None
-
-
 def _resource_type(entry: Any) -> str | None:
     resource = entry.get("resource") if isinstance(entry, dict) else None
     found = resource.get("resourceType") if isinstance(resource, dict) else None
@@ -228,13 +114,13 @@ def map_bundle(bundle: dict[str, Any]) -> MappedBundle:
     """Group the entries of a Bundle (that passed ``envelope_issues``) by location and map
     each location onto a native record, or say why it cannot be."""
     entries: list[Any] = bundle["entry"]
-    issues = {i: _entry_issues(i, entry) for i, entry in enumerate(entries)}
+    issues = {i: entry_issues(i, entry) for i, entry in enumerate(entries)}
     groups: dict[int, MappedLocation] = {}
     targets: dict[str, int] = {}  # fullUrl or Location/<CQC id> -> its Location entry
     for i, entry in enumerate(entries):
         if _resource_type(entry) != "Location":
             continue
-        group = groups[i] = MappedLocation(i, cqc_location_id=_resource_id(entry["resource"]))
+        group = groups[i] = MappedLocation(i, cqc_location_id=resource_id(entry["resource"]))
         key = f"Location/{group.cqc_location_id}"
         if group.cqc_location_id and key in targets:
             message = f"{key} is already in Bundle.entry[{targets[key]}]"
@@ -281,7 +167,7 @@ def _map_location(group: MappedLocation, entries: list[dict[str, Any]]) -> None:
     resource = entries[i]["resource"]
     base = f"Bundle.entry[{i}].resource"
     src = group.sources
-    cqc_id, k = _cqc_identifier(resource)
+    cqc_id, k = cqc_identifier(resource)
     if "id" in resource and cqc_id is not None and cqc_id != resource["id"]:
         where = f"{base}.identifier[{k}].value"
         group.issues.append(Issue(i, where, f"the CQC identifier {cqc_id} is not the id {resource['id']}"))
@@ -339,7 +225,7 @@ def _location_extensions(group: MappedLocation, resource: dict[str, Any], record
                 group.sources[f"/{name}"] = (i, f"{where}.extension[{p}].valueBoolean")
         elif url in _LOCATION_VALUES:
             name, path = _LOCATION_VALUES[url]
-            value = _at(extension, "/" + path.replace(".", "/"))
+            value = value_at(extension, "/" + path.replace(".", "/"))
             if name.endswith("[]"):
                 values = record.setdefault(name[:-2], [])
                 group.sources[f"/{name[:-2]}/{len(values)}"] = (i, f"{where}.{path}")
