@@ -33,6 +33,9 @@ DEMO_LONDON_CLIENT = ("gateway-demo", "demo-secret-not-for-production")
 DEMO_CQC_KEY = "demo-subscription-key"
 
 
+DEMO_LONDON_UPDATES_PER_MINUTE = 30
+
+
 def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -105,6 +108,10 @@ def run_demo(port: int, data_dir: Path) -> None:
                         DEMO_LONDON_CLIENT[0],
                         "--client-secret",
                         DEMO_LONDON_CLIENT[1],
+                        # London's providers keep updating, so its data stays as fresh as
+                        # the live tracker's would, sync after sync.
+                        "--updates-per-minute",
+                        str(DEMO_LONDON_UPDATES_PER_MINUTE),
                     ],
                     f"{london_url}/docs",
                 )

@@ -92,6 +92,33 @@ class LondonTrackerSimulator:
             home["updated_at"] = self.now().isoformat().replace("+00:00", "Z")
             return copy.deepcopy(home)
 
+    def provider_update(self) -> str | None:
+        """One provider updates its home as providers do: a bed moves between occupied and
+        free (the figures still add up), and its ``updated_at`` moves to the clock. Returns
+        the home's ref (None when no open home has beds to move)."""
+        with self.lock:
+            refs = [
+                ref for ref, home in self.homes.items() if home.get("status") == "OPEN" and home.get("beds")
+            ]
+            if not refs:
+                return None
+            ref = self.random.choice(refs)
+            beds = self.random.choice(self.homes[ref]["beds"])
+        if beds["free_now"] > 0 and (beds["occupied"] == 0 or self.random.random() < 0.5):
+            change = {"occupied": beds["occupied"] + 1, "free_now": beds["free_now"] - 1}
+        elif beds["occupied"] > 0:
+            change = {"occupied": beds["occupied"] - 1, "free_now": beds["free_now"] + 1}
+        else:
+            change = {}
+        updated = [dict(b, **change) if b is beds else b for b in self.homes[ref]["beds"]]
+        self.update_home(ref, {"beds": updated})
+        return ref
+
+    def live(self, updates_per_minute: float, stop: threading.Event) -> None:
+        """Providers keep updating their homes (``updates_per_minute`` in all) until ``stop``."""
+        while not stop.wait(60.0 / updates_per_minute):
+            self.provider_update()
+
     def truth(self) -> dict[str, dict[str, Any]]:
         with self.lock:
             return copy.deepcopy(self.homes)
@@ -299,11 +326,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8101)
     parser.add_argument("--client-id", default="gateway")
     parser.add_argument("--client-secret", default="secret")
+    parser.add_argument(
+        "--updates-per-minute",
+        type=float,
+        default=0.0,
+        help="providers keep updating their homes, this many updates a minute in all (0: never)",
+    )
     args = parser.parse_args(argv)
     with open(args.homes, "rb") as handle:
         homes = orjson.loads(handle.read())
     settings = LondonSimulatorSettings(client_id=args.client_id, client_secret=args.client_secret)
-    uvicorn.run(create_app(homes, settings), host="127.0.0.1", port=args.port, log_level="warning")
+    app = create_app(homes, settings)
+    stop = threading.Event()
+    if args.updates_per_minute > 0:
+        live = threading.Thread(
+            target=app.state.simulator.live, args=(args.updates_per_minute, stop), daemon=True
+        )
+        live.start()
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    finally:
+        stop.set()
 
 
 if __name__ == "__main__":  # pragma: no cover

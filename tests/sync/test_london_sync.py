@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -196,3 +197,23 @@ def test_give_up_keeps_the_last_good_data(settings: Settings, factory: sessionma
         wrong = run_sync(settings, factory, url, secret="nope")
     assert wrong.status == "failed" and wrong.error_class == "configuration"
     assert national_london(factory) == before
+
+
+def test_live_providers_keep_homes_fresh_and_their_figures_adding_up() -> None:
+    sim = LondonTrackerSimulator(london_homes(), LondonSimulatorSettings())
+    before = sim.truth()
+    changed = {sim.provider_update() for _ in range(30)}
+    after = sim.truth()
+    assert changed and None not in changed
+    for ref in changed:
+        moved = datetime.fromisoformat(after[ref]["updated_at"]) > datetime.fromisoformat(
+            before[ref]["updated_at"]
+        )
+        assert moved
+        assert after[ref]["beds"] != before[ref]["beds"] or all(
+            b["free_now"] == 0 and b["occupied"] == 0 for b in before[ref]["beds"]
+        )
+    for served in after.values():
+        for beds in served["beds"]:
+            total = beds["occupied"] + beds["free_now"] + beds["on_hold"] + beds["closed"]
+            assert total == beds["commissioned"]
