@@ -31,7 +31,7 @@ from gateway.bench.london import _free_port, _process
 from gateway.demo_loading import ensure_demo_data, load_national_demo
 from gateway.search import exports
 from gateway.search.query import SearchQuery
-from gateway.search.service import _bounding_box, resolve_point, search
+from gateway.search.service import bounding_box, resolve_point, search
 from gateway.store.db import create_engine, session_factory, transaction, upgrade
 
 TYPES = ["general-nursing", "dementia-nursing", "general-residential", "dementia-residential"]
@@ -80,7 +80,7 @@ def _to_query(params: dict[str, Any]) -> SearchQuery:
 
 
 def _floor_query(connection: sqlite3.Connection, params: dict[str, Any], point: tuple[float, float]) -> int:
-    south, north, west, east = _bounding_box(point[0], point[1], params["radius_km"])
+    south, north, west, east = bounding_box(point[0], point[1], params["radius_km"])
     sql = [
         "SELECT l.cqc_location_id, l.name, l.latitude, l.longitude"
         " FROM location l LEFT JOIN registry_location r ON r.cqc_location_id = l.cqc_location_id"

@@ -6,11 +6,13 @@ import base64
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
 from adapters.fhir import systems as S
 from adapters.fhir.outbound.render import instant
+from gateway.fhir.params import bad
 from gateway.store.tables import utcnow
 
 # HTTP status -> OperationOutcome.issue.code (http://hl7.org/fhir/issue-type).
@@ -53,8 +55,6 @@ def encode_cursor(value: dict[str, Any]) -> str:
 
 
 def decode_cursor(text: str) -> dict[str, Any]:
-    from gateway.fhir.params import bad
-
     try:
         found = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (ValueError, orjson.JSONDecodeError):
@@ -62,6 +62,13 @@ def decode_cursor(text: str) -> dict[str, Any]:
     if not isinstance(found, dict):
         raise bad("_cursor", "not a paging cursor this gateway made; follow the Bundle's links")
     return found
+
+
+def page_url(base: str, path: str, items: list[tuple[str, str]]) -> str:
+    """A link to ``path`` under ``base`` with the query ``items`` (``|``, ``,`` and ``:``
+    left readable, as FHIR clients write them)."""
+    query = urlencode(items, safe="|,:")
+    return f"{base}/{path}" + (f"?{query}" if query else "")
 
 
 def entry(

@@ -24,7 +24,7 @@ from adapters.fhir.outbound import render
 from adapters.fhir.outbound.render import LocationSnapshot
 from gateway.errors import NotFound
 from gateway.fhir import params as P
-from gateway.fhir.bundles import bundle, decode_cursor, encode_cursor, history_entry
+from gateway.fhir.bundles import bundle, decode_cursor, encode_cursor, history_entry, page_url
 from gateway.fhir.search import SERVICE_ID, organizations
 from gateway.store import fhir as store
 
@@ -184,19 +184,12 @@ def type_history(
             break
         entries.append(history_entry(base, resource, first))
         last_key = position
-    self_url = _url(base, resource_type, items)
+    self_url = page_url(base, f"{resource_type}/_history", items)
     links = [("self", self_url)]
     if more and last_key is not None:
         cursor_text = encode_cursor(
             {"h": horizon.isoformat(), "a": [last_key[0].isoformat(), last_key[1], last_key[2]]}
         )
         next_items = [(k, v) for k, v in items if k != "_cursor"] + [("_cursor", cursor_text)]
-        links.append(("next", _url(base, resource_type, next_items)))
+        links.append(("next", page_url(base, f"{resource_type}/_history", next_items)))
     return bundle("history", entries, links, last_updated=horizon)
-
-
-def _url(base: str, resource_type: str, items: list[tuple[str, str]]) -> str:
-    from urllib.parse import urlencode
-
-    query = urlencode(items, safe="|,:")
-    return f"{base}/{resource_type}/_history" + (f"?{query}" if query else "")

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -23,10 +22,10 @@ from adapters.fhir import systems as S
 from adapters.fhir.outbound import render
 from adapters.fhir.outbound.render import LocationSnapshot
 from gateway.fhir import params as P
-from gateway.fhir.bundles import bundle, decode_cursor, encode_cursor, entry, operation_outcome
+from gateway.fhir.bundles import bundle, decode_cursor, encode_cursor, entry, operation_outcome, page_url
 from gateway.model.vocab import COMMUNITY_REHAB_VACANCY_TYPES, ShortStayService, VacancyType
 from gateway.places import haversine_km
-from gateway.search.service import _bounding_box
+from gateway.search.service import bounding_box
 from gateway.store import fhir as store
 from gateway.store.tables import Location, LocationVersion, RegistryLocation, VacancyLine, table
 
@@ -174,7 +173,7 @@ def _apply_common(query: sa.Select[Any], criteria: _Criteria, id_column: Any | N
 def _apply_near(query: sa.Select[Any], near: P.Near | None) -> sa.Select[Any]:
     if near is None:
         return query
-    south, north, west, east = _bounding_box(near.latitude, near.longitude, near.radius_km)
+    south, north, west, east = bounding_box(near.latitude, near.longitude, near.radius_km)
     return query.where(LOC.c.latitude.between(south, north), LOC.c.longitude.between(west, east))
 
 
@@ -473,10 +472,12 @@ def search(session: Session, request: SearchRequest) -> dict[str, Any]:
         page, total, more = candidates_after[:count], len(candidates), len(candidates_after) > count
 
     self_items = [(k, v) for k, v in request.items if k != "_cursor"]
-    links = [("self", _url(request.base, request.resource_type, request.items))]
+    links = [("self", page_url(request.base, request.resource_type, request.items))]
     if more and page:
         cursor = encode_cursor({"after": key(page[-1])})
-        links.append(("next", _url(request.base, request.resource_type, [*self_items, ("_cursor", cursor)])))
+        links.append(
+            ("next", page_url(request.base, request.resource_type, [*self_items, ("_cursor", cursor)]))
+        )
     entries = _render_page(session, request, page, includes, revincludes)
     if request.ignored:
         outcome = operation_outcome(200, "; ".join(request.ignored), severity="warning", code="not-supported")
@@ -500,11 +501,6 @@ def _check_includes(parameter: str, wanted: set[str], allowed: set[str], request
         wanted -= unknown
         return
     raise P.bad(parameter, problem)
-
-
-def _url(base: str, resource_type: str, items: list[tuple[str, str]]) -> str:
-    query = urlencode(items, safe="|,:")
-    return f"{base}/{resource_type}" + (f"?{query}" if query else "")
 
 
 # --- rendering a page with its includes -------------------------------------------------

@@ -112,7 +112,7 @@ def _line_condition(q: SearchQuery) -> sa.ColumnElement[bool] | None:
     return sa.and_(LINE.c.vacancy_type.is_not(None), *conditions)
 
 
-def _bounding_box(lat: float, lon: float, radius_km: float) -> tuple[float, float, float, float]:
+def bounding_box(lat: float, lon: float, radius_km: float) -> tuple[float, float, float, float]:
     # Degrees of latitude are ~111 km; longitude shrinks with the cosine of latitude. The
     # box is widened slightly so that homes at the edge are never cut off before the exact
     # distance is computed.
@@ -192,7 +192,7 @@ def base_query(
     if q.updated_within is not None:
         stmt = stmt.where(LOC.c.source_updated_at >= now - q.updated_within)
     if point is not None and q.radius_km is not None:
-        south, north, west, east = _bounding_box(point[0], point[1], q.radius_km)
+        south, north, west, east = bounding_box(point[0], point[1], q.radius_km)
         stmt = stmt.where(LAT.between(south, north), LON.between(west, east))
     condition = _line_condition(q)
     if condition is not None:

@@ -7,7 +7,7 @@ is current (``location.version_id``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.fhir.outbound.render import LocationSnapshot, RegistryFacts
 from gateway.store.db import transaction
-from gateway.store.repository import claim_change_clock
+from gateway.store.repository import chunks, claim_change_clock
 from gateway.store.tables import (
     Location,
     LocationVersion,
@@ -31,7 +31,6 @@ LOC, VER, REG, PROV = (
     table(RegistryLocation),
     table(RegistryProvider),
 )
-_CHUNK = 900
 
 VERSION_COLUMNS = (VER.c.version_id, VER.c.recorded_at, VER.c.source, VER.c.record, VER.c.cqc_location_id)
 REGISTRY_COLUMNS = (
@@ -49,11 +48,6 @@ REGISTRY_COLUMNS = (
 )
 
 
-def _chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield list(values[start : start + _CHUNK])
-
-
 def feed_horizon(factory: sessionmaker[Session]) -> datetime:
     """An instant before which every version is already committed, and after which
     every later version will be recorded: the change feed's exclusive upper bound.
@@ -69,7 +63,7 @@ def registry_facts(session: Session, ids: Iterable[str]) -> dict[str, RegistryFa
     """The registry's facts of those of ``ids`` it knows."""
     out: dict[str, RegistryFacts] = {}
     query = sa.select(*REGISTRY_COLUMNS).where(REG.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)))
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in chunks(sorted(set(ids))):
         for row in session.execute(query, {"ids": chunk}):
             out[row[0]] = RegistryFacts(*row[1:])
     return out
@@ -81,7 +75,7 @@ def current_regions(session: Session, ids: Iterable[str]) -> dict[str, str | Non
     query = sa.select(LOC.c.cqc_location_id, LOC.c.nhs_region).where(
         LOC.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True))
     )
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in chunks(sorted(set(ids))):
         out.update({row[0]: row[1] for row in session.execute(query, {"ids": chunk})})
     return out
 
@@ -109,7 +103,7 @@ def versions_by_id(session: Session, version_ids: Iterable[int]) -> list[Locatio
     wanted = list(dict.fromkeys(version_ids))
     found: dict[int, Sequence[Any]] = {}
     query = sa.select(*VERSION_COLUMNS).where(VER.c.version_id.in_(sa.bindparam("ids", expanding=True)))
-    for chunk in _chunks(wanted):
+    for chunk in chunks(wanted):
         found.update({row[0]: row for row in session.execute(query, {"ids": chunk})})
     return snapshots(session, [found[v] for v in wanted if v in found])
 
@@ -120,7 +114,7 @@ def current_version_ids(session: Session, ids: Iterable[str]) -> dict[str, int]:
     query = sa.select(LOC.c.cqc_location_id, LOC.c.version_id).where(
         LOC.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True))
     )
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in chunks(sorted(set(ids))):
         out.update({row[0]: row[1] for row in session.execute(query, {"ids": chunk})})
     return out
 
@@ -135,18 +129,23 @@ def location_versions(session: Session, cqc_location_id: str) -> list[LocationSn
 
 def previous_records(session: Session, keys: Iterable[tuple[str, int]]) -> dict[int, dict[str, Any]]:
     """For each (location, version id), the record of the version before it (if any),
-    keyed by the later version's id."""
-    out: dict[int, dict[str, Any]] = {}
-    earlier = VER.alias("earlier")
-    for cqc_id, version_id in keys:
-        previous_id = (
-            sa.select(sa.func.max(earlier.c.version_id))
-            .where(earlier.c.cqc_location_id == cqc_id, earlier.c.version_id < version_id)
-            .scalar_subquery()
+    keyed by the later version's id: one query for them all."""
+    later, earlier = VER.alias("later"), VER.alias("earlier")
+    before = (
+        sa.select(sa.func.max(earlier.c.version_id))
+        .where(
+            earlier.c.cqc_location_id == later.c.cqc_location_id, earlier.c.version_id < later.c.version_id
         )
-        record = session.scalar(sa.select(VER.c.record).where(VER.c.version_id == previous_id))
-        if record is not None:
-            out[version_id] = record
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(later.c.version_id, VER.c.record)
+        .select_from(later.join(VER, VER.c.version_id == before))
+        .where(later.c.version_id.in_(sa.bindparam("ids", expanding=True)))
+    )
+    out: dict[int, dict[str, Any]] = {}
+    for chunk in chunks(sorted({version_id for _, version_id in keys})):
+        out.update({row[0]: row[1] for row in session.execute(query, {"ids": chunk})})
     return out
 
 
@@ -157,7 +156,6 @@ def feed_versions(
     horizon: datetime,
     after: tuple[datetime, int] | None,
     limit: int,
-    with_provider: bool = False,
     inclusive: bool = False,
 ) -> list[LocationSnapshot]:
     """Versions recorded in [since, horizon), after the ``after`` key (or from it, when
@@ -176,10 +174,7 @@ def feed_versions(
             )
         )
     rows = session.execute(query.order_by(VER.c.recorded_at, VER.c.version_id).limit(limit)).all()
-    found = snapshots(session, rows)
-    if with_provider:
-        found = [s for s in found if s.provider_id]
-    return found
+    return snapshots(session, rows)
 
 
 def provider_names(session: Session, provider_ids: Iterable[str]) -> dict[str, str]:
@@ -188,7 +183,7 @@ def provider_names(session: Session, provider_ids: Iterable[str]) -> dict[str, s
     query = sa.select(PROV.c.cqc_provider_id, PROV.c.name).where(
         PROV.c.cqc_provider_id.in_(sa.bindparam("ids", expanding=True))
     )
-    for chunk in _chunks(sorted(set(provider_ids))):
+    for chunk in chunks(sorted(set(provider_ids))):
         out.update({row[0]: row[1] for row in session.execute(query, {"ids": chunk})})
     return out
 
@@ -204,7 +199,7 @@ def current_provider_versions(session: Session, provider_ids: Iterable[str] | No
         return {row[0]: row[1] for row in session.execute(query)}
     out: dict[str, int] = {}
     filtered = query.where(LOC.c.cqc_provider_id.in_(sa.bindparam("ids", expanding=True)))
-    for chunk in _chunks(sorted(set(provider_ids))):
+    for chunk in chunks(sorted(set(provider_ids))):
         out.update({row[0]: row[1] for row in session.execute(filtered, {"ids": chunk})})
     return out
 

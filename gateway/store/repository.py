@@ -32,9 +32,15 @@ from gateway.store.tables import (
 _CHUNK = 900
 
 
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+def chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    """``values`` in lists short enough for one IN list."""
     for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+        yield list(values[start : start + _CHUNK])
+
+
+def insert_for(session: Session, t: sa.Table) -> Any:
+    """An INSERT of ``t`` in the session's dialect (for ON CONFLICT clauses)."""
+    return (sqlite_insert if session.connection().dialect.name == "sqlite" else pg_insert)(t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +71,7 @@ def _rows_by_ids(
         yield from session.execute(query, {"ids": orjson.dumps(unique).decode()})
         return
     query = sa.select(*columns).where(key.in_(sa.bindparam("ids", expanding=True)))
-    for chunk in _chunks(unique):
+    for chunk in chunks(unique):
         yield from session.execute(query, {"ids": list(chunk)})
 
 
@@ -152,9 +158,8 @@ def claim_change_clock(session: Session) -> datetime:
     t = table(ChangeClock)
     bump = sa.update(t).where(t.c.id == 1).values(id=1)
     if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
-        insert = sqlite_insert if session.connection().dialect.name == "sqlite" else pg_insert
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
-        session.execute(insert(t).values(id=1, last=epoch).on_conflict_do_nothing())
+        session.execute(insert_for(session, t).values(id=1, last=epoch).on_conflict_do_nothing())
         session.execute(bump)
     last = session.scalar(sa.select(t.c.last).where(t.c.id == 1))
     now = datetime.now(UTC)
@@ -206,7 +211,7 @@ def replace_locations(
     ids_param: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
     delete_lines = sa.delete(line_t).where(line_t.c.cqc_location_id.in_(ids_param))
     delete_locations = sa.delete(loc_t).where(loc_t.c.cqc_location_id.in_(ids_param))
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         session.execute(delete_lines, {"ids": list(chunk)})
         session.execute(delete_locations, {"ids": list(chunk)})
     bulk_insert(session, loc_t, locations)

@@ -7,11 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from gateway.store.repository import insert_for
 from gateway.store.tables import Location, RegistryLocation, Submission, SyncLease, SyncRun, table
 
 
@@ -121,8 +120,7 @@ def acquire_lease(session: Session, source: str, holder: str, now: datetime, ttl
     """Take (or renew) the lease on ``source`` for ``holder`` until ``now + ttl``; False
     when another holder's lease has not expired."""
     t = table(SyncLease)
-    dialect_insert = sqlite_insert if session.connection().dialect.name == "sqlite" else pg_insert
-    insert = dialect_insert(t).values(source=source, holder=holder, expires_at=now + ttl)
+    insert = insert_for(session, t).values(source=source, holder=holder, expires_at=now + ttl)
     session.execute(
         insert.on_conflict_do_update(
             index_elements=[t.c.source],
