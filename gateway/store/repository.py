@@ -155,18 +155,27 @@ def claim_change_clock(session: Session) -> datetime:
     Writers stamp their versions with it; readers of the change feed take it in a
     transaction of their own to get a horizon no later write can fall behind.
     """
-    t = table(ChangeClock)
-    bump = sa.update(t).where(t.c.id == 1).values(id=1)
-    if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
+    now = {"now": datetime.now(UTC)}
+    # One statement: the UPDATE takes the row lock, and (on PostgreSQL) re-reads a row a
+    # concurrent writer changed before comparing, so the clock never runs backwards.
+    last: datetime | None = session.scalar(_CLAIM_CLOCK, now)
+    if last is None:  # a database whose clock row was never made
+        t = table(ChangeClock)
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
         session.execute(insert_for(session, t).values(id=1, last=epoch).on_conflict_do_nothing())
-        session.execute(bump)
-    last = session.scalar(sa.select(t.c.last).where(t.c.id == 1))
-    now = datetime.now(UTC)
-    if last is not None and last > now:  # the clock never runs backwards
-        now = last
-    session.execute(sa.update(t).where(t.c.id == 1).values(last=now))
-    return now
+        last = session.scalar(_CLAIM_CLOCK, now)
+    assert last is not None
+    return last
+
+
+def _claim_clock_statement() -> sa.Update:
+    t = table(ChangeClock)
+    now = sa.bindparam("now", type_=t.c.last.type)
+    later = sa.case((t.c.last > now, t.c.last), else_=now)
+    return sa.update(t).where(t.c.id == 1).values(last=later).returning(t.c.last)
+
+
+_CLAIM_CLOCK = _claim_clock_statement()
 
 
 def add_versions(session: Session, versions: list[dict[str, Any]]) -> list[int]:

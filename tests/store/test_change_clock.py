@@ -1,0 +1,34 @@
+"""The change clock: one instant per writing transaction, never running backwards."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.store.db import transaction
+from gateway.store.repository import claim_change_clock
+from gateway.store.tables import ChangeClock, table
+
+
+def test_the_clock_row_is_made_when_missing_and_moves_forward(factory: sessionmaker[Session]) -> None:
+    with transaction(factory) as session:
+        session.execute(sa.delete(table(ChangeClock)))
+    before = datetime.now(UTC)
+    with transaction(factory) as session:
+        first = claim_change_clock(session)
+    with transaction(factory) as session:
+        second = claim_change_clock(session)
+    assert before <= first <= second <= datetime.now(UTC)
+
+
+def test_the_clock_never_runs_backwards(factory: sessionmaker[Session]) -> None:
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    with transaction(factory) as session:
+        claim_change_clock(session)
+        session.execute(sa.update(table(ChangeClock)).values(last=ahead))
+    with transaction(factory) as session:
+        assert claim_change_clock(session) == ahead
+    with transaction(factory) as session:
+        assert session.scalar(sa.select(table(ChangeClock).c.last)) == ahead
