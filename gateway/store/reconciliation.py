@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from gateway.store.repository import chunks, dialect_insert
 from gateway.store.tables import (
     Finding,
     HeldRecord,
@@ -18,6 +20,7 @@ from gateway.store.tables import (
     LocationVersion,
     RegistryLocation,
     VacancyLine,
+    table,
 )
 
 
@@ -81,36 +84,50 @@ def get_held_record(session: Session, source: str, source_ref: str) -> HeldRecor
     return session.get(HeldRecord, (source, source_ref))
 
 
-def upsert_held_record(session: Session, record: HeldRecord) -> HeldRecord:
-    """Insert or refresh a held record, keeping its first sighting and any match made."""
-    return upsert_held_records(session, [record])[0]
+def hold_records(
+    session: Session, source: str, records: Sequence[dict[str, Any]], now: datetime
+) -> dict[str, str]:
+    """Hold ``records`` of ``source`` (each with its ``source_ref``, name, postcode, local
+    authority and record): insert those not held yet, refresh the others keeping their
+    first sighting and any match made. Returns the CQC ID of each one already linked.
+
+    One upsert and one query, whatever is held already; a record listed twice is held as
+    its last copy."""
+    if not records:
+        return {}
+    latest = {record["source_ref"]: record for record in records}
+    rows = [
+        {**record, "source": source, "first_seen": now, "last_seen": now, "status": "unmatched"}
+        for record in latest.values()
+    ]
+    session.execute(_hold_statement(session.connection().dialect.name), rows)
+    return {
+        ref: cqc_id
+        for chunk in chunks(sorted(latest))
+        for ref, cqc_id in session.execute(_LINKED, {"source": source, "refs": chunk})
+        if cqc_id
+    }
 
 
-def upsert_held_records(session: Session, records: Sequence[HeldRecord]) -> list[HeldRecord]:
-    """Insert or refresh held records, keeping each one's first sighting and any match
-    made; one query finds those already held. Returns what is now held, in order."""
-    held: dict[tuple[str, str], HeldRecord] = {}
-    refs_by_source: dict[str, set[str]] = {}
-    for record in records:
-        refs_by_source.setdefault(record.source, set()).add(record.source_ref)
-    for source, refs in refs_by_source.items():
-        query = sa.select(HeldRecord).where(
-            col(HeldRecord.source) == source, col(HeldRecord.source_ref).in_(sorted(refs))
-        )
-        held.update({(h.source, h.source_ref): h for h in session.scalars(query)})
-    out: list[HeldRecord] = []
-    for record in records:
-        existing = held.get((record.source, record.source_ref))
-        if existing is None:
-            session.add(record)
-            held[(record.source, record.source_ref)] = record
-            out.append(record)
-            continue
-        existing.name, existing.postcode = record.name, record.postcode
-        existing.local_authority, existing.record = record.local_authority, record.record
-        existing.last_seen = record.last_seen
-        out.append(existing)
-    return out
+@lru_cache(maxsize=2)
+def _hold_statement(dialect: str) -> sa.Insert:
+    # Built once per dialect: building an upsert costs more than running it.
+    t = table(HeldRecord)
+    insert = dialect_insert(dialect, t)
+    refreshed = ("name", "postcode", "local_authority", "record", "last_seen")
+    statement: sa.Insert = insert.on_conflict_do_update(
+        index_elements=[t.c.source, t.c.source_ref],
+        set_={column: insert.excluded[column] for column in refreshed},
+    )
+    return statement
+
+
+_HELD = table(HeldRecord)
+_LINKED = sa.select(_HELD.c.source_ref, _HELD.c.matched_cqc_location_id).where(
+    _HELD.c.source == sa.bindparam("source"),
+    _HELD.c.status == "linked",
+    _HELD.c.source_ref.in_(sa.bindparam("refs", expanding=True)),
+)
 
 
 def findings_by_id(session: Session) -> dict[str, Finding]:

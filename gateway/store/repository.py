@@ -40,7 +40,12 @@ def chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
 
 def insert_for(session: Session, t: sa.Table) -> Any:
     """An INSERT of ``t`` in the session's dialect (for ON CONFLICT clauses)."""
-    return (sqlite_insert if session.connection().dialect.name == "sqlite" else pg_insert)(t)
+    return dialect_insert(session.connection().dialect.name, t)
+
+
+def dialect_insert(dialect: str, t: sa.Table) -> Any:
+    """An INSERT of ``t`` in the dialect named ``dialect`` (for ON CONFLICT clauses)."""
+    return (sqlite_insert if dialect == "sqlite" else pg_insert)(t)
 
 
 @dataclass(frozen=True, slots=True)

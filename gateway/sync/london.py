@@ -24,7 +24,7 @@ from gateway.model.capacity import LocationUpdate
 from gateway.store import reconciliation as held_queries
 from gateway.store import repository
 from gateway.store.db import transaction
-from gateway.store.tables import HeldRecord, SyncRun, utcnow
+from gateway.store.tables import SyncRun, utcnow
 from gateway.sync.runs import RunCounts, finish_run, start_run, write_counts
 from gateway.sync.sources import SyncContext
 
@@ -59,30 +59,26 @@ def _held_updates(
     session: Session, page: MappedPage, now: datetime, start: int
 ) -> list[tuple[int, LocationUpdate]]:
     """Keep homes without a CQC ID for matching; those already linked go straight in."""
-    held = held_queries.upsert_held_records(
+    linked = held_queries.hold_records(
         session,
+        SOURCE,
         [
-            HeldRecord(
-                source=SOURCE,
-                source_ref=home.home_ref,
-                name=home.name,
-                postcode=home.postcode,
-                local_authority=home.local_authority,
-                record=home.record,
-                first_seen=now,
-                last_seen=now,
-            )
+            {
+                "source_ref": home.home_ref,
+                "name": home.name,
+                "postcode": home.postcode,
+                "local_authority": home.local_authority,
+                "record": home.record,
+            }
             for home in page.unmatched
         ],
+        now,
     )
-    out: list[tuple[int, LocationUpdate]] = []
-    for offset, (home, record) in enumerate(zip(page.unmatched, held, strict=True)):
-        if record.status == "linked" and record.matched_cqc_location_id:
-            update = LocationUpdate.model_validate(
-                {**home.record, "cqc_location_id": record.matched_cqc_location_id}
-            )
-            out.append((start + offset, update))
-    return out
+    return [
+        (start + offset, LocationUpdate.model_validate({**home.record, "cqc_location_id": cqc_id}))
+        for offset, home in enumerate(page.unmatched)
+        if (cqc_id := linked.get(home.home_ref)) is not None
+    ]
 
 
 def london_client(context: SyncContext) -> LondonTrackerClient:
