@@ -101,3 +101,15 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(1.0, a)))
+
+
+def bounding_box(lat: float, lon: float, radius_km: float) -> tuple[float, float, float, float]:
+    """A box around a point that holds every place within ``radius_km`` of it.
+
+    Degrees of latitude are ~111 km; longitude shrinks with the cosine of latitude. The
+    box is widened slightly so that homes at the edge are never cut off before the exact
+    distance is computed."""
+    dlat = math.degrees(radius_km / EARTH_RADIUS_KM) * 1.01
+    cos = max(math.cos(math.radians(abs(lat) + dlat)), 0.01)
+    dlon = math.degrees(radius_km / (EARTH_RADIUS_KM * cos)) * 1.01
+    return lat - dlat, lat + dlat, lon - dlon, lon + dlon

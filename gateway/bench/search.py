@@ -29,9 +29,10 @@ from gateway.auth import create_token
 from gateway.bench import print_result, stopwatch
 from gateway.bench.london import _free_port, _process
 from gateway.demo_loading import ensure_demo_data, load_national_demo
+from gateway.places import bounding_box
 from gateway.search import exports
 from gateway.search.query import SearchQuery
-from gateway.search.service import bounding_box, resolve_point, search
+from gateway.search.service import resolve_point, search
 from gateway.store.db import create_engine, session_factory, transaction, upgrade
 
 TYPES = ["general-nursing", "dementia-nursing", "general-residential", "dementia-residential"]

@@ -24,8 +24,7 @@ from adapters.fhir.outbound.render import LocationSnapshot
 from gateway.fhir import params as P
 from gateway.fhir.bundles import bundle, decode_cursor, encode_cursor, entry, operation_outcome, page_url
 from gateway.model.vocab import COMMUNITY_REHAB_VACANCY_TYPES, ShortStayService, VacancyType
-from gateway.places import haversine_km
-from gateway.search.service import bounding_box
+from gateway.places import bounding_box, haversine_km
 from gateway.store import fhir as store
 from gateway.store.tables import Location, LocationVersion, RegistryLocation, VacancyLine, table
 

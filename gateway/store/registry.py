@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway.store.repository import bulk_insert
-from gateway.store.tables import Location, RegistryLocation, RegistryProvider, table
+from gateway.store.repository import bulk_insert, insert_for
+from gateway.store.tables import Location, RegistryGeneration, RegistryLocation, RegistryProvider, table
 
 _CHUNK = 900
 
@@ -25,7 +25,8 @@ def replace_registry_locations(session: Session, rows: Sequence[dict[str, Any]])
     delete = sa.delete(t).where(t.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)))
     for start in range(0, len(ids), _CHUNK):
         session.execute(delete, {"ids": ids[start : start + _CHUNK]})
-    bulk_insert(session, t, list(rows))
+    generation = next_registry_generation(session)
+    bulk_insert(session, t, [{**row, "generation": generation} for row in rows])
     # The national view places a location where the registry says it is.
     loc = table(Location)
     move = (
@@ -40,6 +41,24 @@ def replace_registry_locations(session: Session, rows: Sequence[dict[str, Any]])
     ]
     if points:
         session.execute(move, points)
+
+
+def next_registry_generation(session: Session) -> int:
+    """Take the registry generation counter (its row lock holds to the end of the
+    transaction, so generations commit in order) and return its next value."""
+    t = table(RegistryGeneration)
+    bump = sa.update(t).where(t.c.id == 1).values(generation=t.c.generation + 1).returning(t.c.generation)
+    generation = session.scalar(bump)
+    if generation is None:  # a database made without the migrations' first row
+        session.execute(insert_for(session, t).values(id=1, generation=0).on_conflict_do_nothing())
+        generation = session.scalar(bump)
+    return int(generation)
+
+
+def registry_generation(session: Session) -> int:
+    """The last registry generation committed (0 before any)."""
+    t = table(RegistryGeneration)
+    return int(session.scalar(sa.select(t.c.generation).where(t.c.id == 1)) or 0)
 
 
 def replace_registry_providers(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -64,6 +83,7 @@ def registry_snapshot(session: Session) -> dict[str, dict[str, Any]]:
     for row in session.scalars(sa.select(RegistryLocation)):
         data = row.model_dump()
         data.pop("synced_at", None)
+        data.pop("generation", None)
         out[row.cqc_location_id] = data
     return out
 

@@ -218,6 +218,19 @@ class RegistryLocation(SQLModel, table=True):
     last_inspection_date: str | None = None
     record: dict[str, Any] = _json({})
     synced_at: datetime = Field(sa_type=UTCDateTime)
+    # The registry generation that wrote the row (see RegistryGeneration).
+    generation: int = Field(default=0, index=True)
+
+
+class RegistryGeneration(SQLModel, table=True):
+    """One row: a counter every write of registry locations takes (under its row lock, so
+    generations commit in order) and stamps its rows with. A reader that remembers the
+    last generation it saw finds exactly the rows written since (the search index does)."""
+
+    __tablename__ = "registry_generation"
+
+    id: int = Field(default=1, primary_key=True)
+    generation: int = 0
 
 
 class RegistryProvider(SQLModel, table=True):

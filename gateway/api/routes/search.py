@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import FactoryDep, Reader, SessionDep
 from gateway.model.vocab import (
@@ -33,10 +35,16 @@ router = APIRouter(prefix="/api/v1")
 Many = Annotated[list[str] | None, Query()]
 
 
+def _search_json(factory: sessionmaker[Session], q: SearchQuery) -> bytes:
+    """One page of results as JSON (orjson straight from the result: FastAPI's encoder
+    walks every value first)."""
+    with factory() as session, session.begin():
+        return orjson.dumps(search(session, q))
+
+
 @router.get("/vacancies", summary="Find vacancies anywhere in England (every source at once)")
-def find_vacancies(
+async def find_vacancies(
     request: Request,
-    session: SessionDep,
     factory: FactoryDep,
     _: Reader,
     postcode: Annotated[str | None, Query(description="any England postcode; results closest first")] = None,
@@ -70,7 +78,9 @@ def find_vacancies(
     page_size: Annotated[int, Query(ge=1, le=500)] = 20,
     format: Literal["json", "csv", "xlsx"] = "json",
 ) -> Any:
-    known = set(find_vacancies.__annotations__) - {"request", "session", "factory", "_", "return"}
+    # Async, with the database work in one worker-thread call: a sync route with a session
+    # dependency would take three trips through the thread pool per request.
+    known = set(find_vacancies.__annotations__) - {"request", "factory", "_", "return"}
     for name in request.query_params:
         if name not in known:
             raise refuse(name, "unknown parameter")
@@ -106,8 +116,7 @@ def find_vacancies(
         page_size=page_size,
     )
     if format == "json":
-        # orjson straight from the result: FastAPI's encoder walks every value first.
-        return Response(orjson.dumps(search(session, q)), media_type="application/json")
+        return Response(await run_in_threadpool(_search_json, factory, q), media_type="application/json")
     filters = [(k, v) for k, v in request.query_params.multi_items() if k != "format"]
     stream = exports.csv_stream if format == "csv" else exports.xlsx_stream
     media = "text/csv" if format == "csv" else exports.XLSX

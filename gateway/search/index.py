@@ -1,0 +1,425 @@
+"""The vacancy search's index: each gateway process keeps, in memory, what the search's
+filters and sorts read of every active location, as columns (numpy arrays) it can filter
+all at once. A search narrows and orders location ids here; the page shown is then read
+from the database.
+
+The index follows the database, so several stateless processes can each keep their own.
+Before every search it reads one marker of the view's state (one cheap query):
+- the newest location version id: every write of the view adds versions, and versions
+  are numbered in commit order (their writers take the change clock's row lock first),
+  so the locations changed since are exactly those with newer versions;
+- the registry generation: every write of registry rows stamps them with the next one, in
+  commit order too, so the registry rows changed since are those with a newer generation.
+When the marker moved, the index reloads exactly those locations and rebuilds its arrays
+(a few milliseconds); a fresh process loads everything on its first search.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from numpy.typing import NDArray
+from sqlalchemy.orm import Session
+
+from gateway.model.vocab import LONG_TERM_VACANCY_TYPES
+from gateway.places import EARTH_RADIUS_KM, bounding_box, haversine_km
+from gateway.search.query import SearchQuery, Sort
+from gateway.store.repository import chunks
+from gateway.store.tables import (
+    Location,
+    LocationVersion,
+    RegistryGeneration,
+    RegistryLocation,
+    VacancyLine,
+    table,
+)
+
+LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
+VER, GEN = table(LocationVersion), table(RegistryGeneration)
+
+Marker = tuple[int, int]  # (newest location version id, registry generation)
+
+_MARKER = sa.select(
+    sa.select(sa.func.max(VER.c.version_id)).scalar_subquery(),
+    sa.select(GEN.c.generation).where(GEN.c.id == 1).scalar_subquery(),
+)
+_ENTRY_COLUMNS = (
+    LOC.c.cqc_location_id,
+    LOC.c.latitude,
+    LOC.c.longitude,
+    sa.func.coalesce(REG.c.nhs_region, LOC.c.nhs_region),
+    sa.func.coalesce(REG.c.local_authority, LOC.c.local_authority),
+    REG.c.icb_code,
+    REG.c.sub_icb_code,
+    sa.func.coalesce(REG.c.overall_rating, "not-rated"),
+    REG.c.brand_name,
+    REG.c.brand_id,
+    LOC.c.provider_type,
+    LOC.c.accepting_admissions,
+    LOC.c.out_of_hours_admissions,
+    LOC.c.source_updated_at,
+    LOC.c.languages,
+    LOC.c.funding_sources,
+    LOC.c.short_stay_services,
+    REG.c.specialisms,
+    REG.c.service_types,
+    REG.c.regulated_activities,
+    LOC.c.contracts_with_local_authorities,
+    LOC.c.contracts_with_sub_icbs,
+    LOC.c.notes,
+)
+_ENTRIES = (
+    sa.select(*_ENTRY_COLUMNS)
+    .select_from(LOC.outerjoin(REG, REG.c.cqc_location_id == LOC.c.cqc_location_id))
+    .where(LOC.c.active.is_(True))
+)
+_LINES = sa.select(
+    LINE.c.cqc_location_id, LINE.c.vacancy_type, LINE.c.weekly_price_from, LINE.c.admittable
+).where(LINE.c.vacancy_type.is_not(None))
+# The list-valued attributes, compared case-blind; one mask per value is cached.
+SETS = (
+    "languages",
+    "funding",
+    "short_stay_services",
+    "specialisms",
+    "service_types",
+    "regulated_activities",
+    "contract_las",
+    "contract_sub_icbs",
+)
+_LONG_TERM = [v.value for v in LONG_TERM_VACANCY_TYPES]
+# Distances within this of the radius are checked again with the scalar formula, so
+# vectorised rounding never moves a home across the edge.
+_EDGE_KM = 1e-6
+
+
+def _lower(values: Iterable[str] | None) -> frozenset[str]:
+    return frozenset(v.lower() for v in values or ())
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the search reads of one active location."""
+
+    cqc_location_id: str
+    latitude: float | None
+    longitude: float | None
+    nhs_region: str | None
+    local_authority: str | None  # lower case
+    icb: str | None
+    sub_icb: str | None
+    rating: str
+    brand_name: str | None  # lower case
+    brand_id: str | None  # lower case
+    provider_type: str
+    accepting: bool
+    out_of_hours: bool | None
+    updated: float  # the provider's last update, as a POSIX timestamp
+    sets: tuple[frozenset[str], ...]  # in the order of SETS, lower case
+    notes: str  # lower case
+    lines: tuple[tuple[str, float | None, int], ...]  # (vacancy type, weekly price, admittable)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], lines: list[tuple[str, float | None, int]]) -> Entry:
+        cqc_id, lat, lon, region, la, icb, sub_icb, rating, brand, brand_id = row[:10]
+        ptype, accepting, ooh, updated = row[10:14]
+        return cls(
+            cqc_id,
+            lat,
+            lon,
+            region,
+            la.lower() if la else None,
+            icb,
+            sub_icb,
+            rating,
+            brand.lower() if brand else None,
+            brand_id.lower() if brand_id else None,
+            ptype,
+            bool(accepting),
+            ooh,
+            updated.timestamp(),
+            tuple(_lower(values) for values in row[14:22]),
+            (row[22] or "").lower(),
+            tuple(sorted(lines, key=lambda line: line[0])),
+        )
+
+
+def _codes(values: Sequence[str | None]) -> tuple[NDArray[np.int32], dict[str | None, int]]:
+    vocabulary: dict[str | None, int] = {}
+    codes = np.fromiter((vocabulary.setdefault(v, len(vocabulary)) for v in values), np.int32, len(values))
+    return codes, vocabulary
+
+
+class Snapshot:
+    """The index at one marker: immutable once built, shared by concurrent searches."""
+
+    def __init__(self, marker: Marker, entries: dict[str, Entry]) -> None:
+        self.marker = marker
+        self.entries = entries
+        # Position in the arrays is rank by CQC location ID: the tie-break of every sort.
+        ordered = [entries[key] for key in sorted(entries)]
+        self.ids = [e.cqc_location_id for e in ordered]
+        self.size = n = len(ordered)
+        self.ordered = ordered
+        lat = np.array([math.nan if e.latitude is None else e.latitude for e in ordered], dtype=np.float64)
+        lon = np.array([math.nan if e.longitude is None else e.longitude for e in ordered], dtype=np.float64)
+        self.lat, self.lon = lat, lon
+        self.has_point = ~np.isnan(lat) & ~np.isnan(lon)
+        self.lat_r, self.lon_r = np.radians(lat), np.radians(lon)
+        self.categories = {
+            name: _codes([getattr(e, name) for e in ordered])
+            for name in (
+                "nhs_region",
+                "local_authority",
+                "icb",
+                "sub_icb",
+                "rating",
+                "brand_name",
+                "brand_id",
+            )
+        }
+        self.categories["provider_type"] = _codes([e.provider_type for e in ordered])
+        self.accepting = np.fromiter((e.accepting for e in ordered), np.bool_, n)
+        self.out_of_hours = np.fromiter(
+            (-1 if e.out_of_hours is None else int(e.out_of_hours) for e in ordered), np.int8, n
+        )
+        self.updated = np.fromiter((e.updated for e in ordered), np.float64, n)
+        where = [(i, line) for i, e in enumerate(ordered) for line in e.lines]
+        self.line_location = np.fromiter((i for i, _ in where), np.int32, len(where))
+        self.line_type, self.line_types = _codes([line[0] for _, line in where])
+        self.line_price = np.array(
+            [math.nan if ln[1] is None else ln[1] for _, ln in where], dtype=np.float64
+        )
+        self.line_admittable = np.fromiter((ln[2] for _, ln in where), np.int64, len(where))
+        self._masks: dict[tuple[int, str], NDArray[np.bool_]] = {}
+
+    # --- masks ---------------------------------------------------------------------------
+
+    def _category(self, name: str, wanted: Iterable[str | None]) -> NDArray[np.bool_]:
+        codes, vocabulary = self.categories[name]
+        found = [vocabulary[w] for w in wanted if w in vocabulary]
+        return np.isin(codes, np.array(found, dtype=np.int32)) if found else np.zeros(self.size, np.bool_)
+
+    def _has(self, attribute: int, value: str) -> NDArray[np.bool_]:
+        """Locations whose ``SETS[attribute]`` holds ``value`` (lower case); cached."""
+        key = (attribute, value)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = np.fromiter((value in e.sets[attribute] for e in self.ordered), np.bool_, self.size)
+            self._masks[key] = mask
+        return mask
+
+    def _any_of(self, attribute: int, wanted: list[str]) -> NDArray[np.bool_]:
+        mask = np.zeros(self.size, np.bool_)
+        for value in {w.lower() for w in wanted}:
+            mask |= self._has(attribute, value)
+        return mask
+
+    def _lines(self, q: SearchQuery) -> NDArray[np.bool_] | None:
+        """The vacancy lines that meet the query's line filters (None: it has none)."""
+        types = q.vacancy_types or (_LONG_TERM if q.stay is not None else [])
+        if not types and q.max_weekly_price is None and not q.accepting_today:
+            return None
+        mask = np.ones(len(self.line_location), np.bool_)
+        if types:
+            found = [self.line_types[t] for t in types if t in self.line_types]
+            mask &= np.isin(self.line_type, np.array(found, dtype=np.int32))
+        if q.max_weekly_price is not None:
+            mask &= self.line_price <= q.max_weekly_price  # NaN (no price) compares False
+        if q.accepting_today:
+            mask &= self.line_admittable > 0
+        return mask
+
+    def distances(self, point: tuple[float, float], rows: NDArray[np.intp]) -> NDArray[np.float64]:
+        """Great-circle distances (km) from ``point`` to the locations at ``rows``
+        (NaN where a location has no known place)."""
+        p1, l1 = math.radians(point[0]), math.radians(point[1])
+        p2, l2 = self.lat_r[rows], self.lon_r[rows]
+        a = np.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * np.cos(p2) * np.sin((l2 - l1) / 2) ** 2
+        return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(1.0, a)))
+
+    # --- the search ----------------------------------------------------------------------
+
+    def find(
+        self, q: SearchQuery, point: tuple[float, float] | None, now: datetime
+    ) -> tuple[list[str], list[float | None]]:
+        """The ids of every location that matches ``q``, in the order asked, with their
+        distances from ``point`` (None where there is no point or no known place)."""
+        mask = np.ones(self.size, np.bool_)
+        if point is not None and q.radius_km is not None:
+            south, north, west, east = bounding_box(point[0], point[1], q.radius_km)
+            mask &= self.has_point & (self.lat >= south) & (self.lat <= north)
+            mask &= (self.lon >= west) & (self.lon <= east)
+        for name, wanted in (
+            ("nhs_region", q.regions),
+            ("local_authority", [a.lower() for a in q.local_authorities]),
+            ("icb", q.icbs),
+            ("sub_icb", q.sub_icbs),
+            ("rating", q.ratings),
+            ("provider_type", q.provider_types),
+        ):
+            if wanted:
+                mask &= self._category(name, wanted)
+        if q.brands:
+            brands = [b.lower() for b in q.brands]
+            mask &= self._category("brand_name", brands) | self._category("brand_id", brands)
+        if q.accepting_today is not None:
+            mask &= self.accepting == q.accepting_today
+        if q.out_of_hours is not None:
+            mask &= self.out_of_hours == int(q.out_of_hours)
+        if q.updated_within is not None:
+            mask &= self.updated >= (now - q.updated_within).timestamp()
+        lines = self._lines(q)
+        if lines is not None:
+            has_line = np.zeros(self.size, np.bool_)
+            has_line[self.line_location[lines]] = True
+            mask &= has_line
+        self._sets(q, mask)
+        rows = np.flatnonzero(mask)
+        if q.notes:
+            keywords = [k.lower() for k in q.notes]
+            rows = rows[[all(k in self.ordered[i].notes for k in keywords) for i in rows]]
+        distance = None
+        if point is not None:
+            distance = self.distances(point, rows)
+            if q.radius_km is not None:
+                keep = distance <= q.radius_km + _EDGE_KM
+                rows, distance = rows[keep], distance[keep]
+                distance = self._exact_edge(point, rows, distance, q.radius_km)
+                keep = ~np.isnan(distance)
+                rows, distance = rows[keep], distance[keep]
+        order = self._order(q, rows, distance)
+        rows = rows[order]
+        ids = [self.ids[i] for i in rows]
+        if distance is None:
+            return ids, [None] * len(ids)
+        return ids, [None if math.isnan(d) else float(d) for d in distance[order]]
+
+    def _sets(self, q: SearchQuery, mask: NDArray[np.bool_]) -> None:
+        """Narrow ``mask`` by the list-valued filters."""
+        for value in {w.lower() for w in q.languages}:  # every language asked
+            mask &= self._has(0, value)
+        for attribute, wanted in (
+            (1, q.funding),
+            (2, q.short_stay_services),
+            (3, q.specialisms),
+            (4, q.service_types),
+            (5, q.regulated_activities),
+            (6, q.contract_las),
+            (7, q.contract_sub_icbs),
+        ):
+            if wanted:
+                mask &= self._any_of(attribute, wanted)
+        if q.stay == "short-stay" and not q.short_stay_services:
+            mask &= np.fromiter((bool(e.sets[2]) for e in self.ordered), np.bool_, self.size)
+
+    def _exact_edge(
+        self, point: tuple[float, float], rows: NDArray[np.intp], distance: NDArray[np.float64], radius: float
+    ) -> NDArray[np.float64]:
+        """Distances at the radius's edge, again with the scalar formula; NaN beyond it."""
+        near = np.flatnonzero(np.abs(distance - radius) <= _EDGE_KM)
+        for k in near:
+            i = rows[k]
+            exact = haversine_km(point[0], point[1], float(self.lat[i]), float(self.lon[i]))
+            distance[k] = exact if exact <= radius else math.nan
+        return distance
+
+    def _order(
+        self, q: SearchQuery, rows: NDArray[np.intp], distance: NDArray[np.float64] | None
+    ) -> NDArray[np.intp]:
+        if q.sort is Sort.FRESHNESS:
+            return np.lexsort((rows, -self.updated[rows]))
+        if q.sort in (Sort.ADMITTABLE, Sort.PRICE):
+            lines = self._lines(q)
+            picked = np.ones(len(self.line_location), np.bool_) if lines is None else lines
+            if q.sort is Sort.ADMITTABLE:
+                total = np.bincount(
+                    self.line_location[picked], weights=self.line_admittable[picked], minlength=self.size
+                )
+                return np.lexsort((rows, -total[rows]))
+            priced = picked & (self.line_price > 0)  # a missing or zero price does not count
+            cheapest = np.full(self.size, np.inf)
+            np.minimum.at(cheapest, self.line_location[priced], self.line_price[priced])
+            return np.lexsort((rows, cheapest[rows]))
+        if distance is None:
+            return np.arange(len(rows))
+        return np.lexsort((rows, np.where(np.isnan(distance), np.inf, distance)))
+
+
+def read_marker(session: Session) -> Marker:
+    newest, generation = session.execute(_MARKER).one()
+    return int(newest or 0), int(generation or 0)
+
+
+def _load(session: Session, ids: Sequence[str] | None) -> dict[str, Entry]:
+    """The entries of the active locations among ``ids`` (all of them when None)."""
+    if ids is None:
+        location_rows = list(session.execute(_ENTRIES))
+        line_rows: Iterable[Sequence[Any]] = session.execute(_LINES)
+    else:
+        location_rows, line_rows = [], []
+        for chunk in chunks(sorted(set(ids))):
+            location_rows += session.execute(_ENTRIES.where(LOC.c.cqc_location_id.in_(chunk)))
+            line_rows = [*line_rows, *session.execute(_LINES.where(LINE.c.cqc_location_id.in_(chunk)))]
+    lines: dict[str, list[tuple[str, float | None, int]]] = {}
+    for cqc_id, vacancy_type, price, admittable in line_rows:
+        lines.setdefault(cqc_id, []).append((vacancy_type, price, admittable))
+    return {row[0]: Entry.from_row(row, lines.get(row[0], [])) for row in location_rows}
+
+
+def _changed(session: Session, since: Marker) -> set[str]:
+    """The locations whose view or registry row changed after ``since``."""
+    versions = sa.select(VER.c.cqc_location_id).where(VER.c.version_id > since[0])
+    registry = sa.select(REG.c.cqc_location_id).where(REG.c.generation > since[1])
+    return set(session.scalars(versions)) | set(session.scalars(registry))
+
+
+class SearchIndex:
+    """One process's index of one database; ``current`` brings it up to date."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+
+    def current(self, session: Session) -> Snapshot:
+        """The index as of now (read in ``session``), refreshed first if the view moved."""
+        marker = read_marker(session)
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.marker == marker:
+            return snapshot
+        with self._lock:
+            snapshot = self._snapshot
+            if snapshot is None or marker[0] < snapshot.marker[0] or marker[1] < snapshot.marker[1]:
+                # New, or the history went back (pruned): what changed cannot be told.
+                # Whatever commits after the marker was read moves it again.
+                snapshot = Snapshot(marker, _load(session, None))
+            elif snapshot.marker != marker:
+                changed = _changed(session, snapshot.marker)
+                entries = {k: v for k, v in snapshot.entries.items() if k not in changed}
+                entries.update(_load(session, list(changed)))
+                snapshot = Snapshot(marker, entries)
+            self._snapshot = snapshot
+        return snapshot
+
+
+_indexes: weakref.WeakKeyDictionary[sa.Engine, SearchIndex] = weakref.WeakKeyDictionary()
+_indexes_lock = threading.Lock()
+
+
+def index_for(session: Session) -> SearchIndex:
+    """The search index of the database ``session`` reads (one per engine)."""
+    engine = session.get_bind()
+    assert isinstance(engine, sa.Engine)
+    with _indexes_lock:
+        index = _indexes.get(engine)
+        if index is None:
+            index = _indexes[engine] = SearchIndex()
+        return index
