@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,3 +90,34 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     if token is None or token.revoked_at is not None:
         raise NotAuthenticated("unknown or revoked token")
     return Principal(token.id, token.name, frozenset(token.scopes), frozenset(token.regions))
+
+
+class PrincipalCache:
+    """Principals already authenticated by this process, trusted for ``ttl_s`` seconds (a
+    token revoked meanwhile stops working within that time). Keyed by the token's digest;
+    unknown tokens are never cached."""
+
+    def __init__(self, ttl_s: float, max_size: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_size = max_size
+        self._lock = threading.Lock()
+        self._found: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, authorization: str | None) -> Principal | None:
+        if self.ttl_s <= 0 or not authorization:
+            return None
+        hit = self._found.get(digest(authorization))
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, authorization: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._found) >= self.max_size:
+                now = time.monotonic()
+                self._found = {k: v for k, v in self._found.items() if v[0] >= now}
+                if len(self._found) >= self.max_size:
+                    self._found.clear()
+            self._found[digest(authorization)] = (time.monotonic() + self.ttl_s, principal)

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         description="How long a process's hold on a source's sync lasts unless renewed (it renews "
         "every third of it while the run lasts)",
     )
+    auth_cache_s: float = Field(
+        default=5.0,
+        description="How long a gateway process goes on trusting a bearer token it has checked "
+        "without reading it again (a revoked token stops working within this; 0: read it every time)",
+    )
     source_failing_after: int = Field(
         default=3, description="Failed runs in a row after which a source shows 'failing'"
     )

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 
 from gateway.api import problems
 from gateway.api.routes import fhir, fhir_export, fhir_transaction, native, reconciliation, search, sources
+from gateway.auth import PrincipalCache
 from gateway.ingest.submissions import SCHEMA_NAME
 from gateway.schemas import load_schema
 from gateway.settings import Settings, get_settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.principals = PrincipalCache(settings.auth_cache_s)
     problems.install(app)
     app.include_router(native.router)
     app.include_router(sources.router)

@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
-from gateway.auth import Principal, Scope, authenticate
+from gateway.auth import Principal, PrincipalCache, Scope, authenticate
 from gateway.settings import Settings
 
 # Dependencies that do no I/O are ``async``: FastAPI runs sync ones in its thread pool,
@@ -33,12 +34,23 @@ def get_session(
         yield session
 
 
-def get_principal(
+def _authenticate(factory: sessionmaker[Session], authorization: str | None) -> Principal:
+    with factory() as session:
+        return authenticate(session, authorization)
+
+
+async def get_principal(
+    request: Request,
     factory: Annotated[sessionmaker[Session], Depends(get_factory)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    with factory() as session:
-        return authenticate(session, authorization)
+    """The caller, from this process's short-lived cache or else read from the database."""
+    cache: PrincipalCache = request.app.state.principals
+    principal = cache.get(authorization)
+    if principal is None:
+        principal = await run_in_threadpool(_authenticate, factory, authorization)
+        cache.put(authorization or "", principal)
+    return principal
 
 
 def require(scope: Scope):  # type: ignore[no-untyped-def]
