@@ -22,9 +22,11 @@ import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
@@ -66,14 +68,20 @@ _ENTRY_COLUMNS = (
     LOC.c.accepting_admissions,
     LOC.c.out_of_hours_admissions,
     LOC.c.source_updated_at,
-    LOC.c.languages,
-    LOC.c.funding_sources,
-    LOC.c.short_stay_services,
-    REG.c.specialisms,
-    REG.c.service_types,
-    REG.c.regulated_activities,
-    LOC.c.contracts_with_local_authorities,
-    LOC.c.contracts_with_sub_icbs,
+    # The list-valued columns as their JSON text: few distinct values, each parsed once.
+    *(
+        sa.cast(column, sa.Text)
+        for column in (
+            LOC.c.languages,
+            LOC.c.funding_sources,
+            LOC.c.short_stay_services,
+            REG.c.specialisms,
+            REG.c.service_types,
+            REG.c.regulated_activities,
+            LOC.c.contracts_with_local_authorities,
+            LOC.c.contracts_with_sub_icbs,
+        )
+    ),
     LOC.c.notes,
 )
 _ENTRIES = (
@@ -101,8 +109,10 @@ _LONG_TERM = [v.value for v in LONG_TERM_VACANCY_TYPES]
 _EDGE_KM = 1e-6
 
 
-def _lower(values: Iterable[str] | None) -> frozenset[str]:
-    return frozenset(v.lower() for v in values or ())
+@lru_cache(maxsize=65536)
+def _lower(text: str | None) -> frozenset[str]:
+    """A JSON list of strings (or NULL) as a set of lower-case strings."""
+    return frozenset(v.lower() for v in orjson.loads(text)) if text else frozenset()
 
 
 @dataclass(frozen=True, slots=True)
