@@ -70,14 +70,24 @@ def _rows_by_ids(
     unique = sorted(set(ids))
     if not unique:
         return
-    if session.get_bind().dialect.name == "sqlite":
-        listed = sa.func.json_each(sa.bindparam("ids")).table_valued("value")
-        query = sa.select(*columns).where(key.in_(sa.select(listed.c.value)))
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    query = _by_ids_statement(tuple(columns), key, sqlite)
+    if sqlite:
         yield from session.execute(query, {"ids": orjson.dumps(unique).decode()})
         return
-    query = sa.select(*columns).where(key.in_(sa.bindparam("ids", expanding=True)))
     for chunk in chunks(unique):
         yield from session.execute(query, {"ids": list(chunk)})
+
+
+@lru_cache(maxsize=64)
+def _by_ids_statement(
+    columns: tuple[sa.ColumnElement[Any], ...], key: sa.ColumnElement[str], sqlite: bool
+) -> sa.Select[Any]:
+    # Built once: building a statement (and its cache key) costs more than running it.
+    if sqlite:
+        listed = sa.func.json_each(sa.bindparam("ids")).table_valued("value")
+        return sa.select(*columns).where(key.in_(sa.select(listed.c.value)))
+    return sa.select(*columns).where(key.in_(sa.bindparam("ids", expanding=True)))
 
 
 def held_locations(session: Session, ids: Sequence[str]) -> dict[str, HeldLocation]:
