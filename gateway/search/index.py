@@ -1,7 +1,7 @@
-"""The vacancy search's index: each gateway process keeps, in memory, what the search's
-filters and sorts read of every active location, as columns (numpy arrays) it can filter
-all at once. A search narrows and orders location ids here; the page shown is then read
-from the database.
+"""The vacancy search's index: each gateway process keeps, in memory, every active
+location with what the search's filters and sorts read of it, as columns (numpy arrays)
+it can filter all at once, and its result as shown. A search is answered from one
+snapshot, so a page is consistent with its total.
 
 The index follows the database, so several stateless processes can each keep their own.
 Before every search it reads one marker of the view's state (one cheap query):
@@ -19,33 +19,28 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import orjson
 import sqlalchemy as sa
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from gateway.model.vocab import LONG_TERM_VACANCY_TYPES
 from gateway.places import EARTH_RADIUS_KM, bounding_box, haversine_km
+from gateway.search.entries import Entry, load
 from gateway.search.query import SearchQuery, Sort
-from gateway.store.repository import chunks
 from gateway.store.tables import (
-    Location,
     LocationVersion,
     RegistryGeneration,
     RegistryLocation,
-    VacancyLine,
     table,
 )
 
-LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
 VER, GEN = table(LocationVersion), table(RegistryGeneration)
+REG = table(RegistryLocation)
 
 Marker = tuple[int, int]  # (newest location version id, registry generation)
 
@@ -53,113 +48,10 @@ _MARKER = sa.select(
     sa.select(sa.func.max(VER.c.version_id)).scalar_subquery(),
     sa.select(GEN.c.generation).where(GEN.c.id == 1).scalar_subquery(),
 )
-_ENTRY_COLUMNS = (
-    LOC.c.cqc_location_id,
-    LOC.c.latitude,
-    LOC.c.longitude,
-    sa.func.coalesce(REG.c.nhs_region, LOC.c.nhs_region),
-    sa.func.coalesce(REG.c.local_authority, LOC.c.local_authority),
-    REG.c.icb_code,
-    REG.c.sub_icb_code,
-    sa.func.coalesce(REG.c.overall_rating, "not-rated"),
-    REG.c.brand_name,
-    REG.c.brand_id,
-    LOC.c.provider_type,
-    LOC.c.accepting_admissions,
-    LOC.c.out_of_hours_admissions,
-    LOC.c.source_updated_at,
-    # The list-valued columns as their JSON text: few distinct values, each parsed once.
-    *(
-        sa.cast(column, sa.Text)
-        for column in (
-            LOC.c.languages,
-            LOC.c.funding_sources,
-            LOC.c.short_stay_services,
-            REG.c.specialisms,
-            REG.c.service_types,
-            REG.c.regulated_activities,
-            LOC.c.contracts_with_local_authorities,
-            LOC.c.contracts_with_sub_icbs,
-        )
-    ),
-    LOC.c.notes,
-)
-_ENTRIES = (
-    sa.select(*_ENTRY_COLUMNS)
-    .select_from(LOC.outerjoin(REG, REG.c.cqc_location_id == LOC.c.cqc_location_id))
-    .where(LOC.c.active.is_(True))
-)
-_LINES = sa.select(
-    LINE.c.cqc_location_id, LINE.c.vacancy_type, LINE.c.weekly_price_from, LINE.c.admittable
-).where(LINE.c.vacancy_type.is_not(None))
-# The list-valued attributes, compared case-blind; one mask per value is cached.
-SETS = (
-    "languages",
-    "funding",
-    "short_stay_services",
-    "specialisms",
-    "service_types",
-    "regulated_activities",
-    "contract_las",
-    "contract_sub_icbs",
-)
 _LONG_TERM = [v.value for v in LONG_TERM_VACANCY_TYPES]
 # Distances within this of the radius are checked again with the scalar formula, so
 # vectorised rounding never moves a home across the edge.
 _EDGE_KM = 1e-6
-
-
-@lru_cache(maxsize=65536)
-def _lower(text: str | None) -> frozenset[str]:
-    """A JSON list of strings (or NULL) as a set of lower-case strings."""
-    return frozenset(v.lower() for v in orjson.loads(text)) if text else frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What the search reads of one active location."""
-
-    cqc_location_id: str
-    latitude: float | None
-    longitude: float | None
-    nhs_region: str | None
-    local_authority: str | None  # lower case
-    icb: str | None
-    sub_icb: str | None
-    rating: str
-    brand_name: str | None  # lower case
-    brand_id: str | None  # lower case
-    provider_type: str
-    accepting: bool
-    out_of_hours: bool | None
-    updated: float  # the provider's last update, as a POSIX timestamp
-    sets: tuple[frozenset[str], ...]  # in the order of SETS, lower case
-    notes: str  # lower case
-    lines: tuple[tuple[str, float | None, int], ...]  # (vacancy type, weekly price, admittable)
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any], lines: list[tuple[str, float | None, int]]) -> Entry:
-        cqc_id, lat, lon, region, la, icb, sub_icb, rating, brand, brand_id = row[:10]
-        ptype, accepting, ooh, updated = row[10:14]
-        return cls(
-            cqc_id,
-            lat,
-            lon,
-            region,
-            la.lower() if la else None,
-            icb,
-            sub_icb,
-            rating,
-            brand.lower() if brand else None,
-            brand_id.lower() if brand_id else None,
-            ptype,
-            bool(accepting),
-            ooh,
-            updated.timestamp(),
-            tuple(_lower(values) for values in row[14:22]),
-            (row[22] or "").lower(),
-            tuple(sorted(lines, key=lambda line: line[0])),
-        )
 
 
 def _codes(values: Sequence[str | None]) -> tuple[NDArray[np.int32], dict[str | None, int]]:
@@ -203,12 +95,14 @@ class Snapshot:
         )
         self.updated = np.fromiter((e.updated for e in ordered), np.float64, n)
         where = [(i, line) for i, e in enumerate(ordered) for line in e.lines]
+        # Entry i's lines are at line_start[i]:line_start[i + 1] of the line arrays.
+        self.line_start = np.concatenate(([0], np.cumsum([len(e.lines) for e in ordered]))).astype(np.int64)
         self.line_location = np.fromiter((i for i, _ in where), np.int32, len(where))
-        self.line_type, self.line_types = _codes([line[0] for _, line in where])
+        self.line_type, self.line_types = _codes([line.vacancy_type for _, line in where])
         self.line_price = np.array(
-            [math.nan if ln[1] is None else ln[1] for _, ln in where], dtype=np.float64
+            [math.nan if line.price is None else line.price for _, line in where], dtype=np.float64
         )
-        self.line_admittable = np.fromiter((ln[2] for _, ln in where), np.int64, len(where))
+        self.line_admittable = np.fromiter((line.admittable for _, line in where), np.int64, len(where))
         self._masks: dict[tuple[int, str], NDArray[np.bool_]] = {}
 
     # --- masks ---------------------------------------------------------------------------
@@ -260,9 +154,9 @@ class Snapshot:
 
     def find(
         self, q: SearchQuery, point: tuple[float, float] | None, now: datetime
-    ) -> tuple[list[str], list[float | None]]:
-        """The ids of every location that matches ``q``, in the order asked, with their
-        distances from ``point`` (None where there is no point or no known place)."""
+    ) -> list[tuple[int, float | None]]:
+        """Every location that matches ``q`` (its position in the snapshot), in the order
+        asked, with its distance from ``point`` (None: no point, or no known place)."""
         mask = np.ones(self.size, np.bool_)
         if point is not None and q.radius_km is not None:
             south, north, west, east = bounding_box(point[0], point[1], q.radius_km)
@@ -308,10 +202,27 @@ class Snapshot:
                 rows, distance = rows[keep], distance[keep]
         order = self._order(q, rows, distance)
         rows = rows[order]
-        ids = [self.ids[i] for i in rows]
         if distance is None:
-            return ids, [None] * len(ids)
-        return ids, [None if math.isnan(d) else float(d) for d in distance[order]]
+            return [(i, None) for i in rows.tolist()]
+        shown = [None if math.isnan(d) else d for d in distance[order].tolist()]
+        return list(zip(rows.tolist(), shown, strict=True))
+
+    def results(self, q: SearchQuery, found: Iterable[tuple[int, float | None]]) -> Iterator[dict[str, Any]]:
+        """Found locations as shown, each with its vacancy lines that meet the query's
+        line filters."""
+        lines = self._lines(q)
+        for i, distance in found:
+            entry = self.ordered[i]
+            if lines is None:
+                vacancies = [line.shown for line in entry.lines]
+            else:
+                start = int(self.line_start[i])
+                vacancies = [line.shown for k, line in enumerate(entry.lines) if lines[start + k]]
+            yield {
+                **entry.shown,
+                "distance_km": None if distance is None else round(distance, 2),
+                "vacancies": vacancies,
+            }
 
     def _sets(self, q: SearchQuery, mask: NDArray[np.bool_]) -> None:
         """Narrow ``mask`` by the list-valued filters."""
@@ -369,22 +280,6 @@ def read_marker(session: Session) -> Marker:
     return int(newest or 0), int(generation or 0)
 
 
-def _load(session: Session, ids: Sequence[str] | None) -> dict[str, Entry]:
-    """The entries of the active locations among ``ids`` (all of them when None)."""
-    if ids is None:
-        location_rows = list(session.execute(_ENTRIES))
-        line_rows: Iterable[Sequence[Any]] = session.execute(_LINES)
-    else:
-        location_rows, line_rows = [], []
-        for chunk in chunks(sorted(set(ids))):
-            location_rows += session.execute(_ENTRIES.where(LOC.c.cqc_location_id.in_(chunk)))
-            line_rows = [*line_rows, *session.execute(_LINES.where(LINE.c.cqc_location_id.in_(chunk)))]
-    lines: dict[str, list[tuple[str, float | None, int]]] = {}
-    for cqc_id, vacancy_type, price, admittable in line_rows:
-        lines.setdefault(cqc_id, []).append((vacancy_type, price, admittable))
-    return {row[0]: Entry.from_row(row, lines.get(row[0], [])) for row in location_rows}
-
-
 def _changed(session: Session, since: Marker) -> set[str]:
     """The locations whose view or registry row changed after ``since``."""
     versions = sa.select(VER.c.cqc_location_id).where(VER.c.version_id > since[0])
@@ -410,11 +305,11 @@ class SearchIndex:
             if snapshot is None or marker[0] < snapshot.marker[0] or marker[1] < snapshot.marker[1]:
                 # New, or the history went back (pruned): what changed cannot be told.
                 # Whatever commits after the marker was read moves it again.
-                snapshot = Snapshot(marker, _load(session, None))
+                snapshot = Snapshot(marker, load(session, None))
             elif snapshot.marker != marker:
                 changed = _changed(session, snapshot.marker)
                 entries = {k: v for k, v in snapshot.entries.items() if k not in changed}
-                entries.update(_load(session, list(changed)))
+                entries.update(load(session, changed))
                 snapshot = Snapshot(marker, entries)
             self._snapshot = snapshot
         return snapshot
