@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any
 
 import orjson
 from sqlalchemy.orm import Session
 
 from gateway.model.capacity import LocationUpdate
-from gateway.places import district_centroid, district_of, load_districts
+from gateway.places import District, district_of, load_districts
 from gateway.schemas import Problem
 from gateway.store import repository
 from gateway.store.repository import HeldLocation
@@ -65,58 +66,70 @@ def content_hash(record: dict[str, Any]) -> str:
 
 
 def _rows(
-    update: LocationUpdate, record: dict[str, Any], source: str, received_at: datetime, digest: str
+    update: LocationUpdate,
+    record: dict[str, Any],
+    source: str,
+    received_at: datetime,
+    digest: str,
+    district: District | None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """The location and vacancy-line rows of an accepted update (``record`` is its JSON dump)."""
+    """The location and vacancy-line rows of an accepted update (``record`` is its JSON
+    dump, ``district`` its postcode's district when known)."""
     cqc_id = update.cqc_location_id
     lines: list[dict[str, Any]] = []
     flags: set[str] = set()
     for line, line_record in zip(update.vacancies, record["vacancies"], strict=True):
-        line_flags = [f.value for f in line.quality_flags()]
+        line_flags = [f._value_ for f in line.quality_flags()]  # ``.value`` is a slow descriptor
         flags.update(line_flags)
-        lines.append(
-            {
-                **line_record,
-                "cqc_location_id": cqc_id,
-                "line_key": line.line_key,
-                "consistent": line.is_consistent,
-                "quality_flags": line_flags,
-            }
-        )
+        row = line_record.copy()  # the record itself is stored as it is
+        row["cqc_location_id"] = cqc_id
+        row["line_key"] = line.line_key
+        row["consistent"] = line.is_consistent
+        row["quality_flags"] = line_flags
+        lines.append(row)
     address, provider = record["address"], record["provider"]
-    point = district_centroid(address["postcode"])
-    location = {
-        **{key: value for key, value in record.items() if key not in _NESTED},
-        "cqc_provider_id": provider["cqc_provider_id"],
-        "provider_name": provider["name"],
-        "address_line1": address["line1"],
-        "address_line2": address["line2"],
-        "town": address["town"],
-        "county": address["county"],
-        "postcode": address["postcode"],
-        "latitude": point[0] if point else None,
-        "longitude": point[1] if point else None,
-        "entered_capacity": update.entered_capacity,
-        "quality_flags": sorted(flags),
-        "source": source,
-        "source_updated_at": update.updated_at,
-        "received_at": received_at,
-        "content_hash": digest,
-    }
-    return location, lines, sorted(flags)
+    sorted_flags = sorted(flags)
+    location = dict(zip(_COLUMNS, _columns_of(record), strict=True))
+    location.update(
+        cqc_provider_id=provider["cqc_provider_id"],
+        provider_name=provider["name"],
+        address_line1=address["line1"],
+        address_line2=address["line2"],
+        town=address["town"],
+        county=address["county"],
+        postcode=address["postcode"],
+        latitude=district.latitude if district else None,
+        longitude=district.longitude if district else None,
+        entered_capacity=update.entered_capacity,
+        quality_flags=sorted_flags,
+        source=source,
+        source_updated_at=update.updated_at,
+        received_at=received_at,
+        content_hash=digest,
+    )
+    return location, lines, sorted_flags
 
 
-# Parts of a record that are not columns of ``location`` as they stand.
+# Parts of a record that are not columns of ``location`` as they stand; the rest are.
 _NESTED = frozenset({"address", "provider", "vacancies", "updated_at"})
+_COLUMNS = tuple(name for name in LocationUpdate.model_fields if name not in _NESTED)
+_columns_of = itemgetter(*_COLUMNS)
 
 
 def resolve_region(update: LocationUpdate, held: HeldLocation | None) -> str | None:
     """Where a location is: as already held, else by its postcode's district, else as the
     source declares. A reporter's own region never moves a location (London's tracker
     also reports homes just over its border)."""
+    return _region(update, held, _district(update))
+
+
+def _district(update: LocationUpdate) -> District | None:
+    return load_districts().get(district_of(update.address.postcode) or "")
+
+
+def _region(update: LocationUpdate, held: HeldLocation | None, district: District | None) -> str | None:
     if held is not None and held.nhs_region:
         return held.nhs_region
-    district = load_districts().get(district_of(update.address.postcode) or "")
     if district is not None:
         return district.nhs_region.value
     return update.nhs_region.value if update.nhs_region else None
@@ -155,8 +168,9 @@ def apply_updates(
         elif current is not None and current.content_hash == digest:
             result.status = RecordStatus.UNCHANGED
         else:
-            location, lines, flags = _rows(update, record, source, received_at, digest)
-            location["nhs_region"] = resolve_region(update, current)
+            district = _district(update)
+            location, lines, flags = _rows(update, record, source, received_at, digest, district)
+            location["nhs_region"] = _region(update, current, district)
             result.quality_flags = flags
             winners[update.cqc_location_id] = (location, lines)
             versions.append(
