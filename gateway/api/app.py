@@ -3,6 +3,8 @@ lifespan, so several stateless gateway processes can run side by side."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,15 +12,28 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.api import problems
 from gateway.api.routes import fhir, fhir_export, fhir_transaction, native, reconciliation, search, sources
 from gateway.auth import PrincipalCache
 from gateway.ingest.submissions import SCHEMA_NAME
 from gateway.schemas import load_schema
+from gateway.search.index import index_for
 from gateway.settings import Settings, get_settings
 from gateway.store.db import create_engine, session_factory
 from gateway.sync.scheduler import SourceScheduler
+
+log = logging.getLogger(__name__)
+
+
+def warm_index(factory: sessionmaker[Session]) -> None:
+    """Build this process's search index (a failure is logged; the first search retries)."""
+    try:
+        with factory() as session:
+            index_for(session).current(session)
+    except Exception as error:  # noqa: BLE001 - logged by type only, never its text
+        log.warning("search index not built at start: %s", type(error).__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,9 +50,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.scheduler = scheduler
         if settings.scheduler_enabled:
             scheduler.start()
+        # The search index is built in the background, so the first search does not wait.
+        warming = threading.Thread(target=warm_index, args=(app.state.session_factory,), daemon=True)
+        warming.start()
         try:
             yield
         finally:
+            warming.join(timeout=30)
             scheduler.shutdown()
             await app.state.http.aclose()
             engine.dispose()

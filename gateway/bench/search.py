@@ -31,6 +31,7 @@ from gateway.bench.london import _free_port, _process
 from gateway.demo_loading import ensure_demo_data, load_national_demo
 from gateway.places import bounding_box
 from gateway.search import exports
+from gateway.search.index import index_for
 from gateway.search.query import SearchQuery
 from gateway.search.service import resolve_point, search
 from gateway.store.db import create_engine, session_factory, transaction, upgrade
@@ -159,7 +160,8 @@ def bench_search() -> dict[str, Any]:
             )
         queries = _queries(postcodes)
         with factory() as session:
-            points = [resolve_point(session, q["postcode"])[:2] for q in queries]
+            snapshot = index_for(session).current(session)
+            points = [resolve_point(snapshot, q["postcode"])[:2] for q in queries]
             for q in queries[:10]:
                 search(session, _to_query(q))  # warm caches
             in_process = []

@@ -76,6 +76,13 @@ _ROWS = (
     .select_from(LOC.outerjoin(REG, REG.c.cqc_location_id == LOC.c.cqc_location_id))
     .where(LOC.c.active.is_(True))
 )
+# A searched postcode's exact point: where the registry places a location with that
+# postcode (the first by CQC location ID when several).
+_POINTS = (
+    sa.select(REG.c.postcode, REG.c.latitude, REG.c.longitude)
+    .where(REG.c.postcode.is_not(None), REG.c.latitude.is_not(None), REG.c.longitude.is_not(None))
+    .order_by(REG.c.cqc_location_id)
+)
 _LINES = (
     sa.select(
         LINE.c.cqc_location_id,
@@ -231,3 +238,11 @@ def load(session: Session, ids: Iterable[str] | None) -> dict[str, Entry]:
     for row in line_rows:
         lines.setdefault(row[0], []).append(_line(row))
     return {row[0]: _entry(row, lines.get(row[0], [])) for row in rows}
+
+
+def load_points(session: Session) -> dict[str, tuple[float, float]]:
+    """Every postcode the registry knows a point for, with that point."""
+    points: dict[str, tuple[float, float]] = {}
+    for postcode, lat, lon in session.execute(_POINTS):
+        points.setdefault(postcode, (float(lat), float(lon)))
+    return points

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from gateway.model.vocab import LONG_TERM_VACANCY_TYPES
 from gateway.places import EARTH_RADIUS_KM, bounding_box, haversine_km
-from gateway.search.entries import Entry, load
+from gateway.search.entries import Entry, load, load_points
 from gateway.search.query import SearchQuery, Sort
 from gateway.store.tables import (
     LocationVersion,
@@ -63,9 +63,12 @@ def _codes(values: Sequence[str | None]) -> tuple[NDArray[np.int32], dict[str | 
 class Snapshot:
     """The index at one marker: immutable once built, shared by concurrent searches."""
 
-    def __init__(self, marker: Marker, entries: dict[str, Entry]) -> None:
+    def __init__(
+        self, marker: Marker, entries: dict[str, Entry], points: dict[str, tuple[float, float]]
+    ) -> None:
         self.marker = marker
         self.entries = entries
+        self.points = points  # the registry's postcodes, each with its point
         # Position in the arrays is rank by CQC location ID: the tie-break of every sort.
         ordered = [entries[key] for key in sorted(entries)]
         self.ids = [e.cqc_location_id for e in ordered]
@@ -305,12 +308,14 @@ class SearchIndex:
             if snapshot is None or marker[0] < snapshot.marker[0] or marker[1] < snapshot.marker[1]:
                 # New, or the history went back (pruned): what changed cannot be told.
                 # Whatever commits after the marker was read moves it again.
-                snapshot = Snapshot(marker, load(session, None))
+                snapshot = Snapshot(marker, load(session, None), load_points(session))
             elif snapshot.marker != marker:
                 changed = _changed(session, snapshot.marker)
                 entries = {k: v for k, v in snapshot.entries.items() if k not in changed}
                 entries.update(load(session, changed))
-                snapshot = Snapshot(marker, entries)
+                registry_moved = marker[1] != snapshot.marker[1]
+                points = load_points(session) if registry_moved else snapshot.points
+                snapshot = Snapshot(marker, entries, points)
             self._snapshot = snapshot
         return snapshot
 

@@ -12,32 +12,22 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from gateway.errors import Unprocessable
 from gateway.places import district_centroid, normalise_postcode
 from gateway.search.index import Snapshot, index_for
 from gateway.search.query import SearchQuery
-from gateway.store.tables import RegistryLocation, table, utcnow
-
-REG = table(RegistryLocation)
-
-_POSTCODE_POINT = (
-    sa.select(REG.c.latitude, REG.c.longitude)
-    .where(REG.c.postcode == sa.bindparam("postcode"), REG.c.latitude.is_not(None))
-    .limit(1)
-)
+from gateway.store.tables import utcnow
 
 
-def resolve_point(session: Session, postcode: str) -> tuple[float, float, str]:
+def resolve_point(snapshot: Snapshot, postcode: str) -> tuple[float, float, str]:
     """A searched postcode as a point: the exact postcode where the registry knows it,
     else its district's centroid; (latitude, longitude, how it was found)."""
     normal = normalise_postcode(postcode)
-    if normal is not None:
-        row = session.execute(_POSTCODE_POINT, {"postcode": normal}).first()
-        if row is not None:
-            return float(row[0]), float(row[1]), "postcode"
+    if normal is not None and normal in snapshot.points:
+        lat, lon = snapshot.points[normal]
+        return lat, lon, "postcode"
     centroid = district_centroid(normal or f"{postcode.strip().upper()} 1AA")
     if centroid is None:
         raise Unprocessable(
@@ -71,12 +61,12 @@ def _find(
     session: Session, q: SearchQuery, now: datetime | None
 ) -> tuple[Snapshot, list[tuple[int, float | None]], dict[str, Any] | None]:
     """The index as of now, every matching location in order, and the searched point."""
+    snapshot = index_for(session).current(session)
     point = origin = None
     if q.postcode is not None:
-        lat, lon, how = resolve_point(session, q.postcode)
+        lat, lon, how = resolve_point(snapshot, q.postcode)
         point, origin = (
             (lat, lon),
             {"postcode": q.postcode, "latitude": lat, "longitude": lon, "found_by": how},
         )
-    snapshot = index_for(session).current(session)
     return snapshot, snapshot.find(q, point, now or utcnow()), origin

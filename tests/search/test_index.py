@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.api.app import create_app, warm_index
 from gateway.places import district_centroid, haversine_km
 from gateway.search.index import index_for
 from gateway.search.query import SearchQuery, Sort
 from gateway.search.service import search
+from gateway.settings import Settings
 from gateway.store.db import create_engine, session_factory, transaction
 from gateway.store.registry import replace_registry_locations
 from gateway.store.tables import RegistryLocation, utcnow
@@ -85,6 +88,12 @@ def test_registry_writes_after_the_index_is_built_are_found(
     assert found(client, token, rating="requires-improvement") == ["1-1"]
     assert found(client, token) == ["1-1"]
     assert found(client, token, radius_km=80) == ["1-1", "1-2"]
+    # The registry's new postcode is searched from its exact point.
+    response = client.get(
+        "/api/v1/vacancies", params={"postcode": "ls1 4ap", "radius_km": 0.1}, headers=bearer(token)
+    )
+    assert response.json()["origin"]["found_by"] == "postcode"
+    assert [r["cqc_location_id"] for r in response.json()["results"]] == ["1-2"]
 
 
 def test_another_process_sees_writes_made_through_this_one(
@@ -153,3 +162,34 @@ def test_a_home_exactly_at_the_radius_is_within_it(client: TestClient, make_toke
     distance = haversine_km(a[0], a[1], b[0], b[1])
     assert found(client, token, radius_km=distance) == ["1-1", "1-2"]
     assert found(client, token, radius_km=distance * (1 - 1e-12)) == ["1-1"]
+
+
+def test_the_app_builds_the_index_when_it_starts(
+    settings: Settings,
+    engine: sa.Engine,
+    factory: sessionmaker[Session],
+    make_token: TokenMaker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = make_token()
+    with TestClient(create_app(settings)) as client:
+        push(client, token, home("1-1"))
+    built: list[list[str]] = []
+
+    def warm(app_factory: sessionmaker[Session]) -> None:
+        warm_index(app_factory)
+        with app_factory() as session:
+            snapshot = index_for(session)._snapshot
+            built.append(sorted(snapshot.entries) if snapshot else [])
+
+    monkeypatch.setattr("gateway.api.app.warm_index", warm)
+    with TestClient(create_app(settings)):
+        pass
+    assert built == [["1-1"]]
+
+
+def test_a_failed_build_at_start_is_logged_by_type_only(caplog: pytest.LogCaptureFixture) -> None:
+    broken = session_factory(create_engine("sqlite:////nonexistent-dir/none.db"))
+    warm_index(broken)
+    assert "search index not built at start: OperationalError" in caplog.text
+    assert "nonexistent" not in caplog.text
