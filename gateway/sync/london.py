@@ -10,6 +10,10 @@ missed (homes already stored come back 'unchanged').
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from datetime import datetime
 
@@ -32,8 +36,8 @@ SOURCE = "london"
 
 
 def _map_and_store_page(context: SyncContext, run_id: int, counts: RunCounts, listed: HomesPage) -> None:
-    """Map one listing page and store it (in a worker thread: one thread does both, as
-    two threads contending for the GIL cost more CPU than they overlap)."""
+    """Map one listing page and store it (in the sync's store thread: one thread does
+    both, as two threads contending for the GIL cost more CPU than they overlap)."""
     with gc_paused():
         _store_page(context, run_id, counts, map_page(listed))
 
@@ -100,33 +104,48 @@ async def sync_london(context: SyncContext) -> SyncRun:
     factory = context.factory
     run_id = await asyncio.to_thread(start_run, factory, SOURCE, "incremental")
     counts = RunCounts()
+    # Pages are mapped and stored in order by one thread of their own while the next
+    # pages are fetched. A page goes to it as soon as it arrives, so the thread starts
+    # the next page the moment it finishes one, without waiting for the event loop to
+    # hand it over (measured: 3 to 6 ms a page). At most two pages wait on it: the one
+    # being stored and the next.
+    stores = ThreadPoolExecutor(max_workers=1, thread_name_prefix="london-store")
+    failed = threading.Event()
+
+    def store(page: HomesPage) -> None:
+        if failed.is_set():  # never store a page after one that failed
+            return
+        try:
+            _map_and_store_page(context, run_id, counts, page)
+        except BaseException:
+            failed.set()
+            raise
+
     try:
         with factory() as session:
             cursor = repository.get_sync_cursor(session, SOURCE) or {}
         source = LondonTrackerSource(london_client(context))
-        storing: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        storing: deque[asyncio.Future[None]] = deque()
         seen = 0
-        # Page n is mapped and stored (in a worker thread) while page n + 1 is fetched;
-        # stores stay in order because each waits for the one before. The cursor goes
-        # with the listing's last page.
         async with aclosing(source.listing(cursor.get("as_of"))) as pages:
             try:
                 async for page in pages:
-                    if storing is not None:
-                        await storing
-                    storing = asyncio.create_task(
-                        asyncio.to_thread(_map_and_store_page, context, run_id, counts, page)
-                    )
+                    if len(storing) == 2:
+                        await storing.popleft()
+                    storing.append(loop.run_in_executor(stores, contextvars.copy_context().run, store, page))
                     seen += len(page.homes)
                     if context.progress is not None:
                         context.progress(seen, None)
             finally:
-                if storing is not None:
-                    # Let a page already being stored finish (or fail) before the run
-                    # is closed, whatever stopped the listing.
-                    await asyncio.wait([storing])
-        if storing is not None:
-            await storing
+                if storing:
+                    # Let pages already handed over finish (or fail) before the run is
+                    # closed, whatever stopped the listing.
+                    await asyncio.wait(storing)
+        for stored in storing:
+            await stored
     except Exception as error:  # noqa: BLE001 - recorded on the run with its failure class
         return await asyncio.to_thread(finish_run, factory, run_id, counts, error)
+    finally:
+        stores.shutdown(wait=False)
     return await asyncio.to_thread(finish_run, factory, run_id, counts)

@@ -217,3 +217,28 @@ def test_live_providers_keep_homes_fresh_and_their_figures_adding_up() -> None:
         for beds in served["beds"]:
             total = beds["occupied"] + beds["free_now"] + beds["on_hold"] + beds["closed"]
             assert total == beds["commissioned"]
+
+
+def test_no_page_is_stored_after_one_that_failed(
+    settings: Settings, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.sync import london
+
+    store_page = london._store_page
+    stored: list[int] = []
+
+    def failing_second(context: SyncContext, run_id: int, counts: Any, page: Any) -> None:
+        if page.number == 2:
+            raise RuntimeError("disk full")
+        store_page(context, run_id, counts, page)
+        stored.append(page.number)
+
+    monkeypatch.setattr(london, "_store_page", failing_second)
+    app = create_app(london_homes()[:100], LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    with run_in_thread(app) as url:
+        run = run_sync(settings, factory, url)
+    assert run.status == "failed" and run.error_class == "internal"
+    assert stored == [1] and run.pages == 1 and run.accepted == 20
+    with factory() as session:
+        assert repository.get_sync_cursor(session, "london") is None
+        assert session.scalar(sa.select(sa.func.count()).select_from(Location)) == 20
