@@ -46,8 +46,15 @@ def token(client: TestClient, make_token: TokenMaker, factory: sessionmaker[Sess
     )
     assert response.json()["summary"]["accepted"] == len(HOMES)
     registered = RegistryLocation(
-        cqc_location_id="1-2", name="Reg", registration_status="Registered", postcode="M14 5AA",
-        latitude=53.45, longitude=-2.22, overall_rating="good", brand_name="BRAND Oak", icb_code="QOP",
+        cqc_location_id="1-2",
+        name="Reg",
+        registration_status="Registered",
+        postcode="M14 5AA",
+        latitude=53.45,
+        longitude=-2.22,
+        overall_rating="good",
+        brand_name="BRAND Oak",
+        icb_code="QOP",
         synced_at=utcnow(),
     )
     with transaction(factory) as session:  # as a registry sync stores it: the location moves there
@@ -123,6 +130,14 @@ def test_paging_and_total(client: TestClient, token: str) -> None:
         ({"stay": "forever"}, "stay"),
         ({"colour": "blue"}, "colour"),
         ({"sort": "random"}, "sort"),
+        ({"postcode": "M1 1AA", "radius_km": "far"}, "radius_km"),
+        ({"postcode": "M1 1AA", "radius_km": "nan"}, "radius_km"),
+        ({"max_weekly_price": -1}, "max_weekly_price"),
+        ({"accepting_today": "maybe"}, "accepting_today"),
+        ({"page": 0}, "page"),
+        ({"page": "two"}, "page"),
+        ({"page_size": 501}, "page_size"),
+        ({"format": "pdf"}, "format"),
     ],
 )
 def test_bad_input_is_a_422_naming_the_parameter(
@@ -204,3 +219,34 @@ def test_unavailable_report_by_reason_and_area(client: TestClient, token: str) -
     }
     xlsx = client.get("/api/v1/reports/unavailable", params={"format": "xlsx"}, headers=bearer(token))
     assert xlsx.status_code == 200 and xlsx.headers["content-type"].startswith("application/vnd.openxml")
+
+
+def test_every_parameter_is_documented_in_openapi(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/api/v1/vacancies"]["get"]
+    documented = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    assert {"postcode", "radius_km", "vacancy_type", "rating", "sort", "page_size", "format"} <= set(
+        documented
+    )
+    assert len(documented) == 28
+    assert documented["vacancy_type"]["schema"]["type"] == "array"
+    assert documented["page_size"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 500,
+        "default": 20,
+    }
+    assert documented["sort"]["schema"]["enum"] == ["distance", "admittable", "price", "freshness"]
+
+
+def test_boolean_words_and_repeated_values(client: TestClient, token: str) -> None:
+    yes = ids(get(client, token, accepting_today="yes"))
+    assert (
+        yes == ids(get(client, token, accepting_today="true")) == ids(get(client, token, accepting_today=1))
+    )
+    assert "1-3" not in yes
+    both = client.get(
+        URL,
+        params=[("vacancy_type", "dementia-nursing"), ("vacancy_type", "community-rehab-nhs-la")],
+        headers=bearer(token),
+    )
+    assert sorted(ids(both)) == ["1-2", "1-5"]

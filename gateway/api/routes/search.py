@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from gateway.api.deps import FactoryDep, Reader, SessionDep
+from gateway.api.query_params import Param, QueryParameters
 from gateway.model.vocab import (
     CqcRating,
     FundingSource,
@@ -26,7 +28,6 @@ from gateway.search.query import (
     check_postcode,
     codes,
     parse_duration,
-    refuse,
     stay_types,
 )
 from gateway.search.service import search
@@ -42,78 +43,85 @@ def _search_json(factory: sessionmaker[Session], q: SearchQuery) -> bytes:
         return orjson.dumps(search(session, q))
 
 
-@router.get("/vacancies", summary="Find vacancies anywhere in England (every source at once)")
-async def find_vacancies(
-    request: Request,
-    factory: FactoryDep,
-    _: Reader,
-    postcode: Annotated[str | None, Query(description="any England postcode; results closest first")] = None,
-    radius_km: Annotated[float | None, Query(description="with postcode: how far to look")] = None,
-    local_authority: Many = None,
-    icb: Many = None,
-    sub_icb: Many = None,
-    region: Many = None,
-    regulated_activity: Many = None,
-    specialism: Many = None,
-    service_type: Many = None,
-    contract_la: Many = None,
-    contract_sub_icb: Many = None,
-    stay: Annotated[str | None, Query(description="long-term or short-stay")] = None,
-    short_stay_service: Many = None,
-    accepting_today: bool | None = None,
-    vacancy_type: Many = None,
-    rating: Many = None,
-    brand: Many = None,
-    max_weekly_price: Annotated[float | None, Query(ge=0)] = None,
-    language: Many = None,
-    notes: Annotated[
-        list[str] | None, Query(description="keywords that must all appear in the notes")
-    ] = None,
-    funding: Many = None,
-    updated_within: Annotated[str | None, Query(description="24h, 7d, any, or e.g. 36h / 3d")] = None,
-    out_of_hours: bool | None = None,
-    provider_type: Many = None,
-    sort: Sort = Sort.DISTANCE,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=500)] = 20,
-    format: Literal["json", "csv", "xlsx"] = "json",
-) -> Any:
-    # Async, with the database work in one worker-thread call: a sync route with a session
-    # dependency would take three trips through the thread pool per request.
-    known = set(find_vacancies.__annotations__) - {"request", "factory", "_", "return"}
-    for name in request.query_params:
-        if name not in known:
-            raise refuse(name, "unknown parameter")
-    point_postcode, radius = check_postcode(postcode, radius_km)
-    chosen_stay, types = stay_types(stay, codes("vacancy_type", vacancy_type or [], VacancyType))
+def _listed(vocabulary: type[StrEnum]) -> str:
+    return "codes (or display names): " + ", ".join(m.value for m in vocabulary)
+
+
+VACANCY_PARAMETERS = QueryParameters(
+    [
+        Param("postcode", description="any England postcode, in any case and spacing; results closest first"),
+        Param("radius_km", "number", description="with postcode: how far to look (km)", minimum=0),
+        Param("local_authority", many=True, description="local authority names"),
+        Param("icb", many=True, description="ICB codes"),
+        Param("sub_icb", many=True, description="sub-ICB codes"),
+        Param("region", many=True, description="NHS regions: " + _listed(NhsRegion)),
+        Param("regulated_activity", many=True, description="CQC regulated activities"),
+        Param("specialism", many=True, description="CQC specialisms"),
+        Param("service_type", many=True, description="CQC service types"),
+        Param("contract_la", many=True, description="contracted with this local authority"),
+        Param("contract_sub_icb", many=True, description="contracted with this sub-ICB"),
+        Param("stay", description="long-term or short-stay"),
+        Param("short_stay_service", many=True, description=_listed(ShortStayService)),
+        Param("accepting_today", "boolean", description="accepting admissions today"),
+        Param("vacancy_type", many=True, description=_listed(VacancyType)),
+        Param("rating", many=True, description="CQC overall ratings: " + _listed(CqcRating)),
+        Param("brand", many=True, description="brand names or ids"),
+        Param("max_weekly_price", "number", description="weekly price at most (pounds)", minimum=0),
+        Param("language", many=True, description="languages spoken (all of them)"),
+        Param("notes", many=True, description="keywords that must all appear in the notes"),
+        Param("funding", many=True, description="funding accepted: " + _listed(FundingSource)),
+        Param("updated_within", description="24h, 7d, any, or e.g. 36h / 3d"),
+        Param("out_of_hours", "boolean", description="admits out of hours"),
+        Param("provider_type", many=True, description=_listed(ProviderType)),
+        Param("sort", default=Sort.DISTANCE.value, choices=tuple(s.value for s in Sort)),
+        Param("page", "integer", default=1, minimum=1),
+        Param("page_size", "integer", default=20, minimum=1, maximum=500),
+        Param("format", default="json", choices=("json", "csv", "xlsx")),
+    ]
+)
+
+
+@router.get(
+    "/vacancies",
+    summary="Find vacancies anywhere in England (every source at once)",
+    openapi_extra=VACANCY_PARAMETERS.openapi(),
+)
+async def find_vacancies(request: Request, factory: FactoryDep, _: Reader) -> Any:
+    """Filters combine with AND; several values of one filter with OR."""
+    # The parameters are parsed from one table (FastAPI's validation of 28 of them cost
+    # more than the search), and the database work is one worker-thread call.
+    p = VACANCY_PARAMETERS.parse(request.query_params)
+    postcode, format = p["postcode"], p["format"]
+    point_postcode, radius = check_postcode(postcode, p["radius_km"])
+    chosen_stay, types = stay_types(p["stay"], codes("vacancy_type", p["vacancy_type"], VacancyType))
     q = SearchQuery(
         postcode=point_postcode or postcode,
         radius_km=radius,
-        local_authorities=local_authority or [],
-        icbs=icb or [],
-        sub_icbs=sub_icb or [],
-        regions=codes("region", region or [], NhsRegion),
-        regulated_activities=regulated_activity or [],
-        specialisms=specialism or [],
-        service_types=service_type or [],
-        contract_las=contract_la or [],
-        contract_sub_icbs=contract_sub_icb or [],
+        local_authorities=p["local_authority"],
+        icbs=p["icb"],
+        sub_icbs=p["sub_icb"],
+        regions=codes("region", p["region"], NhsRegion),
+        regulated_activities=p["regulated_activity"],
+        specialisms=p["specialism"],
+        service_types=p["service_type"],
+        contract_las=p["contract_la"],
+        contract_sub_icbs=p["contract_sub_icb"],
         stay=chosen_stay,
-        short_stay_services=codes("short_stay_service", short_stay_service or [], ShortStayService),
-        accepting_today=accepting_today,
+        short_stay_services=codes("short_stay_service", p["short_stay_service"], ShortStayService),
+        accepting_today=p["accepting_today"],
         vacancy_types=types,
-        ratings=codes("rating", rating or [], CqcRating),
-        brands=brand or [],
-        max_weekly_price=max_weekly_price,
-        languages=language or [],
-        notes=notes or [],
-        funding=codes("funding", funding or [], FundingSource),
-        updated_within=parse_duration("updated_within", updated_within),
-        out_of_hours=out_of_hours,
-        provider_types=codes("provider_type", provider_type or [], ProviderType),
-        sort=sort,
-        page=page,
-        page_size=page_size,
+        ratings=codes("rating", p["rating"], CqcRating),
+        brands=p["brand"],
+        max_weekly_price=p["max_weekly_price"],
+        languages=p["language"],
+        notes=p["notes"],
+        funding=codes("funding", p["funding"], FundingSource),
+        updated_within=parse_duration("updated_within", p["updated_within"]),
+        out_of_hours=p["out_of_hours"],
+        provider_types=codes("provider_type", p["provider_type"], ProviderType),
+        sort=Sort(p["sort"]),
+        page=p["page"],
+        page_size=p["page_size"],
     )
     if format == "json":
         return Response(await run_in_threadpool(_search_json, factory, q), media_type="application/json")
