@@ -21,6 +21,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -55,9 +56,25 @@ _EDGE_KM = 1e-6
 
 
 def _codes(values: Sequence[str | None]) -> tuple[NDArray[np.int32], dict[str | None, int]]:
-    vocabulary: dict[str | None, int] = {}
-    codes = np.fromiter((vocabulary.setdefault(v, len(vocabulary)) for v in values), np.int32, len(values))
-    return codes, vocabulary
+    """Each value as a small integer, and the vocabulary of values to integers."""
+    vocabulary = {value: code for code, value in enumerate(dict.fromkeys(values))}
+    return np.fromiter(map(vocabulary.__getitem__, values), np.int32, len(values)), vocabulary
+
+
+def _floats(values: Iterable[float | None]) -> NDArray[np.float64]:
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+
+
+_CATEGORIES = (
+    "nhs_region",
+    "local_authority",
+    "icb",
+    "sub_icb",
+    "rating",
+    "brand_name",
+    "brand_id",
+    "provider_type",
+)
 
 
 class Snapshot:
@@ -70,42 +87,27 @@ class Snapshot:
         self.entries = entries
         self.points = points  # the registry's postcodes, each with its point
         # Position in the arrays is rank by CQC location ID: the tie-break of every sort.
-        ordered = [entries[key] for key in sorted(entries)]
-        self.ids = [e.cqc_location_id for e in ordered]
+        self.ids = sorted(entries)
+        self.ordered = ordered = list(map(entries.__getitem__, self.ids))
         self.size = n = len(ordered)
-        self.ordered = ordered
-        lat = np.array([math.nan if e.latitude is None else e.latitude for e in ordered], dtype=np.float64)
-        lon = np.array([math.nan if e.longitude is None else e.longitude for e in ordered], dtype=np.float64)
-        self.lat, self.lon = lat, lon
+        self.lat = lat = _floats(map(attrgetter("latitude"), ordered))
+        self.lon = lon = _floats(map(attrgetter("longitude"), ordered))
         self.has_point = ~np.isnan(lat) & ~np.isnan(lon)
         self.lat_r, self.lon_r = np.radians(lat), np.radians(lon)
-        self.categories = {
-            name: _codes([getattr(e, name) for e in ordered])
-            for name in (
-                "nhs_region",
-                "local_authority",
-                "icb",
-                "sub_icb",
-                "rating",
-                "brand_name",
-                "brand_id",
-            )
-        }
-        self.categories["provider_type"] = _codes([e.provider_type for e in ordered])
-        self.accepting = np.fromiter((e.accepting for e in ordered), np.bool_, n)
-        self.out_of_hours = np.fromiter(
-            (-1 if e.out_of_hours is None else int(e.out_of_hours) for e in ordered), np.int8, n
+        self.categories = {name: _codes(list(map(attrgetter(name), ordered))) for name in _CATEGORIES}
+        self.accepting = np.fromiter(map(attrgetter("accepting"), ordered), np.bool_, n)
+        self.out_of_hours = np.array(
+            [-1 if e.out_of_hours is None else int(e.out_of_hours) for e in ordered], dtype=np.int8
         )
-        self.updated = np.fromiter((e.updated for e in ordered), np.float64, n)
-        where = [(i, line) for i, e in enumerate(ordered) for line in e.lines]
+        self.updated = np.fromiter(map(attrgetter("updated"), ordered), np.float64, n)
+        counts = np.fromiter(map(len, map(attrgetter("lines"), ordered)), np.int64, n)
         # Entry i's lines are at line_start[i]:line_start[i + 1] of the line arrays.
-        self.line_start = np.concatenate(([0], np.cumsum([len(e.lines) for e in ordered]))).astype(np.int64)
-        self.line_location = np.fromiter((i for i, _ in where), np.int32, len(where))
-        self.line_type, self.line_types = _codes([line.vacancy_type for _, line in where])
-        self.line_price = np.array(
-            [math.nan if line.price is None else line.price for _, line in where], dtype=np.float64
-        )
-        self.line_admittable = np.fromiter((line.admittable for _, line in where), np.int64, len(where))
+        self.line_start = np.concatenate(([0], np.cumsum(counts)))
+        self.line_location = np.repeat(np.arange(n, dtype=np.int32), counts)
+        lines = [line for e in ordered for line in e.lines]
+        self.line_type, self.line_types = _codes(list(map(attrgetter("vacancy_type"), lines)))
+        self.line_price = _floats(map(attrgetter("price"), lines))
+        self.line_admittable = np.fromiter(map(attrgetter("admittable"), lines), np.int64, len(lines))
         self._masks: dict[tuple[int, str], NDArray[np.bool_]] = {}
 
     # --- masks ---------------------------------------------------------------------------
