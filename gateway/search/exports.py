@@ -1,8 +1,9 @@
 """Search results as CSV or Excel, with the filters and the export time in the file.
 
 CSV is streamed row by row; Excel is written by openpyxl's write-only workbook (rows go
-to disk as they come) into a temporary file, then streamed. Vacancy lines are read a
-chunk of locations at a time, so a national export never holds everything in memory.
+to disk as they come) into a temporary file, then streamed. Results come one at a time
+from one snapshot of the process's search index, which the process keeps anyway, so a
+national export holds no more than its output buffer.
 """
 
 from __future__ import annotations
