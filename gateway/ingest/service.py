@@ -65,16 +65,30 @@ def content_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _rows(
-    update: LocationUpdate,
-    record: dict[str, Any],
-    source: str,
-    received_at: datetime,
-    digest: str,
-    district: District | None,
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """The location and vacancy-line rows of an accepted update (``record`` is its JSON
-    dump, ``district`` its postcode's district when known)."""
+@dataclass(slots=True)
+class Prepared:
+    """An update made ready to judge and store: everything that needs no database.
+
+    Pure and picklable, so a source may prepare its updates in another process. The rows
+    lack what only storing knows (source, receipt time, region, version id).
+    """
+
+    cqc_location_id: str
+    updated_at: datetime
+    digest: str
+    record_json: bytes  # the record as stored
+    location: dict[str, Any]
+    lines: list[dict[str, Any]]
+    flags: list[str]
+    district_region: str | None  # the NHS region of its postcode's district
+    declared_region: str | None  # the NHS region its source declares
+
+
+def prepare(update: LocationUpdate) -> Prepared:
+    """The record, digest and rows of one update."""
+    record = update.model_dump(mode="json")
+    digest = content_hash(record)
+    district = _district(update)
     cqc_id = update.cqc_location_id
     lines: list[dict[str, Any]] = []
     flags: set[str] = set()
@@ -102,12 +116,20 @@ def _rows(
         longitude=district.longitude if district else None,
         entered_capacity=update.entered_capacity,
         quality_flags=sorted_flags,
-        source=source,
         source_updated_at=update.updated_at,
-        received_at=received_at,
         content_hash=digest,
     )
-    return location, lines, sorted_flags
+    return Prepared(
+        cqc_id,
+        update.updated_at,
+        digest,
+        orjson.dumps(record),
+        location,
+        lines,
+        sorted_flags,
+        district.nhs_region.value if district else None,
+        update.nhs_region.value if update.nhs_region else None,
+    )
 
 
 # Parts of a record that are not columns of ``location`` as they stand; the rest are.
@@ -120,19 +142,19 @@ def resolve_region(update: LocationUpdate, held: HeldLocation | None) -> str | N
     """Where a location is: as already held, else by its postcode's district, else as the
     source declares. A reporter's own region never moves a location (London's tracker
     also reports homes just over its border)."""
-    return _region(update, held, _district(update))
+    district = _district(update)
+    declared = update.nhs_region.value if update.nhs_region else None
+    return _region(held, district.nhs_region.value if district else None, declared)
 
 
 def _district(update: LocationUpdate) -> District | None:
     return load_districts().get(district_of(update.address.postcode) or "")
 
 
-def _region(update: LocationUpdate, held: HeldLocation | None, district: District | None) -> str | None:
+def _region(held: HeldLocation | None, by_district: str | None, declared: str | None) -> str | None:
     if held is not None and held.nhs_region:
         return held.nhs_region
-    if district is not None:
-        return district.nhs_region.value
-    return update.nhs_region.value if update.nhs_region else None
+    return by_district or declared
 
 
 def apply_updates(
@@ -149,8 +171,29 @@ def apply_updates(
     ``held`` may be passed when the caller already loaded it (to check regions, say).
     Later updates of the same location in one batch are judged against earlier ones.
     """
+    prepared = [(index, prepare(update)) for index, update in updates]
+    return apply_prepared(
+        session,
+        source=source,
+        updates=prepared,
+        received_at=received_at,
+        submission_id=submission_id,
+        held=held,
+    )
+
+
+def apply_prepared(
+    session: Session,
+    *,
+    source: str,
+    updates: Sequence[tuple[int, Prepared]],
+    received_at: datetime,
+    submission_id: str | None = None,
+    held: dict[str, HeldLocation] | None = None,
+) -> list[RecordResult]:
+    """``apply_updates`` for updates already prepared (each used once)."""
     if held is None:
-        held = repository.held_locations(session, [u.cqc_location_id for _, u in updates])
+        held = repository.held_locations(session, [p.cqc_location_id for _, p in updates])
     else:
         held = dict(held)
     already_held = set(held)
@@ -159,35 +202,32 @@ def apply_updates(
     versions: list[dict[str, Any]] = []
     accepted: list[RecordResult] = []
     for index, update in updates:
-        record = update.model_dump(mode="json")
-        digest = content_hash(record)
-        current = held.get(update.cqc_location_id)
-        result = RecordResult(index, update.cqc_location_id, RecordStatus.ACCEPTED)
+        cqc_id = update.cqc_location_id
+        current = held.get(cqc_id)
+        result = RecordResult(index, cqc_id, RecordStatus.ACCEPTED)
         if current is not None and update.updated_at < current.source_updated_at:
             result.status = RecordStatus.STALE
-        elif current is not None and current.content_hash == digest:
+        elif current is not None and current.content_hash == update.digest:
             result.status = RecordStatus.UNCHANGED
         else:
-            district = _district(update)
-            location, lines, flags = _rows(update, record, source, received_at, digest, district)
-            location["nhs_region"] = _region(update, current, district)
-            result.quality_flags = flags
-            winners[update.cqc_location_id] = (location, lines)
+            location = update.location
+            region = _region(current, update.district_region, update.declared_region)
+            location.update(nhs_region=region, source=source, received_at=received_at)
+            result.quality_flags = update.flags
+            winners[cqc_id] = (location, update.lines)
             versions.append(
                 {
-                    "cqc_location_id": update.cqc_location_id,
+                    "cqc_location_id": cqc_id,
                     "source": source,
                     "source_updated_at": update.updated_at,
                     "received_at": received_at,
                     "submission_id": submission_id,
-                    "content_hash": digest,
-                    "record": record,
+                    "content_hash": update.digest,
+                    "record": orjson.Fragment(update.record_json),
                 }
             )
             accepted.append(result)
-            held[update.cqc_location_id] = HeldLocation(
-                location["nhs_region"], source, update.updated_at, digest
-            )
+            held[cqc_id] = HeldLocation(region, source, update.updated_at, update.digest)
         results.append(result)
 
     version_ids = repository.add_versions(session, versions)
@@ -196,8 +236,8 @@ def apply_updates(
         winners[result.cqc_location_id or ""][0]["version_id"] = version_id
     locations = [location for location, _ in winners.values()]
     lines = [line for _, location_lines in winners.values() for line in location_lines]
-    # Where a location is: the registry's coordinates when it has them, else (set in
-    # _rows) its postcode district's centroid. Registry syncs keep this up to date too.
+    # Where a location is: the registry's coordinates when it has them, else (set by
+    # prepare) its postcode district's centroid. Registry syncs keep this up to date too.
     for cqc_id, (lat, lon) in repository.registry_points(session, list(winners)).items():
         winners[cqc_id][0]["latitude"], winners[cqc_id][0]["longitude"] = lat, lon
     existing = [cqc_id for cqc_id in winners if cqc_id in already_held]
