@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The search index is built in the background, so the first search does not wait.
         warming = threading.Thread(target=warm_index, args=(app.state.session_factory,), daemon=True)
         warming.start()
+        app.state.index_warming = warming
         try:
             yield
         finally:
