@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -80,11 +82,31 @@ def _mint(settings: Settings, name: str, scopes: list[str], regions: list[str]) 
     return plain
 
 
+def _check_free(ports: list[int]) -> None:
+    """Refuse to start when a port the demo needs is taken (an earlier demo still
+    running, say): its servers would answer in place of this demo's."""
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                raise SystemExit(
+                    f"port {port} on 127.0.0.1 is in use: stop what runs there (an earlier demo?) "
+                    "or choose another port with --port"
+                ) from None
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # stop as on Ctrl-C: every server the demo started goes too
+
+
 def run_demo(port: int, data_dir: Path) -> None:
-    """Run the demo stack until Ctrl-C."""
+    """Run the demo stack until Ctrl-C (or SIGTERM)."""
     from gateway.store.db import upgrade
     from simulators.push_trackers import push_region
 
+    _check_free([port, port + LONDON_PORT_OFFSET, port + CQC_PORT_OFFSET])
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     settings = Settings()
     console.print(f"[bold]demo data[/] in {data_dir}")
     ensure_demo_data(data_dir, now=datetime.now(UTC).replace(minute=0, second=0, microsecond=0))

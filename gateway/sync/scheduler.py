@@ -138,6 +138,8 @@ class SourceScheduler:
                     log.info("reconciliation skipped: another gateway process is running it")
                     return
                 await asyncio.to_thread(work)
+        except asyncio.CancelledError:
+            log.info("reconciliation stopped with the gateway")
         except Exception:  # a failed reconciliation must not stop the scheduler
             log.exception("reconciliation failed")
 
@@ -156,6 +158,11 @@ class SourceScheduler:
                         )
                         return
                     run = await job.run(context)
+            except asyncio.CancelledError:
+                # The gateway is stopping: the run ends here (its pages so far are kept,
+                # and the next run asks again from the last cursor).
+                log.info("sync %s:%s stopped with the gateway", source, job.kind)
+                return
             except Exception:  # recorded by the job; never let it stop the scheduler
                 log.exception("sync %s:%s failed outside its run record", source, job.kind)
                 return

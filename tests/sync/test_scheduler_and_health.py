@@ -142,3 +142,33 @@ def test_unreachable_london_is_failing_while_a_pushing_tracker_stays_ok(
     assert sources["london"]["last_error_class"] == "transient"
     assert sources["tracker-north-west"]["status"] == "ok"
     assert sources["tracker-north-west"]["kind"] == "push"
+
+
+def test_a_run_cut_short_by_shutdown_ends_quietly(
+    settings: Settings, factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping the gateway mid-run cancels the job: it says so at INFO, with no traceback."""
+    import asyncio
+
+    from gateway.sync.scheduler import SourceScheduler
+
+    started = asyncio.Event()
+
+    async def endless(context: SyncContext) -> SyncRun:
+        started.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("not reached")
+
+    async def main() -> None:
+        scheduler = SourceScheduler(factory, None, settings)  # type: ignore[arg-type]
+        job = asyncio.create_task(
+            scheduler.run_job("fake-endless", JobSpec("incremental", lambda s: 1.0, endless))
+        )
+        await started.wait()
+        job.cancel()
+        await job  # returns: the cancellation is the gateway stopping, not a failure
+
+    caplog.set_level("INFO", logger="gateway.sync.scheduler")
+    asyncio.run(main())
+    assert "sync fake-endless:incremental stopped with the gateway" in caplog.text
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
