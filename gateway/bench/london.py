@@ -11,9 +11,10 @@ Each side's HTTP client is made before its clock starts, as a running gateway ho
 to both sides). Both sides are warmed first, as in a running gateway: the simulator by
 one bare fetch, the gateway by one full sync into a scratch database (its time is
 reported as the cold first sync, the cost a freshly started process pays once: ORM
-set-up, compiled schemas and statements, the postcode table). The start-up heap is then frozen, as the gateway's
-scheduler does when it starts (``freeze_startup_heap``). Then three full syncs and three
-floors, interleaved; the figures are medians and the ratio is median over median.
+set-up, compiled schemas and statements, the postcode table). The start-up heap is then
+frozen, as the gateway's scheduler does when it starts (``freeze_startup_heap``). Then
+three full syncs and three floors, interleaved; the figures are medians and the ratio is
+median over median.
 """
 
 from __future__ import annotations

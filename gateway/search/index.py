@@ -121,6 +121,7 @@ class Snapshot:
         self.line_price = _floats(map(attrgetter("price"), lines))
         self.line_admittable = np.fromiter(map(attrgetter("admittable"), lines), np.int64, len(lines))
         self._masks: dict[tuple[int, str], NDArray[np.bool_]] = {}
+        self._values: dict[int, frozenset[str]] = {}
 
     # --- masks ---------------------------------------------------------------------------
 
@@ -129,13 +130,23 @@ class Snapshot:
         return _members(codes, vocabulary, wanted)
 
     def _has(self, attribute: int, value: str) -> NDArray[np.bool_]:
-        """Locations whose ``SETS[attribute]`` holds ``value`` (lower case); cached."""
+        """Locations whose ``SETS[attribute]`` holds ``value`` (lower case). Cached for
+        the values the data holds only, so values searched for cannot grow the cache."""
         key = (attribute, value)
         mask = self._masks.get(key)
         if mask is None:
+            if value not in self._held(attribute):
+                return np.zeros(self.size, np.bool_)
             mask = np.fromiter((value in e.sets[attribute] for e in self.ordered), np.bool_, self.size)
             self._masks[key] = mask
         return mask
+
+    def _held(self, attribute: int) -> frozenset[str]:
+        """Every value of ``SETS[attribute]`` some location holds (computed once)."""
+        held = self._values.get(attribute)
+        if held is None:
+            held = self._values[attribute] = frozenset().union(*(e.sets[attribute] for e in self.ordered))
+        return held
 
     def _any_of(self, attribute: int, wanted: list[str]) -> NDArray[np.bool_]:
         mask = np.zeros(self.size, np.bool_)

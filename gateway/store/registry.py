@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway.store.repository import bulk_insert, insert_for
+from gateway.store.repository import bulk_insert, update_counter
 from gateway.store.tables import Location, RegistryGeneration, RegistryLocation, RegistryProvider, table
 
 _CHUNK = 900
@@ -46,19 +46,16 @@ def replace_registry_locations(session: Session, rows: Sequence[dict[str, Any]])
 def next_registry_generation(session: Session) -> int:
     """Take the registry generation counter (its row lock holds to the end of the
     transaction, so generations commit in order) and return its next value."""
-    t = table(RegistryGeneration)
-    bump = sa.update(t).where(t.c.id == 1).values(generation=t.c.generation + 1).returning(t.c.generation)
-    generation = session.scalar(bump)
-    if generation is None:  # a database made without the migrations' first row
-        session.execute(insert_for(session, t).values(id=1, generation=0).on_conflict_do_nothing())
-        generation = session.scalar(bump)
-    return int(generation)
+    return int(update_counter(session, _NEXT_GENERATION, {}, generation=0))
 
 
-def registry_generation(session: Session) -> int:
-    """The last registry generation committed (0 before any)."""
-    t = table(RegistryGeneration)
-    return int(session.scalar(sa.select(t.c.generation).where(t.c.id == 1)) or 0)
+_GEN = table(RegistryGeneration)
+_NEXT_GENERATION = (
+    sa.update(_GEN)
+    .where(_GEN.c.id == 1)
+    .values(generation=_GEN.c.generation + 1)
+    .returning(_GEN.c.generation)
+)
 
 
 def replace_registry_providers(session: Session, rows: Sequence[dict[str, Any]]) -> None:

@@ -170,17 +170,26 @@ def claim_change_clock(session: Session) -> datetime:
     Writers stamp their versions with it; readers of the change feed take it in a
     transaction of their own to get a horizon no later write can fall behind.
     """
-    now = {"now": datetime.now(UTC)}
     # One statement: the UPDATE takes the row lock, and (on PostgreSQL) re-reads a row a
     # concurrent writer changed before comparing, so the clock never runs backwards.
-    last: datetime | None = session.scalar(_CLAIM_CLOCK, now)
-    if last is None:  # a database whose clock row was never made
-        t = table(ChangeClock)
-        epoch = datetime(1970, 1, 1, tzinfo=UTC)
-        session.execute(insert_for(session, t).values(id=1, last=epoch).on_conflict_do_nothing())
-        last = session.scalar(_CLAIM_CLOCK, now)
-    assert last is not None
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    last: datetime = update_counter(session, _CLAIM_CLOCK, {"now": datetime.now(UTC)}, last=epoch)
     return last
+
+
+def update_counter(session: Session, statement: sa.Update, params: dict[str, Any], **first: Any) -> Any:
+    """Run ``statement``, an UPDATE ... RETURNING of a one-row table's row ``id = 1`` (its
+    row lock then holds to the end of the transaction), and return what it returns. A
+    database whose row was never made (made without the migrations) gets it, with the
+    values ``first``, and the statement runs again."""
+    found = session.scalar(statement, params)
+    if found is None:
+        t = statement.table
+        assert isinstance(t, sa.Table)
+        session.execute(insert_for(session, t).values(id=1, **first).on_conflict_do_nothing())
+        found = session.scalar(statement, params)
+    assert found is not None
+    return found
 
 
 def _claim_clock_statement() -> sa.Update:

@@ -193,3 +193,17 @@ def test_a_failed_build_at_start_is_logged_by_type_only(caplog: pytest.LogCaptur
     warm_index(broken)
     assert "search index not built at start: OperationalError" in caplog.text
     assert "nonexistent" not in caplog.text
+
+
+def test_values_no_location_holds_do_not_grow_the_index_cache(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    token = make_token()
+    push(client, token, home("1-1", languages=["English", "Polish"]))
+    for n in range(20):
+        assert found(client, token, language=f"made-up-{n}") == []
+    assert found(client, token, language="POLISH") == ["1-1"]
+    app_factory: sessionmaker[Session] = client.app.state.session_factory  # type: ignore[attr-defined]
+    with app_factory() as session:  # the app's own index
+        cached = index_for(session).current(session)._masks
+    assert list(cached) == [(0, "polish")]
