@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -153,6 +154,7 @@ def sync_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from gateway.store.db import create_engine, session_factory, upgrade
+    from gateway.sync.scheduler import lease_holder, source_lease
     from gateway.sync.sources import PULLED_SOURCES, SyncContext
 
     settings = get_settings()
@@ -163,9 +165,18 @@ def sync_command(
         raise typer.BadParameter(f"{source} is not configured (see the README's settings)")
     job = next((j for j in spec.jobs if j.kind == ("full" if full else "incremental")), spec.jobs[0])
     upgrade(settings.database_url)
-    factory = session_factory(create_engine(settings.database_url))
+    engine = create_engine(settings.database_url)
+    factory = session_factory(engine)
 
     async def run() -> object:
+        # The source's lease, as the gateway's scheduler takes it: never two runs at once.
+        lease = source_lease(factory, source, lease_holder(), timedelta(seconds=settings.sync_lease_s))
+        async with lease as held:
+            if not held:
+                return None
+            return await with_progress()
+
+    async def with_progress() -> object:
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -183,7 +194,13 @@ def sync_command(
 
     from gateway.bench import run_async
 
-    result = run_async(run())
+    try:
+        result = run_async(run())
+    finally:
+        engine.dispose()
+    if result is None:
+        console.print(f"[red]a sync of {source} is running in another gateway process; try again later[/red]")
+        raise typer.Exit(1)
     row = result.model_dump(mode="json")  # type: ignore[attr-defined]
     table = Table("measure", "value", title=f"sync run {row['id']} of {source}: {row['status']}")
     for key in (

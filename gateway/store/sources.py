@@ -46,7 +46,9 @@ def newest_location_data(session: Session, source: str) -> datetime | None:
 def pulled_source_activity(session: Session, source: str, data_source: str | None = None) -> SourceActivity:
     """Activity of a pulled source from its sync runs (newest data from ``data_source``'s
     locations, or the registry for 'cqc')."""
-    runs = [r for r in _runs(session, source) if r.status != "running"]
+    # Runs still going, and runs cut short by their process stopping, say nothing of the
+    # source's health.
+    runs = [r for r in _runs(session, source) if r.status in ("succeeded", "failed")]
     failures = 0
     for run in runs:
         if run.status != "failed":

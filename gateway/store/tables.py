@@ -257,7 +257,7 @@ class SyncRun(SQLModel, table=True):
     kind: str = Field(default="incremental", max_length=20)
     started_at: datetime = Field(sa_type=UTCDateTime, index=True)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    status: str = Field(default="running", max_length=20)  # running, succeeded, failed
+    status: str = Field(default="running", max_length=20)  # running, succeeded, failed, interrupted
     pages: int = 0
     records_seen: int = 0
     accepted: int = 0

@@ -20,7 +20,7 @@ from gateway.store import registry as registry_queries
 from gateway.store import repository
 from gateway.store.db import transaction
 from gateway.store.tables import SyncRun, utcnow
-from gateway.sync.runs import RunCounts, finish_run, start_run, write_counts
+from gateway.sync.runs import RunCounts, recorded, start_run, write_counts
 from gateway.sync.sources import SyncContext
 
 SOURCE = "cqc"
@@ -76,7 +76,7 @@ async def _run(context: SyncContext, kind: str, window: bool) -> SyncRun:
     async def on_batch(batch: RegistryBatch) -> None:
         await asyncio.to_thread(_store, context, run_id, counts, batch)
 
-    try:
+    async def work() -> None:
         source = CqcSource(cqc_client(context), concurrency=context.options.get("concurrency", 16))
         cursor = await asyncio.to_thread(_cursor, context)
         now = utcnow().replace(microsecond=0)
@@ -101,9 +101,8 @@ async def _run(context: SyncContext, kind: str, window: bool) -> SyncRun:
             if "incremental_end" not in cursor:
                 changes["incremental_end"] = started[:19] + "Z"  # the API takes whole seconds
             await asyncio.to_thread(_set_cursor, context, changes, run_id, counts)
-    except Exception as error:  # noqa: BLE001 - recorded on the run with its failure class
-        return await asyncio.to_thread(finish_run, context.factory, run_id, counts, error)
-    return await asyncio.to_thread(finish_run, context.factory, run_id, counts)
+
+    return await recorded(context.factory, run_id, counts, work())
 
 
 def _iso(moment: datetime) -> str:

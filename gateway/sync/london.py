@@ -29,7 +29,7 @@ from gateway.store import reconciliation as held_queries
 from gateway.store import repository
 from gateway.store.db import transaction
 from gateway.store.tables import SyncRun, utcnow
-from gateway.sync.runs import RunCounts, finish_run, start_run, write_counts
+from gateway.sync.runs import RunCounts, recorded, start_run, write_counts
 from gateway.sync.sources import SyncContext
 
 SOURCE = "london"
@@ -121,7 +121,7 @@ async def sync_london(context: SyncContext) -> SyncRun:
             failed.set()
             raise
 
-    try:
+    async def work() -> None:
         with factory() as session:
             cursor = repository.get_sync_cursor(session, SOURCE) or {}
         source = LondonTrackerSource(london_client(context))
@@ -144,8 +144,8 @@ async def sync_london(context: SyncContext) -> SyncRun:
                     await asyncio.wait(storing)
         for stored in storing:
             await stored
-    except Exception as error:  # noqa: BLE001 - recorded on the run with its failure class
-        return await asyncio.to_thread(finish_run, factory, run_id, counts, error)
+
+    try:
+        return await recorded(factory, run_id, counts, work())
     finally:
         stores.shutdown(wait=False)
-    return await asyncio.to_thread(finish_run, factory, run_id, counts)

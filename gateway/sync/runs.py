@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.common.http import FailureClass, UpstreamError
 from gateway.ingest.service import RecordResult, RecordStatus
 from gateway.store.db import transaction
 from gateway.store.sources import update_run_counts
-from gateway.store.tables import SyncRun, utcnow
+from gateway.store.tables import SyncRun, table, utcnow
 
 MAX_REJECTIONS_KEPT = 500
+# A run's status: running, then succeeded or failed, or interrupted (cut short by its
+# process stopping: it says nothing of the source's health).
+RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
+_INTERRUPTED_MESSAGE = "stopped before it ended (its gateway process stopped)"
 
 
 @dataclass
@@ -62,8 +69,22 @@ def classify(error: BaseException) -> FailureClass:
 
 
 def start_run(factory: sessionmaker[Session], source: str, kind: str) -> int:
+    """Record a new run of ``source``.
+
+    Its caller holds the source's lease (one run of a source at a time), so an earlier run
+    of the source still marked running was cut short by its process stopping (a crash, a
+    kill): it is closed here as interrupted. Its pages so far were kept, and the cursor
+    never passed them.
+    """
+    now = utcnow()
     with transaction(factory) as session:
-        run = SyncRun(source=source, kind=kind, started_at=utcnow())
+        t = table(SyncRun)
+        session.execute(
+            sa.update(t)
+            .where(t.c.source == source, t.c.status == RUNNING)
+            .values(status=INTERRUPTED, finished_at=now, error_message=_INTERRUPTED_MESSAGE)
+        )
+        run = SyncRun(source=source, kind=kind, started_at=now)
         session.add(run)
         session.flush()
         assert run.id is not None
@@ -78,15 +99,35 @@ def write_counts(session: Session, run_id: int, counts: RunCounts) -> None:
 def finish_run(
     factory: sessionmaker[Session], run_id: int, counts: RunCounts, error: BaseException | None = None
 ) -> SyncRun:
-    """Close a run as succeeded, or as failed with its failure class and a short message."""
+    """Close a run as succeeded, or as failed with its failure class and a short message,
+    or (``error`` a cancellation: the gateway is stopping) as interrupted."""
     with transaction(factory) as session:
         write_counts(session, run_id, counts)
         run = session.get(SyncRun, run_id)
         assert run is not None
         run.finished_at = utcnow()
-        run.status = "failed" if error is not None else "succeeded"
+        if isinstance(error, asyncio.CancelledError):
+            run.status, run.error_message = INTERRUPTED, _INTERRUPTED_MESSAGE
+            return run
+        run.status = FAILED if error is not None else SUCCEEDED
         if error is not None:
             run.error_class = classify(error).value
             # The message names the call and status only; bodies are never recorded.
             run.error_message = f"{type(error).__name__}: {error}"[:500]
         return run
+
+
+async def recorded(
+    factory: sessionmaker[Session], run_id: int, counts: RunCounts, work: Awaitable[None]
+) -> SyncRun:
+    """Await a run's ``work`` and close the run with its outcome: succeeded, failed with
+    its failure class, or interrupted when the gateway stops it (the cancellation then
+    goes on; the run is closed without awaiting, as its task is being cancelled)."""
+    try:
+        await work
+    except asyncio.CancelledError as cancelled:
+        finish_run(factory, run_id, counts, cancelled)
+        raise
+    except Exception as error:  # noqa: BLE001 - recorded on the run with its failure class
+        return await asyncio.to_thread(finish_run, factory, run_id, counts, error)
+    return await asyncio.to_thread(finish_run, factory, run_id, counts)

@@ -16,7 +16,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -50,6 +50,46 @@ def freeze_startup_heap() -> None:
     _heap_frozen = True
 
 
+def lease_holder() -> str:
+    """A name for this process as a lease holder: host, process id and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@asynccontextmanager
+async def source_lease(
+    factory: sessionmaker[Session], name: str, holder: str, ttl: timedelta
+) -> AsyncIterator[bool]:
+    """Hold ``name``'s lease for the block (True), or not at all (False: another process
+    holds it). Renewed every third of its length while the block runs."""
+
+    def take() -> bool:
+        with transaction(factory) as session:
+            return acquire_lease(session, name, holder, utcnow(), ttl)
+
+    def give_up() -> None:
+        with transaction(factory) as session:
+            release_lease(session, name, holder)
+
+    if not await asyncio.to_thread(take):
+        yield False
+        return
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(ttl.total_seconds() / 3)
+            if not await asyncio.to_thread(take):
+                log.warning("%s: the lease passed to another process during a run", name)
+
+    renewing = asyncio.create_task(renew())
+    try:
+        yield True
+    finally:
+        renewing.cancel()
+        with suppress(asyncio.CancelledError):
+            await renewing
+        await asyncio.to_thread(give_up)
+
+
 class SourceScheduler:
     """Runs every configured source's jobs on their intervals."""
 
@@ -58,41 +98,12 @@ class SourceScheduler:
         self._http = http
         self._settings = settings
         self._locks: dict[str, asyncio.Lock] = {}
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = lease_holder()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
-    @asynccontextmanager
-    async def leased(self, name: str) -> AsyncIterator[bool]:
-        """Hold ``name``'s lease for the block (True), or not at all (False: another
-        process holds it). Renewed every third of its length while the block runs."""
-        ttl = timedelta(seconds=self._settings.sync_lease_s)
-
-        def take() -> bool:
-            with transaction(self._factory) as session:
-                return acquire_lease(session, name, self.holder, utcnow(), ttl)
-
-        def give_up() -> None:
-            with transaction(self._factory) as session:
-                release_lease(session, name, self.holder)
-
-        if not await asyncio.to_thread(take):
-            yield False
-            return
-
-        async def renew() -> None:
-            while True:
-                await asyncio.sleep(ttl.total_seconds() / 3)
-                if not await asyncio.to_thread(take):
-                    log.warning("%s: the lease passed to another process during a run", name)
-
-        renewing = asyncio.create_task(renew())
-        try:
-            yield True
-        finally:
-            renewing.cancel()
-            with suppress(asyncio.CancelledError):
-                await renewing
-            await asyncio.to_thread(give_up)
+    def leased(self, name: str) -> AbstractAsyncContextManager[bool]:
+        """``source_lease`` of ``name`` for this process."""
+        return source_lease(self._factory, name, self.holder, timedelta(seconds=self._settings.sync_lease_s))
 
     def start(self) -> None:
         now = datetime.now(UTC)

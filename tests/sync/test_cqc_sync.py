@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from adapters.cqc.mapping import registry_row
 from gateway.settings import Settings
 from gateway.store import registry as registry_queries
 from gateway.store import repository
-from gateway.store.tables import SyncRun
+from gateway.store.tables import SyncRun, utcnow
 from gateway.sync.cqc import sync_cqc_full, sync_cqc_incremental
 from gateway.sync.sources import SyncContext
 from simulators.cqc_api import CqcApiSimulator, CqcSimulatorSettings, create_app
@@ -100,6 +101,9 @@ def test_full_then_incremental_sync_mirror_the_registry(
     start = datetime.fromisoformat(cursor["incremental_end"].replace("Z", "+00:00"))
     sim.change_location("1-900000010", {"numberOfBeds": 99}, at=start)
     sim.deregister("1-900000011", at=start)
+    # The API's windows are in whole seconds and end at 'now': a full sync that ended in
+    # the second it started leaves nothing to fetch until the next second begins.
+    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
     incremental = run(sync_cqc_incremental, settings, factory, url)
     assert incremental.status == "succeeded", incremental.error_message
     assert incremental.accepted == 2
