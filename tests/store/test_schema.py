@@ -1,0 +1,82 @@
+"""The migrations build the schema the models declare, and source health reads each of its
+answers from the top of an index, however many runs and pushes a source has had."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import SQLModel
+
+import gateway.store.tables  # noqa: F401 - the models' metadata
+from gateway.settings import Settings
+from gateway.store.db import transaction
+from gateway.store.tables import Submission, SyncRun, utcnow
+from gateway.sync.health import source_health
+
+
+def _index_differences(engine: sa.Engine) -> list[Any]:
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    return [d for d in differences if isinstance(d, tuple) and d[0] in ("add_index", "remove_index")]
+
+
+def test_the_migrations_build_the_models_indexes(engine: sa.Engine) -> None:
+    assert _index_differences(engine) == []
+
+
+def test_source_health_reads_from_indexes(
+    engine: sa.Engine, factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """No health query sorts a source's rows or reads them all: each plan searches an
+    index (SQLite's query plans; PostgreSQL plans by its statistics)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("query plans are read from SQLite")
+    now = utcnow()
+    with transaction(factory) as session:
+        for n in range(30):
+            started = now - timedelta(minutes=5 * n)
+            session.add(SyncRun(source="london", started_at=started, finished_at=started, status="succeeded"))
+            session.add(
+                Submission(
+                    id=f"push-{n}",
+                    source="tracker-north-west",
+                    token_id="t",
+                    request_hash="h",
+                    body=b"{}" * 1000,
+                    received_at=started,
+                    status_code=200,
+                )
+            )
+    statements: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    settings = settings.model_copy(
+        update={"london_base_url": "http://x", "london_client_id": "a", "london_client_secret": "b"}
+    )
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with factory() as session:
+            health = {s["source"]: s for s in source_health(session, settings)}
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert health["london"]["last_attempt"] == now.isoformat()
+    assert health["tracker-north-west"]["last_successful_sync"] == now.isoformat()
+
+    assert statements
+    with engine.connect() as connection:
+        for statement, parameters in statements:
+            plan = " | ".join(
+                row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            )
+            assert "TEMP B-TREE" not in plan, (statement, plan)
+            for step in plan.split(" | "):
+                assert step.startswith("SEARCH") or "COVERING INDEX" in step, (statement, plan)
