@@ -96,7 +96,7 @@ class Columns:
             else:
                 entries[cqc_id] = entry
         gone = {cqc_id for cqc_id in changed if cqc_id not in entries}
-        added = sorted(cqc_id for cqc_id in entries if cqc_id in changed and cqc_id not in self.entries)
+        added = sorted(i for i, entry in changed.items() if entry is not None and i not in self.entries)
         new.ids = ids = (
             list(heapq.merge((i for i in self.ids if i not in gone), added)) if gone or added else self.ids
         )
