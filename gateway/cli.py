@@ -154,6 +154,7 @@ def sync_command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from gateway.store.db import create_engine, session_factory, upgrade
+    from gateway.store.tables import SUCCEEDED
     from gateway.sync.scheduler import lease_holder, source_lease
     from gateway.sync.sources import PULLED_SOURCES, SyncContext
 
@@ -217,7 +218,7 @@ def sync_command(
     console.print(table)
     for rejection in row["rejections"][:20]:
         console.print(f"rejected {rejection['ref']}: {'; '.join(rejection['reasons'])}")
-    if row["status"] != "succeeded":
+    if row["status"] != SUCCEEDED:
         raise typer.Exit(1)
 
 

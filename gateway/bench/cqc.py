@@ -20,6 +20,7 @@ from gateway.bench.london import _free_port, _process
 from gateway.demo_loading import ensure_demo_data
 from gateway.settings import Settings
 from gateway.store.db import create_engine, session_factory, upgrade
+from gateway.store.tables import SUCCEEDED
 from gateway.sync.cqc import cqc_client, sync_cqc_full
 from gateway.sync.sources import SyncContext
 
@@ -73,7 +74,7 @@ def bench_cqc() -> dict[str, Any]:
                 run = run_async(sync())
                 seconds = elapsed()
         engine.dispose()
-    if run.status != "succeeded":
+    if run.status != SUCCEEDED:
         raise SystemExit(f"the sync failed: {run.error_message}")
     requests = counted["requests"]
     rate = requests / seconds * 60

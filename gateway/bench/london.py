@@ -37,7 +37,7 @@ from gateway.bench import print_result, run_async, stopwatch
 from gateway.demo_loading import ensure_demo_data, london_homes
 from gateway.settings import Settings
 from gateway.store.db import create_engine, session_factory, upgrade
-from gateway.store.tables import SyncRun
+from gateway.store.tables import SUCCEEDED, SyncRun
 from gateway.sync.london import sync_london
 from gateway.sync.scheduler import freeze_startup_heap
 from gateway.sync.sources import SyncContext
@@ -119,7 +119,7 @@ def _timed_sync(url: str, database: Path) -> tuple[float, SyncRun]:
         seconds, run = run_async(sync())
     finally:
         engine.dispose()
-    if run.status != "succeeded":
+    if run.status != SUCCEEDED:
         raise SystemExit(f"the sync failed: {run.error_message}")
     return seconds, run
 

@@ -11,7 +11,16 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from gateway.store.repository import insert_for
-from gateway.store.tables import Location, RegistryLocation, Submission, SyncLease, SyncRun, table
+from gateway.store.tables import (
+    FAILED,
+    SUCCEEDED,
+    Location,
+    RegistryLocation,
+    Submission,
+    SyncLease,
+    SyncRun,
+    table,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +64,14 @@ def pulled_source_activity(session: Session, source: str, data_source: str | Non
         .order_by(t.c.started_at.desc(), t.c.id.desc())
         .limit(50)
     ).all()
-    runs = [r for r in runs if r.status in ("succeeded", "failed")]
+    runs = [r for r in runs if r.status in (SUCCEEDED, FAILED)]
     failures = 0
     for run in runs:
-        if run.status != "failed":
+        if run.status != FAILED:
             break
         failures += 1
-    success = next((r for r in runs if r.status == "succeeded"), None)
-    last_failed = runs[0] if runs and runs[0].status == "failed" else None
+    success = next((r for r in runs if r.status == SUCCEEDED), None)
+    last_failed = runs[0] if runs and runs[0].status == FAILED else None
     if source == "cqc":
         newest = session.scalar(sa.select(sa.func.max(col(RegistryLocation.synced_at))))
     else:

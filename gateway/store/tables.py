@@ -254,6 +254,11 @@ class RegistryProvider(SQLModel, table=True):
     synced_at: datetime = Field(sa_type=UTCDateTime)
 
 
+# A sync run's status: running, then succeeded or failed, or interrupted (cut short by its
+# process stopping: it says nothing of the source's health).
+RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
+
+
 class SyncRun(SQLModel, table=True):
     """One run of one source's sync, whatever its outcome."""
 
@@ -266,7 +271,7 @@ class SyncRun(SQLModel, table=True):
     kind: str = Field(default="incremental", max_length=20)
     started_at: datetime = Field(sa_type=UTCDateTime, index=True)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    status: str = Field(default="running", max_length=20)  # running, succeeded, failed, interrupted
+    status: str = Field(default=RUNNING, max_length=20)
     pages: int = 0
     records_seen: int = 0
     accepted: int = 0

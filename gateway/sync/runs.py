@@ -15,12 +15,9 @@ from adapters.common.http import FailureClass, UpstreamError
 from gateway.ingest.service import RecordResult, RecordStatus
 from gateway.store.db import transaction
 from gateway.store.sources import update_run_counts
-from gateway.store.tables import SyncRun, table, utcnow
+from gateway.store.tables import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, SyncRun, table, utcnow
 
 MAX_REJECTIONS_KEPT = 500
-# A run's status: running, then succeeded or failed, or interrupted (cut short by its
-# process stopping: it says nothing of the source's health).
-RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
 _INTERRUPTED_MESSAGE = "stopped before it ended (its gateway process stopped)"
 
 
