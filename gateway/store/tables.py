@@ -263,8 +263,12 @@ class SyncRun(SQLModel, table=True):
     """One run of one source's sync, whatever its outcome."""
 
     __tablename__ = "sync_run"
-    # A source's runs, newest first, from the top of the index.
-    __table_args__ = (sa.Index("ix_sync_run_source_started", "source", "started_at", "id"),)
+    __table_args__ = (
+        # A source's runs, newest first, from the top of the index.
+        sa.Index("ix_sync_run_source_started", "source", "started_at", "id"),
+        # Its runs left running (closed by its next run) without reading every run.
+        sa.Index("ix_sync_run_source_status", "source", "status"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=80)

@@ -110,3 +110,31 @@ def test_push_sources_lists_each_pushing_source_once_in_order(factory: sessionma
             )
     with factory() as session:
         assert push_sources(session) == ["tracker-east", "tracker-midlands", "tracker-south-west"]
+
+
+def test_a_new_run_finds_runs_left_running_from_an_index(
+    engine: sa.Engine, factory: sessionmaker[Session]
+) -> None:
+    """``start_run`` closes its source's runs left running without reading every run the
+    source ever had (they grow by hundreds a day)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("query plans are read from SQLite")
+    from gateway.sync.runs import start_run
+
+    updates: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE SYNC_RUN"):
+            updates.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        start_run(factory, "london", "incremental")
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert len(updates) == 1
+    with engine.connect() as connection:
+        plan = [
+            row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {updates[0][0]}", updates[0][1])
+        ]
+    assert plan == ["SEARCH sync_run USING INDEX ix_sync_run_source_status (source=? AND status=?)"], plan
