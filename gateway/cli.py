@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.settings import get_settings
 
@@ -22,6 +25,7 @@ token_app = typer.Typer(help="Bearer tokens for trackers, readers and admins.", 
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 console = Console()
+T = TypeVar("T")
 
 
 def _split(values: list[str]) -> list[str]:
@@ -155,7 +159,6 @@ def sync_command(
 
     from gateway.store.db import create_engine, session_factory, upgrade
     from gateway.store.tables import SUCCEEDED
-    from gateway.sync.scheduler import lease_holder, source_lease
     from gateway.sync.sources import PULLED_SOURCES, SyncContext
 
     settings = get_settings()
@@ -168,14 +171,6 @@ def sync_command(
     upgrade(settings.database_url)
     engine = create_engine(settings.database_url)
     factory = session_factory(engine)
-
-    async def run() -> object:
-        # The source's lease, as the gateway's scheduler takes it: never two runs at once.
-        lease = source_lease(factory, source, lease_holder(), timedelta(seconds=settings.sync_lease_s))
-        async with lease as held:
-            if not held:
-                return None
-            return await with_progress()
 
     async def with_progress() -> object:
         with Progress(
@@ -193,15 +188,11 @@ def sync_command(
             async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
                 return await job.run(SyncContext(factory, http, settings, progress=report))
 
-    from gateway.bench import run_async
-
     try:
-        result = run_async(run())
+        # The source's lease, as the gateway's scheduler takes it: never two runs at once.
+        result = _holding_lease(factory, source, with_progress, f"a sync of {source}")
     finally:
         engine.dispose()
-    if result is None:
-        console.print(f"[red]a sync of {source} is running in another gateway process; try again later[/red]")
-        raise typer.Exit(1)
     row = result.model_dump(mode="json")  # type: ignore[attr-defined]
     table = Table("measure", "value", title=f"sync run {row['id']} of {source}: {row['status']}")
     for key in (
@@ -222,16 +213,46 @@ def sync_command(
         raise typer.Exit(1)
 
 
+def _holding_lease(
+    factory: sessionmaker[Session], name: str, work: Callable[[], Awaitable[T]], what: str
+) -> T:
+    """Await ``work()`` while holding ``name``'s lease, as the gateway's scheduler takes it
+    (never two runs at once); exit with status 1, saying ``what`` is running, when a
+    gateway process holds it."""
+    from gateway.bench import run_async
+    from gateway.sync.scheduler import lease_holder, source_lease
+
+    async def leased() -> tuple[bool, T | None]:
+        ttl = timedelta(seconds=get_settings().sync_lease_s)
+        async with source_lease(factory, name, lease_holder(), ttl) as held:
+            return (True, await work()) if held else (False, None)
+
+    held, result = run_async(leased())
+    if not held:
+        console.print(f"[red]{what} is running in another gateway process; try again later[/red]")
+        raise typer.Exit(1)
+    return result  # type: ignore[return-value]
+
+
 @app.command("reconcile")
 def reconcile_command() -> None:
     """Compare every tracker with the CQC registry once and print the findings' counts."""
-    from gateway.reconcile.service import reconcile
+    from gateway.reconcile.service import ReconcileSummary, reconcile
     from gateway.store.db import create_engine, session_factory, transaction, upgrade
 
     settings = get_settings()
     upgrade(settings.database_url)
-    with transaction(session_factory(create_engine(settings.database_url))) as session:
-        summary = reconcile(session)
+    engine = create_engine(settings.database_url)
+    factory = session_factory(engine)
+
+    def work() -> ReconcileSummary:
+        with transaction(factory) as session:
+            return reconcile(session)
+
+    try:
+        summary = _holding_lease(factory, "reconcile", lambda: asyncio.to_thread(work), "reconciliation")
+    finally:
+        engine.dispose()
     table = Table("finding kind", "open", title="reconciliation")
     for kind, count in sorted(summary.open_by_kind.items()):
         table.add_row(kind, str(count))
@@ -240,6 +261,51 @@ def reconcile_command() -> None:
         f"opened {summary.opened}, closed {summary.closed}; matching: linked {summary.linked}, "
         f"queued for review {summary.queued_for_review}, unmatched {summary.unmatched}"
     )
+
+
+@app.command("discard-bodies")
+def discard_bodies_command(
+    older_than_days: Annotated[
+        float | None,
+        typer.Option(min=0, help="Retention in days (default: GATEWAY_PUSH_BODY_RETENTION_DAYS)"),
+    ] = None,
+) -> None:
+    """Discard the raw bodies of pushes older than the retention period now (the pushes'
+    records, answers and counts stay)."""
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    from gateway.ingest.retention import discard_old_bodies
+    from gateway.store.db import create_engine, session_factory, upgrade
+
+    settings = get_settings()
+    days = older_than_days if older_than_days is not None else settings.push_body_retention_days
+    if days is None:
+        raise typer.BadParameter(
+            "give --older-than-days, or set GATEWAY_PUSH_BODY_RETENTION_DAYS", param_hint="--older-than-days"
+        )
+    upgrade(settings.database_url)
+    engine = create_engine(settings.database_url)
+    factory = session_factory(engine)
+    try:
+        with Progress(
+            TextColumn("discarding push bodies older than {task.fields[days]} days"),
+            TextColumn("{task.completed} discarded"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("discard", total=None, days=f"{days:g}")
+
+            def work() -> int:
+                return discard_old_bodies(
+                    factory, timedelta(days=days), progress=lambda n: progress.update(task, completed=n)
+                )
+
+            discarded = _holding_lease(
+                factory, "push-body-retention", lambda: asyncio.to_thread(work), "push body retention"
+            )
+    finally:
+        engine.dispose()
+    console.print(f"discarded the raw bodies of {discarded} pushes received more than {days:g} days ago")
 
 
 @app.command("bench")

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     # Pushing regional trackers: how old their newest data may be before they are stale.
     push_freshness_target_s: float = 86400.0
     reconcile_interval_s: float = Field(default=3600.0, description="Reconciliation job interval")
+    push_body_retention_days: float | None = Field(
+        default=None,
+        ge=0,
+        description="Discard pushes' raw bodies once older than this many days (their records, "
+        "answers and counts stay, and the data they carried lives on in the version history); "
+        "unset: keep every body",
+    )
+    housekeeping_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often the scheduler discards raw push bodies past retention"
+    )
     sync_lease_s: float = Field(
         default=120.0,
         description="How long a process's hold on a source's sync lasts unless renewed (it renews "

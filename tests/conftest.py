@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import SQLModel
+from typer.testing import CliRunner, Result
 
 from gateway.api.app import create_app
 from gateway.auth import create_token
@@ -64,8 +65,11 @@ TokenMaker = Callable[..., str]
 
 @pytest.fixture
 def make_token(factory: sessionmaker[Session]) -> TokenMaker:
-    def make(name: str = "tracker", scopes: tuple[str, ...] = ("submit", "read"),
-             regions: tuple[str, ...] = ("all",)) -> str:
+    def make(
+        name: str = "tracker",
+        scopes: tuple[str, ...] = ("submit", "read"),
+        regions: tuple[str, ...] = ("all",),
+    ) -> str:
         with transaction(factory) as session:
             _, plain = create_token(session, name=name, scopes=scopes, regions=regions)
         return plain
@@ -75,3 +79,29 @@ def make_token(factory: sessionmaker[Session]) -> TokenMaker:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+GatewayCli = Callable[..., Result]
+
+
+@pytest.fixture
+def gateway_cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> GatewayCli:
+    """Run the ``gateway`` command on the test database: ``gateway_cli("sync", "london",
+    GATEWAY_LONDON_BASE_URL=...)``; a variable given as None is unset."""
+    from gateway import cli
+    from gateway.settings import get_settings
+
+    def invoke(*args: str, **env: str | None) -> Result:
+        monkeypatch.setenv("GATEWAY_DATABASE_URL", database_url)
+        for name, value in env.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(cli.app, list(args))
+        finally:
+            get_settings.cache_clear()
+
+    return invoke

@@ -13,7 +13,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 from sqlmodel import col
 
 from gateway.store.tables import (
@@ -297,12 +297,35 @@ def add_submission(session: Session, submission: Submission) -> None:
 
 
 def submission_by_idempotency_key(session: Session, token_id: str, key: str) -> Submission | None:
+    """The push made with ``key`` by the token ``token_id``, its raw body left unread (an
+    idempotent retry is answered from the request's digest and the answer kept)."""
     return session.scalars(
-        sa.select(Submission).where(
+        sa.select(Submission)
+        .options(defer(Submission.body))  # type: ignore[arg-type]  # a SQLModel field is a column attribute
+        .where(
             col(Submission.token_id) == token_id,
             col(Submission.idempotency_key) == key,
         )
     ).first()
+
+
+def discard_submission_bodies(session: Session, received_before: datetime, now: datetime, limit: int) -> int:
+    """Discard the raw bodies of at most ``limit`` pushes received before
+    ``received_before``, oldest first; keep each push's record, answer and counts. Returns
+    how many were discarded (fewer than ``limit``: none older is left)."""
+    t = table(Submission)
+    oldest = (
+        sa.select(t.c.id)
+        .where(t.c.body_discarded_at.is_(None), t.c.received_at < received_before)
+        .order_by(t.c.body_discarded_at, t.c.received_at)
+        .limit(limit)
+    )
+    ids = list(session.scalars(oldest))
+    if ids:
+        session.execute(
+            sa.update(t).where(t.c.id.in_(ids)).values(body=None, body_discarded_at=now),
+        )
+    return len(ids)
 
 
 def finish_submission(session: Session, submission_id: str, values: dict[str, Any]) -> None:

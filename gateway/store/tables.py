@@ -136,12 +136,19 @@ class LocationVersion(SQLModel, table=True):
 
 
 class Submission(SQLModel, table=True):
-    """The raw body of one push, kept before parsing, and the answer the gateway gave."""
+    """The raw body of one push, kept before parsing, and the answer the gateway gave.
+
+    With a retention period set (``GATEWAY_PUSH_BODY_RETENTION_DAYS``) the body is
+    discarded once older than that (``body`` None, ``body_discarded_at`` set); the push's
+    record, answer and counts stay.
+    """
 
     __table_args__ = (
         sa.UniqueConstraint("token_id", "idempotency_key"),
         # Covering for source health (in the table these sit after the body).
         sa.Index("ix_submission_source_received", "source", "received_at", "status_code"),
+        # The bodies still kept, oldest first: found without walking those discarded.
+        sa.Index("ix_submission_kept_body", "body_discarded_at", "received_at"),
     )
 
     id: str = Field(primary_key=True, max_length=36)
@@ -150,7 +157,7 @@ class Submission(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, max_length=200)
     request_hash: str = Field(max_length=64)
     content_type: str | None = None
-    body: bytes = Field(sa_type=sa.LargeBinary)
+    body: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
     received_at: datetime = Field(sa_type=UTCDateTime, index=True)
     status_code: int | None = None
     response: dict[str, Any] | None = _json(None)
@@ -158,6 +165,7 @@ class Submission(SQLModel, table=True):
     unchanged: int = 0
     stale: int = 0
     rejected: int = 0
+    body_discarded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class SyncState(SQLModel, table=True):

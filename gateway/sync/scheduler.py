@@ -15,9 +15,10 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -123,36 +124,56 @@ class SourceScheduler:
                     next_run_time=now,
                     misfire_grace_time=None,
                 )
-        self.scheduler.add_job(
-            self.run_reconciliation,
-            "interval",
-            seconds=self._settings.reconcile_interval_s,
-            id="reconcile",
-            max_instances=1,
-            coalesce=True,
-        )
+        # Housekeeping jobs: reconciliation first runs after one interval (the sources'
+        # first syncs come before it); body retention as the gateway starts.
+        housekeeping: list[tuple[str, Callable[[], Awaitable[None]], float, dict[str, Any]]] = [
+            ("reconcile", self.run_reconciliation, self._settings.reconcile_interval_s, {})
+        ]
+        if self._settings.push_body_retention_days is not None:
+            retention = self.run_body_retention
+            interval = self._settings.housekeeping_interval_s
+            housekeeping.append(("push-body-retention", retention, interval, {"next_run_time": now}))
+        for job_id, run, seconds, first in housekeeping:
+            self.scheduler.add_job(
+                run, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True, **first
+            )
         self.scheduler.start()
         freeze_startup_heap()  # the gateway has started up; its jobs begin from here
 
     async def run_reconciliation(self) -> None:
         from gateway.reconcile.service import reconcile
-        from gateway.store.db import transaction
 
         def work() -> None:
             with transaction(self._factory) as session:
                 summary = reconcile(session)
             log.info("reconciliation: %s open findings", sum(summary.open_by_kind.values()))
 
+        await self._run_leased("reconcile", "reconciliation", work)
+
+    async def run_body_retention(self) -> None:
+        from gateway.ingest.retention import discard_old_bodies
+
+        days = self._settings.push_body_retention_days
+        assert days is not None
+        await self._run_leased(
+            "push-body-retention",
+            "push body retention",
+            lambda: discard_old_bodies(self._factory, timedelta(days=days)),
+        )
+
+    async def _run_leased(self, lease: str, label: str, work: Callable[[], object]) -> None:
+        """Run ``work`` (blocking) in a thread while holding ``lease``; skip it when another
+        process holds the lease; log, never raise, its failure."""
         try:
-            async with self.leased("reconcile") as held:
+            async with self.leased(lease) as held:
                 if not held:
-                    log.info("reconciliation skipped: another gateway process is running it")
+                    log.info("%s skipped: another gateway process is running it", label)
                     return
                 await asyncio.to_thread(work)
         except asyncio.CancelledError:
-            log.info("reconciliation stopped with the gateway")
-        except Exception:  # a failed reconciliation must not stop the scheduler
-            log.exception("reconciliation failed")
+            log.info("%s stopped with the gateway", label)
+        except Exception:  # a failed job must not stop the scheduler
+            log.exception("%s failed", label)
 
     async def run_job(self, source: str, job: JobSpec) -> None:
         lock = self._locks.setdefault(source, asyncio.Lock())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -12,8 +13,9 @@ from gateway.reconcile import matching
 from gateway.reconcile.service import reconcile
 from gateway.store import reconciliation as queries
 from gateway.store.db import transaction
+from gateway.store.sources import acquire_lease, release_lease
 from gateway.store.tables import HeldRecord, RegistryLocation, utcnow
-from tests.conftest import TokenMaker, bearer
+from tests.conftest import GatewayCli, TokenMaker, bearer
 from tests.factories import batch, location, vacancy
 
 
@@ -306,3 +308,28 @@ def test_location_read_is_enriched_from_the_registry(
     assert body["registry"]["icb"] == {"code": "QOP", "name": "NHS Greater Manchester ICB"}
     assert (body["registry"]["latitude"], body["registry"]["longitude"]) == (53.48, -2.24)
     assert "entered-capacity-above-registered" in [f["code"] for f in body["quality_flags"]]
+
+
+def test_the_command_reconciles_once_unless_a_gateway_process_is_reconciling(
+    client: TestClient,
+    make_token: TokenMaker,
+    factory: sessionmaker[Session],
+    gateway_cli: GatewayCli,
+) -> None:
+    push(client, make_token(name="tracker-north-west"), location("1-102"))  # unknown to CQC
+    with transaction(factory) as session:
+        assert acquire_lease(session, "reconcile", "another-process", utcnow(), timedelta(minutes=5))
+    held = gateway_cli("reconcile")
+    assert held.exit_code == 1
+    assert "reconciliation is running in another gateway process" in held.output
+    with factory() as session:
+        assert queries.list_findings(session, statuses=["open"])[1] == []
+
+    with transaction(factory) as session:
+        release_lease(session, "reconcile", "another-process")
+    done = gateway_cli("reconcile")
+    assert done.exit_code == 0, done.output
+    assert "unknown-to-cqc" in done.output
+    with factory() as session:
+        _, findings = queries.list_findings(session, statuses=["open"])
+    assert ("unknown-to-cqc", "1-102") in {(f.kind, f.cqc_location_id) for f in findings}

@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
-from typer.testing import CliRunner
 
 from adapters.common.http import TransientUpstreamError
 from gateway.settings import Settings
@@ -28,6 +27,7 @@ from gateway.sync.sources import SyncContext
 from simulators.london_tracker import LondonSimulatorSettings, LondonTrackerSimulator, create_app
 from simulators.server import run_in_thread
 from tests.adapters.london_tracker.homes import home
+from tests.conftest import GatewayCli
 
 
 def run_of(factory: sessionmaker[Session], run_id: int) -> SyncRun:
@@ -141,24 +141,19 @@ def test_a_sync_stopped_mid_listing_is_closed_as_interrupted(
 
 
 def test_cli_sync_refuses_while_another_process_holds_the_lease(
-    database_url: str, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    factory: sessionmaker[Session], gateway_cli: GatewayCli
 ) -> None:
     """``gateway sync london`` takes the source's lease as the scheduler does: while a
     gateway process runs London, the command says so and fails, and stores nothing."""
-    from gateway import cli
-    from gateway.settings import get_settings
-
     with transaction(factory) as session:
         assert acquire_lease(session, "london", "another-process", utcnow(), timedelta(minutes=5))
-    monkeypatch.setenv("GATEWAY_DATABASE_URL", database_url)
-    monkeypatch.setenv("GATEWAY_LONDON_BASE_URL", "http://127.0.0.1:9")  # never called
-    monkeypatch.setenv("GATEWAY_LONDON_CLIENT_ID", "gw")
-    monkeypatch.setenv("GATEWAY_LONDON_CLIENT_SECRET", "s3cret")
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(cli.app, ["sync", "london"])
-    finally:
-        get_settings.cache_clear()
+    result = gateway_cli(
+        "sync",
+        "london",
+        GATEWAY_LONDON_BASE_URL="http://127.0.0.1:9",  # never called
+        GATEWAY_LONDON_CLIENT_ID="gw",
+        GATEWAY_LONDON_CLIENT_SECRET="s3cret",
+    )
     assert result.exit_code == 1
     assert "running in another gateway process" in result.output
     with factory() as session:
