@@ -45,7 +45,7 @@ BOROUGHS: dict[str, str] = {
     "E09000033": "Westminster",
 }
 
-# Abbreviations and short forms seen in the tracker, after normalisation.
+# Abbreviations and short forms seen in the tracker (normalised as a spelling is).
 _ALIASES = {
     "city": "E09000001",
     "rbkc": "E09000020",
@@ -55,20 +55,19 @@ _ALIASES = {
     "kingston": "E09000021",
     "richmond": "E09000027",
     "city of westminster": "E09000033",
-    "royal borough of kensington and chelsea": "E09000020",
-    "royal borough of greenwich": "E09000011",
-    "royal borough of kingston upon thames": "E09000021",
 }
 
 
 def _key(text: str) -> str:
     text = text.lower().replace("&", " and ")
     text = re.sub(r"[^a-z ]+", " ", text)
-    text = re.sub(r"\b(london borough of|lb|borough of)\b", " ", text)
+    text = re.sub(r"\b(royal borough of|london borough of|lb|rb|borough of)\b", " ", text)
     return " ".join(text.split())
 
 
-_BY_KEY = {_key(name): code for code, name in BOROUGHS.items()} | _ALIASES
+_BY_KEY = {_key(name): code for code, name in BOROUGHS.items()} | {
+    _key(alias): code for alias, code in _ALIASES.items()
+}
 
 
 @lru_cache(maxsize=1024)  # a listing repeats the same few dozen spellings

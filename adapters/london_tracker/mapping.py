@@ -5,8 +5,9 @@ Rules (see ``shared/specs/london-tracker-api.md``):
   malformed home becomes a :class:`SkippedHome` with a JSON pointer per problem;
 - categories map to national vacancy types (``CATEGORY_MAP``); the short-stay categories
   (STEP_DOWN, D2A, RESPITE) are transitional beds and also declare the matching short-stay
-  service; two lines that land on one national type are summed (highest price, flexible
-  if either is, reasons combined);
+  service; two lines that land on one national type are summed (the price from is the
+  lowest among those with a bed free now, flexible if either is, reasons combined; parts
+  that break the capacity invariant but add up once summed are reported);
 - an unknown category is kept with its counts (vacancy type None, source code kept),
   reported, and left out of national totals until mapped;
 - closed reasons map through ``CLOSED_REASON_MAP``; funding through ``FUNDING_MAP``;
@@ -26,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from adapters.london_tracker.boroughs import BOROUGHS, borough_code
 from gateway.model.capacity import LocationUpdate
@@ -135,7 +138,7 @@ class MappedHome:
 def _lines(
     beds: list[dict[str, Any]], suspended: bool, warnings: list[str], ref: str
 ) -> tuple[list[dict[str, Any]], set[str]]:
-    merged: dict[str, dict[str, Any]] = {}
+    parts: dict[str, list[dict[str, Any]]] = {}
     services: set[str] = set()
     for bed in beds:
         code = bed["category"]
@@ -162,22 +165,48 @@ def _lines(
             line["unavailable"] += line["admittable"]
             line["admittable"] = 0
             line["unavailable_reasons"] = sorted({*line["unavailable_reasons"], _MANAGEMENT_DECISION})
-        key = vacancy_type or f"unmapped:{code}"
-        if key in merged:
-            _merge(merged[key], line)
-        else:
-            merged[key] = line
-    return list(merged.values()), services
+        parts.setdefault(vacancy_type or f"unmapped:{code}", []).append(line)
+    lines = [_merged(same, warnings, ref) if len(same) > 1 else same[0] for same in parts.values()]
+    return lines, services
 
 
-def _merge(into: dict[str, Any], line: dict[str, Any]) -> None:
-    for count in ("maximum_capacity", "occupied", "reserved", "admittable", "unavailable"):
-        into[count] += line[count]
-    prices = [p for p in (into["weekly_price_from"], line["weekly_price_from"]) if p is not None]
-    into["weekly_price_from"] = max(prices) if prices else None
-    into["flexible"] = into["flexible"] or line["flexible"]
-    into["unavailable_reasons"] = sorted({*into["unavailable_reasons"], *line["unavailable_reasons"]})
-    into["source_code"] = f"{into['source_code']}+{line['source_code']}"
+_COUNTS = ("maximum_capacity", "occupied", "reserved", "admittable", "unavailable")
+
+
+def _consistent(line: dict[str, Any]) -> bool:
+    return bool(line["maximum_capacity"] == sum(line[count] for count in _COUNTS[1:]))
+
+
+def _merged(parts: list[dict[str, Any]], warnings: list[str], ref: str) -> dict[str, Any]:
+    """Lines of one national type as one: counts summed; the price from is the lowest
+    among the parts with a bed free now (else among all); flexible if any part is."""
+    line = {**parts[0], **{count: sum(part[count] for part in parts) for count in _COUNTS}}
+    free = [part for part in parts if part["admittable"]] or parts
+    prices = [part["weekly_price_from"] for part in free if part["weekly_price_from"] is not None]
+    line["weekly_price_from"] = min(prices) if prices else None
+    line["flexible"] = any(part["flexible"] for part in parts)
+    line["unavailable_reasons"] = sorted({reason for part in parts for reason in part["unavailable_reasons"]})
+    line["source_code"] = "+".join(part["source_code"] for part in parts)
+    broken = [part["source_code"] for part in parts if not _consistent(part)]
+    if broken and _consistent(line):
+        # Summed, their errors cancel out: the merged line would not show the flag.
+        warnings.append(
+            f"{ref}: {', '.join(broken)} break the capacity invariant, but summed into "
+            f"{line['source_code']} they add up; the line is not flagged"
+        )
+    return line
+
+
+def _model_problems(invalid: ValidationError) -> list[Problem]:
+    """The national model's objections to a mapped home, each at the part of the home it
+    came from (a vacancy line's at ``/beds``: lines may be merged) and naming the mapped
+    field."""
+    problems = []
+    for error in invalid.errors(include_url=False, include_input=False):
+        where = [str(part) for part in error["loc"]]
+        pointer = "/beds" if where and where[0] == "vacancies" else ""
+        problems.append(Problem(pointer, f"mapped to {'.'.join(where) or 'the record'}: {error['msg']}"))
+    return problems
 
 
 def map_home(home: Any) -> MappedHome:
@@ -230,7 +259,12 @@ def map_home(home: Any) -> MappedHome:
         "updated_at": updated_at,
         "vacancies": lines,
     }
-    update = LocationUpdate.model_validate(fields)
+    try:
+        update = LocationUpdate.model_validate(fields)
+    except ValidationError as invalid:
+        # The schema let it through, the national model does not (merged lines past the
+        # model's limits, say): skipped like any malformed home, never the whole page.
+        return MappedHome(ref, skipped=SkippedHome(ref, _model_problems(invalid)), warnings=warnings)
     if home["cqc_location_id"] is None:
         record = update.model_dump(mode="json")
         del record["cqc_location_id"]

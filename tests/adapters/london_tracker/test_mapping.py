@@ -67,6 +67,11 @@ def test_every_closed_reason_maps(code: str) -> None:
         ("London Borough of Camden", "E09000007"),
         ("Richmond upon Thames", "E09000027"),
         ("Tower Hamlets", "E09000030"),
+        ("Royal Borough of Kensington and Chelsea", "E09000020"),
+        ("Royal Borough of Greenwich", "E09000011"),
+        ("RB Greenwich", "E09000011"),
+        ("Royal Borough of Kingston upon Thames", "E09000021"),
+        ("City of Westminster", "E09000033"),
     ],
 )
 def test_borough_spellings(spelling: str, code: str) -> None:
@@ -111,8 +116,37 @@ def test_two_lines_of_one_national_type_are_summed() -> None:
     (line,) = update.vacancies
     assert line.vacancy_type is VacancyType.TRANSITIONAL
     assert (line.maximum_capacity, line.occupied, line.admittable) == (20, 16, 4)
-    assert line.weekly_price_from == 1200.0 and line.flexible is True
+    assert line.weekly_price_from == 1000.0 and line.flexible is True  # the price *from*
     assert [s.value for s in update.short_stay_services] == ["discharge-to-assess", "intermediate-care"]
+
+
+def test_a_merged_line_is_priced_from_its_cheapest_part_with_a_bed_free_now() -> None:
+    full = bed("STEP_DOWN", weekly_fee_pence=90000, occupied=10, free_now=0)
+    free = bed("RESPITE", weekly_fee_pence=150000)
+    dearer_free = bed("D2A", weekly_fee_pence=170000)
+    for beds, price in (
+        ([full, free, dearer_free], 1500.0),
+        ([full, {**free, "occupied": 10, "free_now": 0}], 900.0),
+    ):
+        update = map_home(home(beds=beds)).update
+        assert update is not None
+        assert update.vacancies[0].weekly_price_from == price
+
+
+def test_parts_whose_errors_cancel_out_when_summed_are_reported() -> None:
+    over = bed("D2A", commissioned=5, occupied=3, free_now=3)  # 5 against 6
+    under = bed("RESPITE", commissioned=5, occupied=3, free_now=1)  # 5 against 4
+    result = map_home(home(beds=[over, under]))
+    assert result.update is not None
+    (line,) = result.update.vacancies
+    assert (line.maximum_capacity, line.occupied, line.admittable) == (10, 6, 4)
+    assert line.is_consistent  # the figures are kept as sent, summed
+    assert any("D2A, RESPITE break the capacity invariant" in w for w in result.warnings), result.warnings
+    # Parts that break it in one direction still break it summed: flagged, nothing to report.
+    result = map_home(home(beds=[over, {**under, "free_now": 2}]))
+    assert result.update is not None
+    assert QualityFlag.CAPACITY_INVARIANT_BROKEN in result.update.vacancies[0].quality_flags()
+    assert not [w for w in result.warnings if "capacity invariant" in w]
 
 
 def test_postcodes_are_normalised() -> None:
@@ -162,6 +196,7 @@ def test_inconsistent_line_is_kept_and_flagged() -> None:
         ({"updated_at": "yesterday"}, "/updated_at"),
         ({"beds": [bed(occupied="seventeen")]}, "/beds/0/occupied"),
         ({"home_type": "HOSPICE"}, "/home_type"),
+        ({"beds": [bed(commissioned=200_000)]}, "/beds/0/commissioned"),
     ],
 )
 def test_malformed_home_is_skipped_with_a_pointer(change: dict[str, object], pointer: str) -> None:
@@ -169,6 +204,18 @@ def test_malformed_home_is_skipped_with_a_pointer(change: dict[str, object], poi
     assert result.update is None and result.skipped is not None
     assert result.skipped.home_ref == "LDN-004211"
     assert pointer in [p.pointer for p in result.skipped.problems]
+
+
+def test_a_home_the_national_model_refuses_is_skipped_not_raised() -> None:
+    """Two lines of one national type within the schema's limits whose sum is past the
+    model's: the home is skipped with the model's reason, never an error for the page."""
+    big = bed("STEP_DOWN", commissioned=60_000, occupied=20_000, free_now=20_000, on_hold=20_000)
+    result = map_home(home(beds=[big, {**big, "category": "D2A"}]))
+    assert result.update is None and result.skipped is not None
+    (problem,) = result.skipped.problems
+    assert problem.pointer == "/beds"
+    assert problem.message.startswith("mapped to vacancies.0.maximum_capacity: ")
+    assert "100000" in problem.message
 
 
 def test_missing_field_and_offsetless_time_are_skipped() -> None:
