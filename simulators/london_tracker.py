@@ -2,8 +2,13 @@
 
 It implements the contract of ``shared/specs/london-tracker-api.md``: OAuth2 client
 credentials, cursor paging with ``as_of`` and ``updated_since``, cursors that expire (410),
-tokens that expire or are revoked (401), 429 with ``Retry-After``, 5xx with HTML bodies,
-slow pages, non-JSON 200 bodies and malformed homes. Faults are switched on by settings
+tokens that expire or are revoked (401), 429 with ``Retry-After`` past 120 requests a minute
+per client, 5xx with HTML bodies, slow pages, non-JSON 200 bodies and malformed homes.
+
+A listing pages through the live homes in ``(updated_at, home_ref)`` order, each cursor
+carrying the key of the last home it showed: a home updated during the listing moves to
+the end and comes again on a later page, as the contract warns. Each cursor expires 15
+minutes after it was handed out. Faults are switched on by settings
 (rates and a seed) and on demand by tests (``revoke_tokens``, ``expire_cursors``).
 
     python -m simulators.london_tracker --homes var/demo-data/london/homes.json --port 8101
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import bisect
 import copy
 import hashlib
 import random
@@ -38,7 +44,7 @@ class LondonSimulatorSettings(BaseModel):
     cursor_ttl_s: float = 900.0
     seed: int = 1
     error_rate: float = 0.0  # share of listing calls answered 500/502/503/504
-    rate_limit_per_minute: int = 0  # 0: no limit
+    rate_limit_per_minute: int = 120  # per client, as the contract says; 0: no limit
     retry_after_s: int = 1
     slow_rate: float = 0.0
     slow_seconds: float = 0.0
@@ -59,8 +65,9 @@ class LondonTrackerSimulator:
     def __init__(self, homes: list[dict[str, Any]], settings: LondonSimulatorSettings) -> None:
         self.settings = settings
         self.homes: dict[str, dict[str, Any]] = {h["home_ref"]: copy.deepcopy(h) for h in homes}
-        self.tokens: dict[str, float] = {}
-        self.listings: dict[str, tuple[list[str], str, float]] = {}
+        self.tokens: dict[str, tuple[float, str]] = {}  # token -> (expiry, client id)
+        self.listings: dict[str, tuple[datetime | None, str]] = {}  # id -> (updated_since, as_of)
+        self._order: list[tuple[datetime, str]] | None = None  # the homes by (updated_at, ref)
         self.calls: deque[tuple[str, float]] = deque()
         self.random = random.Random(settings.seed)
         self.lock = threading.Lock()
@@ -70,6 +77,10 @@ class LondonTrackerSimulator:
     # --- clock and test hooks -----------------------------------------------------------
     def now(self) -> datetime:
         return datetime.fromtimestamp(time.time() + self._clock_offset, UTC).replace(microsecond=0)
+
+    def clock(self) -> float:
+        """Monotonic seconds, moved on by ``advance_clock`` (token and cursor expiry)."""
+        return time.monotonic() + self._clock_offset
 
     def advance_clock(self, seconds: float) -> None:
         self._clock_offset += seconds
@@ -90,6 +101,7 @@ class LondonTrackerSimulator:
             home = self.homes[home_ref]
             home.update(copy.deepcopy(changes))
             home["updated_at"] = self.now().isoformat().replace("+00:00", "Z")
+            self._order = None
             return copy.deepcopy(home)
 
     def provider_update(self) -> str | None:
@@ -133,18 +145,19 @@ class LondonTrackerSimulator:
         return int.from_bytes(digest[:8], "big") / 2**64
 
     # --- protocol -------------------------------------------------------------------
-    def issue_token(self) -> str:
+    def issue_token(self, client_id: str) -> str:
         token = secrets.token_urlsafe(24)
         with self.lock:
-            self.tokens[token] = time.monotonic() + self.settings.token_ttl_s
+            self.tokens[token] = (self.clock() + self.settings.token_ttl_s, client_id)
         return token
 
-    def token_valid(self, authorization: str | None) -> bool:
+    def client_of(self, authorization: str | None) -> str | None:
+        """The client a valid bearer token was issued to, or None."""
         if not authorization or not authorization.startswith("Bearer "):
-            return False
+            return None
         with self.lock:
-            expires = self.tokens.get(authorization[7:])
-        return expires is not None and expires > time.monotonic()
+            expires, client = self.tokens.get(authorization[7:], (0.0, ""))
+        return client if expires > self.clock() else None
 
     def throttled(self, client: str) -> bool:
         limit = self.settings.rate_limit_per_minute
@@ -163,31 +176,36 @@ class LondonTrackerSimulator:
         with self.lock:
             return self.random.random()
 
-    def start_listing(self, updated_since: datetime | None) -> tuple[str, str]:
+    def start_listing(self, updated_since: datetime | None) -> str:
         with self.lock:
-            homes = sorted(self.homes.values(), key=lambda h: (_instant(h["updated_at"]), h["home_ref"]))
-            refs = [
-                h["home_ref"]
-                for h in homes
-                if updated_since is None or _instant(h["updated_at"]) >= updated_since
-            ]
             listing_id = secrets.token_hex(6)
-            as_of = self.now().isoformat().replace("+00:00", "Z")
-            self.listings[listing_id] = (refs, as_of, time.monotonic())
-        return listing_id, as_of
+            self.listings[listing_id] = (updated_since, self.now().isoformat().replace("+00:00", "Z"))
+        return listing_id
 
     def page(
-        self, listing_id: str, offset: int, size: int
-    ) -> tuple[list[dict[str, Any]], int | None, str] | None:
+        self, listing_id: str, after: tuple[datetime, str] | None, size: int
+    ) -> tuple[list[dict[str, Any]], tuple[datetime, str] | None, str] | None:
+        """The next ``size`` homes of a listing after the key ``after`` (None: from the
+        start), the key to go on from (None: the last page), and the listing's ``as_of``;
+        None when the listing is unknown (its cursors expired)."""
         with self.lock:
             listing = self.listings.get(listing_id)
-            if listing is None or time.monotonic() - listing[2] > self.settings.cursor_ttl_s:
+            if listing is None:
                 return None
-            refs, as_of, _ = listing
-            chosen = refs[offset : offset + size]
-            homes = [self._served(copy.deepcopy(self.homes[ref])) for ref in chosen if ref in self.homes]
-        following = offset + size if offset + size < len(refs) else None
+            since, as_of = listing
+            order = self._ordered()
+            start = 0 if after is None else bisect.bisect_right(order, after)
+            if since is not None:
+                start = max(start, bisect.bisect_left(order, (since, "")))
+            chosen = order[start : start + size]
+            homes = [self._served(copy.deepcopy(self.homes[ref])) for _, ref in chosen]
+            following = chosen[-1] if chosen and start + size < len(order) else None
         return homes, following, as_of
+
+    def _ordered(self) -> list[tuple[datetime, str]]:
+        if self._order is None:
+            self._order = sorted((_instant(h["updated_at"]), ref) for ref, h in self.homes.items())
+        return self._order
 
     def _served(self, home: dict[str, Any]) -> dict[str, Any]:
         if self._fraction(home["home_ref"]) >= self.settings.malformed_rate:
@@ -202,14 +220,16 @@ class LondonTrackerSimulator:
         return home
 
 
-def _cursor(listing_id: str, offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"l": listing_id, "o": offset})).decode()
+def _cursor(listing_id: str, after: tuple[datetime, str], issued: float) -> str:
+    """An opaque cursor: the listing, the key of the last home shown, when it was issued."""
+    data = {"l": listing_id, "u": after[0].isoformat(), "r": after[1], "t": issued}
+    return base64.urlsafe_b64encode(orjson.dumps(data)).decode()
 
 
-def _uncursor(cursor: str) -> tuple[str, int] | None:
+def _uncursor(cursor: str) -> tuple[str, tuple[datetime, str], float] | None:
     try:
         data = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(data["l"]), int(data["o"])
+        return str(data["l"]), (_instant(data["u"]), str(data["r"])), float(data["t"])
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         return None
 
@@ -237,7 +257,7 @@ def create_app(homes: list[dict[str, Any]], settings: LondonSimulatorSettings | 
             return _error(401, "invalid_client")
         return JSONResponse(
             {
-                "access_token": sim.issue_token(),
+                "access_token": sim.issue_token(client_id),
                 "token_type": "Bearer",
                 "expires_in": int(sim.settings.token_ttl_s),
                 "scope": scope,
@@ -250,9 +270,10 @@ def create_app(homes: list[dict[str, Any]], settings: LondonSimulatorSettings | 
             sim.revoke_tokens()
         if sim.request_count == sim.settings.expire_cursors_at_request:
             sim.expire_cursors()
-        if not sim.token_valid(authorization):
+        client = sim.client_of(authorization)
+        if client is None:
             return _error(401, "invalid_token")
-        if sim.throttled(authorization or "") or sim.draw() < sim.settings.throttle_rate:
+        if sim.throttled(client) or sim.draw() < sim.settings.throttle_rate:
             return _error(429, "rate_limited", {"Retry-After": str(sim.settings.retry_after_s)})
         if sim.draw() < sim.settings.error_rate:
             status = sim.random.choice([500, 502, 503, 504])
@@ -284,14 +305,15 @@ def create_app(homes: list[dict[str, Any]], settings: LondonSimulatorSettings | 
                 since = _instant(updated_since) if updated_since else None
             except ValueError:
                 return _error(400, "updated_since is not an ISO 8601 instant")
-            listing_id, _ = sim.start_listing(since)
-            offset = 0
+            listing_id, after = sim.start_listing(since), None
         else:
             parsed = _uncursor(cursor)
             if parsed is None:
                 return _error(400, "bad cursor")
-            listing_id, offset = parsed
-        page = sim.page(listing_id, offset, page_size)
+            listing_id, after, issued = parsed
+            if sim.clock() - issued > sim.settings.cursor_ttl_s:
+                return _error(410, "cursor_expired")
+        page = sim.page(listing_id, after, page_size)
         if page is None:
             return _error(410, "cursor_expired")
         homes, following, as_of = page
@@ -301,7 +323,7 @@ def create_app(homes: list[dict[str, Any]], settings: LondonSimulatorSettings | 
             )
         body = {
             "homes": homes,
-            "next_cursor": _cursor(listing_id, following) if following is not None else None,
+            "next_cursor": _cursor(listing_id, following, sim.clock()) if following is not None else None,
             "as_of": as_of,
         }
         return Response(orjson.dumps(body), media_type="application/json")

@@ -21,16 +21,14 @@ import orjson
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
 )
 
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-_SECRET_PARAMS = frozenset(
-    {"client_secret", "subscription-key", "access_token", "token", "password", "key"}
-)
+_SECRET_PARAMS = frozenset({"client_secret", "subscription-key", "access_token", "token", "password", "key"})
 
 
 class FailureClass(StrEnum):
@@ -139,18 +137,34 @@ def json_body(response: httpx.Response, *, what: str) -> Any:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded retries with exponential backoff; ``Retry-After`` wins when given."""
+    """Bounded retries with exponential backoff; ``Retry-After`` wins when given.
+
+    An upstream that asks to wait (``Retry-After``) is never asked again sooner. When it
+    asks for longer than ``max_retry_after_s``, the run does not wait that long: it fails
+    (transient) at once and the next scheduled run tries again.
+    """
 
     max_attempts: int = 5
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
+    max_retry_after_s: float = 300.0
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def delay_for(self, attempt: int, error: BaseException | None) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based) after ``error``."""
         if isinstance(error, UpstreamError) and error.retry_after is not None:
-            return min(error.retry_after, self.max_delay_s)
+            return error.retry_after
         return min(self.base_delay_s * (2 ** (attempt - 1)), self.max_delay_s)
+
+    def _waits_too_long(self, error: BaseException) -> bool:
+        return (
+            isinstance(error, UpstreamError)
+            and error.retry_after is not None
+            and error.retry_after > self.max_retry_after_s
+        )
+
+    def _retryable(self, error: BaseException) -> bool:
+        return isinstance(error, TransientUpstreamError) and not self._waits_too_long(error)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome is not None else None
@@ -169,15 +183,29 @@ class RetryPolicy:
                 if error is not None:
                     on_retry(state.attempt_number, error)
 
+        async def once() -> T:
+            try:
+                return await call()
+            except UpstreamError as error:
+                if not self._waits_too_long(error):
+                    raise
+                assert error.retry_after is not None
+                raise type(error)(
+                    f"{error}; asked to wait {error.retry_after:g} s, longer than a run waits "
+                    f"({self.max_retry_after_s:g} s): the next run tries again",
+                    status_code=error.status_code,
+                    retry_after=error.retry_after,
+                ) from error
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception_type(TransientUpstreamError),
+            retry=retry_if_exception(self._retryable),
             sleep=self.sleep,
             before_sleep=before_sleep,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await call()
+                return await once()
         raise AssertionError("unreachable: tenacity re-raises the last error")

@@ -29,9 +29,11 @@ from adapters.common.http import (
     raise_for_transport,
     redact_url,
 )
+from gateway.schemas import validator
 
 log = logging.getLogger(__name__)
 MAX_LISTING_RESTARTS = 3
+PAGE_SCHEMA = "london-tracker-page.schema.json"
 
 
 class CursorExpired(Exception):
@@ -123,9 +125,13 @@ class LondonTrackerClient:
                 raise UpstreamConfigurationError("London tracker refused a renewed token", status_code=401)
             check_status(response, what=f"GET {redact_url(response.request.url)}")
             body = json_body(response, what="GET /api/v2/homes")
-            if not isinstance(body, dict) or not isinstance(body.get("homes"), list) or "as_of" not in body:
-                raise TransientUpstreamError("GET /api/v2/homes: page without homes or as_of")
-            return body
+            problems = validator(PAGE_SCHEMA).problems(body)
+            if problems:
+                # A garbled page, like one that is not JSON: asked for again, then given up.
+                detail = "; ".join(f"{p.pointer or '/'}: {p.message}" for p in problems[:3])
+                raise TransientUpstreamError(f"GET /api/v2/homes: the page breaks the contract ({detail})")
+            page: dict[str, Any] = body
+            return page
 
         def on_retry(attempt: int, error: BaseException) -> None:
             log.warning("London tracker page failed (try %d): %s", attempt, error)
@@ -159,7 +165,7 @@ class LondonTrackerClient:
                         following = asyncio.create_task(
                             self._page({"page_size": self.page_size, "cursor": cursor})
                         )
-                    yield HomesPage(number, body["homes"], str(body["as_of"]), restarts, last=not cursor)
+                    yield HomesPage(number, body["homes"], body["as_of"], restarts, last=not cursor)
                     if following is None:
                         return
                     requested, following = following, None

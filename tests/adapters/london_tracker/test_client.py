@@ -128,6 +128,50 @@ async def test_retry_then_success_honours_retry_after(client: LondonTrackerClien
 
 
 @respx.mock
+async def test_a_long_retry_after_is_waited_in_full_and_a_too_long_one_ends_the_run(
+    client: LondonTrackerClient,
+) -> None:
+    respx.post(f"{BASE}/oauth/token").mock(return_value=token_answer("t"))
+    throttled = httpx.Response(429, headers={"Retry-After": "60"}, json={"error": "rate_limited"})
+    homes = respx.get(f"{BASE}/api/v2/homes").mock(side_effect=[throttled, page([home()], None)])
+    assert len(await collect(client)) == 1 and homes.call_count == 2
+    assert sleeps == [60.0]  # past the backoff's cap, but never sooner than asked
+
+    sleeps.clear()
+    homes.side_effect = [httpx.Response(429, headers={"Retry-After": "3600"}, json={"error": "rate_limited"})]
+    with pytest.raises(TransientUpstreamError, match="asked to wait 3600 s, longer than a run waits"):
+        await collect(client)
+    assert homes.call_count == 3 and sleeps == []  # not asked again within the run
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"homes": [], "next_cursor": None},  # no as_of
+        {"homes": [], "next_cursor": None, "as_of": None},
+        {"homes": [], "next_cursor": None, "as_of": "yesterday"},
+        {"homes": [], "as_of": "2026-11-22T08:00:03Z"},  # no next_cursor: never taken as the last page
+        {"homes": {}, "next_cursor": None, "as_of": "2026-11-22T08:00:03Z"},
+        {"homes": [], "next_cursor": "", "as_of": "2026-11-22T08:00:03Z"},
+    ],
+)
+@respx.mock
+async def test_a_page_that_breaks_the_contract_is_asked_for_again(
+    client: LondonTrackerClient, broken: dict[str, Any]
+) -> None:
+    respx.post(f"{BASE}/oauth/token").mock(return_value=token_answer("t"))
+    homes = respx.get(f"{BASE}/api/v2/homes").mock(
+        side_effect=[httpx.Response(200, json=broken), page([home()], None)]
+    )
+    (only,) = await collect(client)
+    assert homes.call_count == 2 and only.as_of == "2026-11-22T08:00:03Z" and only.last
+    homes.side_effect = None
+    homes.return_value = httpx.Response(200, json=broken)
+    with pytest.raises(TransientUpstreamError, match="the page breaks the contract"):
+        await collect(client)
+
+
+@respx.mock
 async def test_time_outs_are_retried(client: LondonTrackerClient) -> None:
     respx.post(f"{BASE}/oauth/token").mock(return_value=token_answer("t"))
     homes = respx.get(f"{BASE}/api/v2/homes").mock(side_effect=[httpx.ReadTimeout("slow"), page([], None)])

@@ -1,0 +1,98 @@
+"""The London simulator keeps the contract's quirks: a home updated during a listing comes
+again on a later page (and the gateway keeps the later copy), each cursor lasts 15 minutes
+from when it was handed out, and the rate limit is per client, not per token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.settings import Settings
+from gateway.store import repository
+from gateway.store.tables import Location
+from simulators.london_tracker import LondonSimulatorSettings, LondonTrackerSimulator, create_app
+from simulators.server import run_in_thread
+from tests.sync.test_london_sync import london_homes, run_sync
+
+
+def _client(**settings: Any) -> tuple[TestClient, LondonTrackerSimulator, dict[str, str]]:
+    config = LondonSimulatorSettings(client_id="gw", client_secret="s3cret", **settings)
+    app = create_app(london_homes(), config)
+    client = TestClient(app)
+    return client, app.state.simulator, _bearer(client)
+
+
+def _bearer(client: TestClient) -> dict[str, str]:
+    answer = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": "gw", "client_secret": "s3cret"},
+    )
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def test_a_home_updated_during_the_listing_comes_again_and_the_later_copy_wins(
+    settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    app = create_app(london_homes(), LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    sim: LondonTrackerSimulator = app.state.simulator
+    served = sim.page
+    listed: list[str] = []
+
+    def page_then_update(*args: Any) -> Any:
+        answer = served(*args)
+        if answer is not None:
+            listed.extend(home["home_ref"] for home in answer[0])
+            if len(listed) == 20:  # the first page is out: its first home is updated
+                sim.update_home(listed[0], {"name": "Renamed Mid-Listing"})
+        return answer
+
+    sim.page = page_then_update  # type: ignore[method-assign]
+    with run_in_thread(app) as url:
+        run = run_sync(settings, factory, url)
+    assert run.status == "succeeded", run.error_message
+    assert listed.count(listed[0]) == 2 and listed[-1] == listed[0]  # again, on the last page
+    assert run.records_seen == len(sim.homes) + 1
+    cqc_id = sim.homes[listed[0]]["cqc_location_id"]
+    with factory() as session:
+        location = session.get(Location, cqc_id)
+        assert location is not None and location.name == "Renamed Mid-Listing"
+        assert len(repository.location_versions(session, cqc_id)) == 2
+
+
+def test_each_cursor_lasts_15_minutes_from_when_it_was_handed_out() -> None:
+    client, sim, bearer = _client(token_ttl_s=86400)
+    cursor = client.get("/api/v2/homes", params={"page_size": 50}, headers=bearer).json()["next_cursor"]
+    for _ in range(4):  # a slow listing: 40 minutes in all, 10 between pages
+        sim.advance_clock(600)
+        page = client.get("/api/v2/homes", params={"page_size": 50, "cursor": cursor}, headers=bearer)
+        assert page.status_code == 200
+        cursor = page.json()["next_cursor"]
+    sim.advance_clock(901)
+    expired = client.get("/api/v2/homes", params={"page_size": 50, "cursor": cursor}, headers=bearer)
+    assert (expired.status_code, expired.json()) == (410, {"error": "cursor_expired"})
+
+
+def test_the_rate_limit_is_per_client_and_a_new_token_does_not_reset_it() -> None:
+    client, _, bearer = _client(rate_limit_per_minute=3, retry_after_s=7)
+    assert [client.get("/api/v2/homes", headers=bearer).status_code for _ in range(3)] == [200] * 3
+    for headers in (bearer, _bearer(client)):
+        throttled = client.get("/api/v2/homes", headers=headers)
+        assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "7"
+    assert LondonSimulatorSettings().rate_limit_per_minute == 120  # the contract's limit by default
+
+
+def test_the_listing_starts_at_updated_since_and_ends_with_a_null_cursor() -> None:
+    client, sim, bearer = _client()
+    since = "2026-11-19T00:00:00Z"
+    refs: list[str] = []
+    params: dict[str, Any] = {"page_size": 7, "updated_since": since}
+    while True:
+        body = client.get("/api/v2/homes", params=params, headers=bearer).json()
+        refs += [home["home_ref"] for home in body["homes"]]
+        if body["next_cursor"] is None:
+            break
+        params = {"page_size": 7, "cursor": body["next_cursor"]}
+    expected = {ref for ref, home in sim.homes.items() if home["updated_at"] >= "2026-11-19"}
+    assert len(refs) == len(set(refs)) and set(refs) == expected
