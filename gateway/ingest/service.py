@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from operator import itemgetter
 from typing import Any
@@ -25,6 +25,9 @@ from gateway.places import District, district_of, load_districts
 from gateway.schemas import Problem
 from gateway.store import repository
 from gateway.store.repository import HeldLocation
+
+# How far ahead of the gateway's clock a source's own time may run.
+MAX_CLOCK_SKEW = timedelta(minutes=10)
 
 
 class RecordStatus(StrEnum):
@@ -138,23 +141,43 @@ _COLUMNS = tuple(name for name in LocationUpdate.model_fields if name not in _NE
 _columns_of = itemgetter(*_COLUMNS)
 
 
-def resolve_region(update: LocationUpdate, held: HeldLocation | None) -> str | None:
-    """Where a location is: as already held, else by its postcode's district, else as the
-    source declares. A reporter's own region never moves a location (London's tracker
-    also reports homes just over its border)."""
+def resolve_region(
+    update: LocationUpdate, held: HeldLocation | None, registered: str | None = None
+) -> str | None:
+    """Where a location is: as the CQC registry says (``registered``), else as already
+    held, else by its postcode's district, else as the source declares. A reporter's own
+    region never moves a location (London's tracker also reports homes just over its
+    border), and no reporter can place a registered location outside its region."""
     district = _district(update)
     declared = update.nhs_region.value if update.nhs_region else None
-    return _region(held, district.nhs_region.value if district else None, declared)
+    return _region(registered, held, district.nhs_region.value if district else None, declared)
 
 
 def _district(update: LocationUpdate) -> District | None:
     return load_districts().get(district_of(update.address.postcode) or "")
 
 
-def _region(held: HeldLocation | None, by_district: str | None, declared: str | None) -> str | None:
+def _region(
+    registered: str | None, held: HeldLocation | None, by_district: str | None, declared: str | None
+) -> str | None:
+    if registered:
+        return registered
     if held is not None and held.nhs_region:
         return held.nhs_region
     return by_district or declared
+
+
+def _from_the_future(update: Prepared, received_at: datetime) -> Problem | None:
+    """A source's own time more than ``MAX_CLOCK_SKEW`` ahead of the gateway's: refused,
+    or it would judge every later update of the location 'stale'."""
+    ahead = update.updated_at - received_at
+    if ahead <= MAX_CLOCK_SKEW:
+        return None
+    return Problem(
+        "/updated_at",
+        f"is {ahead.total_seconds() / 60:.0f} minutes ahead of the gateway's clock; a source's "
+        f"time may run at most {MAX_CLOCK_SKEW.total_seconds() / 60:.0f} minutes ahead",
+    )
 
 
 def apply_updates(
@@ -192,10 +215,14 @@ def apply_prepared(
     held: dict[str, HeldLocation] | None = None,
 ) -> list[RecordResult]:
     """``apply_updates`` for updates already prepared (each used once)."""
-    if held is None:
-        held = repository.held_locations(session, [p.cqc_location_id for _, p in updates])
-    else:
-        held = dict(held)
+    # The change clock's lock first: writers of the national view take turns from here, so
+    # what is held is read after the last writer committed and nobody writes before this
+    # transaction ends (on SQLite the lock is the database's; reads before it would not
+    # even be in the transaction).
+    stamp = repository.claim_change_clock(session)
+    ids = [p.cqc_location_id for _, p in updates]
+    held = repository.held_locations(session, ids) if held is None else dict(held)
+    places = repository.registry_places(session, ids)
     already_held = set(held)
     results: list[RecordResult] = []
     winners: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
@@ -205,13 +232,17 @@ def apply_prepared(
         cqc_id = update.cqc_location_id
         current = held.get(cqc_id)
         result = RecordResult(index, cqc_id, RecordStatus.ACCEPTED)
-        if current is not None and update.updated_at < current.source_updated_at:
+        if (problem := _from_the_future(update, received_at)) is not None:
+            result.status, result.problems = RecordStatus.REJECTED, [problem]
+        elif current is not None and update.updated_at < current.source_updated_at:
             result.status = RecordStatus.STALE
         elif current is not None and current.content_hash == update.digest:
             result.status = RecordStatus.UNCHANGED
         else:
             location = update.location
-            region = _region(current, update.district_region, update.declared_region)
+            place = places.get(cqc_id)
+            registered = place.nhs_region if place is not None else None
+            region = _region(registered, current, update.district_region, update.declared_region)
             location.update(nhs_region=region, source=source, received_at=received_at)
             result.quality_flags = update.flags
             winners[cqc_id] = (location, update.lines)
@@ -230,7 +261,7 @@ def apply_prepared(
             held[cqc_id] = HeldLocation(region, source, update.updated_at, update.digest)
         results.append(result)
 
-    version_ids = repository.add_versions(session, versions)
+    version_ids = repository.add_versions(session, versions, stamp)
     for result, version_id in zip(accepted, version_ids, strict=True):
         result.version_id = version_id
         winners[result.cqc_location_id or ""][0]["version_id"] = version_id
@@ -238,8 +269,10 @@ def apply_prepared(
     lines = [line for _, location_lines in winners.values() for line in location_lines]
     # Where a location is: the registry's coordinates when it has them, else (set by
     # prepare) its postcode district's centroid. Registry syncs keep this up to date too.
-    for cqc_id, (lat, lon) in repository.registry_points(session, list(winners)).items():
-        winners[cqc_id][0]["latitude"], winners[cqc_id][0]["longitude"] = lat, lon
+    for cqc_id, (location, _) in winners.items():
+        place = places.get(cqc_id)
+        if place is not None and place.latitude is not None:
+            location["latitude"], location["longitude"] = place.latitude, place.longitude
     existing = [cqc_id for cqc_id in winners if cqc_id in already_held]
     repository.replace_locations(session, locations, lines, existing)
     return results

@@ -91,14 +91,18 @@ def validate_records(records: list[Any]) -> tuple[list[tuple[int, LocationUpdate
 def _authorise_regions(
     session: Session, principal: Principal, valid: list[tuple[int, LocationUpdate]]
 ) -> tuple[list[tuple[int, LocationUpdate]], list[RecordResult], dict[str, Any]]:
-    """Drop records with no known region; refuse the batch if any lies outside the token's."""
-    held = repository.held_locations(session, [u.cqc_location_id for _, u in valid])
+    """Drop records with no known region; refuse the batch if any lies outside the token's.
+    A location's region is the registry's where it knows the location (see
+    ``resolve_region``)."""
+    ids = [u.cqc_location_id for _, u in valid]
+    held = repository.held_locations(session, ids)
+    places = repository.registry_places(session, ids)
     kept: list[tuple[int, LocationUpdate]] = []
     rejected: list[RecordResult] = []
     outside: list[str] = []
     for index, update in valid:
-        known = held.get(update.cqc_location_id)
-        region = resolve_region(update, known)
+        place = places.get(update.cqc_location_id)
+        region = resolve_region(update, held.get(update.cqc_location_id), place.nhs_region if place else None)
         if region is None:
             problem = Problem(
                 f"/locations/{index}/nhs_region",
@@ -126,6 +130,9 @@ def apply_records(
     onto ``location_update``), each judged on its own; one result per record, in order.
     Raises Forbidden, naming them, when any valid record lies outside the token's regions."""
     valid, rejected = validate_records(records)
+    # Writers take turns from here (the change clock's lock, as ``apply_updates`` takes
+    # it): the regions and held versions read next are the last writer's.
+    repository.claim_change_clock(session)
     valid, region_rejected, held = _authorise_regions(session, principal, valid)
     applied = apply_updates(
         session,
@@ -135,6 +142,10 @@ def apply_records(
         submission_id=submission_id,
         held=held,
     )
+    for result in applied:  # the store's objections, at the record's place in the batch
+        result.problems = [
+            Problem(f"/locations/{result.index}{p.pointer}", p.message) for p in result.problems
+        ]
     return sorted(applied + rejected + region_rejected, key=lambda r: r.index)
 
 
@@ -238,6 +249,19 @@ def keep_and_process(
         with transaction(factory) as session:
             _finish(session, submission_id, refused.status_code, _problem_record(refused))
         raise
+    except Exception:
+        # Nothing of the batch was applied (its transaction rolled back). The kept body
+        # records the failure and lets go of its Idempotency-Key, so a retry with the same
+        # key is processed afresh rather than answered 'still being processed' for ever.
+        with transaction(factory) as session:
+            failed = {
+                "error": "InternalError",
+                "status": 500,
+                "detail": "the gateway failed while applying this batch and applied none of it",
+                "idempotency_key": idempotency_key,
+            }
+            _finish(session, submission_id, 500, failed, released_key=True)
+        raise
 
 
 def _problem_record(error: InvalidBody | Unprocessable | Forbidden) -> dict[str, Any]:
@@ -250,17 +274,18 @@ def _finish(
     status: int,
     answer: dict[str, Any],
     summary: dict[str, int] | None = None,
+    *,
+    released_key: bool = False,
 ) -> None:
     counts = summary or {}
-    repository.finish_submission(
-        session,
-        submission_id,
-        {
-            "status_code": status,
-            "response": answer,
-            **{key: counts.get(key, 0) for key in ("accepted", "unchanged", "stale", "rejected")},
-        },
-    )
+    values: dict[str, Any] = {
+        "status_code": status,
+        "response": answer,
+        **{key: counts.get(key, 0) for key in ("accepted", "unchanged", "stale", "rejected")},
+    }
+    if released_key:
+        values["idempotency_key"] = None
+    repository.finish_submission(session, submission_id, values)
 
 
 def _replay(previous: Submission, request_hash: str) -> SubmissionOutcome:

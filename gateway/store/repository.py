@@ -202,12 +202,16 @@ def _claim_clock_statement() -> sa.Update:
 _CLAIM_CLOCK = _claim_clock_statement()
 
 
-def add_versions(session: Session, versions: list[dict[str, Any]]) -> list[int]:
-    """Insert version rows in order, stamped with the change clock (``recorded_at``);
-    return their version ids in the same order."""
+def add_versions(
+    session: Session, versions: list[dict[str, Any]], stamp: datetime | None = None
+) -> list[int]:
+    """Insert version rows in order, stamped with the change clock (``recorded_at``: the
+    ``stamp`` the caller claimed, else claimed here); return their version ids in the same
+    order."""
     if not versions:
         return []
-    stamp = claim_change_clock(session)
+    if stamp is None:
+        stamp = claim_change_clock(session)
     for version in versions:
         version["recorded_at"] = stamp
     t = table(LocationVersion)
@@ -251,16 +255,24 @@ def replace_locations(
     bulk_insert(session, line_t, lines)
 
 
-def registry_points(session: Session, ids: Sequence[str]) -> dict[str, tuple[float, float]]:
-    """The registry's coordinates of those of ``ids`` it knows."""
+@dataclass(frozen=True, slots=True)
+class RegistryPlace:
+    """What the CQC registry says of where a location is."""
+
+    nhs_region: str | None
+    latitude: float | None
+    longitude: float | None
+
+
+def registry_places(session: Session, ids: Sequence[str]) -> dict[str, RegistryPlace]:
+    """The registry's region and coordinates of those of ``ids`` it knows."""
     from gateway.store.tables import RegistryLocation
 
     t = table(RegistryLocation)
-    columns = (t.c.cqc_location_id, t.c.latitude, t.c.longitude)
+    columns = (t.c.cqc_location_id, t.c.nhs_region, t.c.latitude, t.c.longitude)
     return {
-        cqc_id: (lat, lon)
-        for cqc_id, lat, lon in _rows_by_ids(session, columns, t.c.cqc_location_id, ids)
-        if lat is not None
+        cqc_id: RegistryPlace(region, lat, lon)
+        for cqc_id, region, lat, lon in _rows_by_ids(session, columns, t.c.cqc_location_id, ids)
     }
 
 

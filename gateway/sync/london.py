@@ -23,7 +23,7 @@ from adapters.common.http import RetryPolicy
 from adapters.london_tracker.client import HomesPage, LondonTrackerClient
 from adapters.london_tracker.source import LondonTrackerSource, MappedPage, map_page
 from gateway.gc_pause import gc_paused
-from gateway.ingest.service import apply_updates
+from gateway.ingest.service import RecordStatus, apply_updates
 from gateway.model.capacity import LocationUpdate
 from gateway.store import reconciliation as held_queries
 from gateway.store import repository
@@ -45,10 +45,15 @@ def _map_and_store_page(context: SyncContext, run_id: int, counts: RunCounts, li
 def _store_page(context: SyncContext, run_id: int, counts: RunCounts, page: MappedPage) -> None:
     now = utcnow()
     with transaction(context.factory) as session:
+        refs = [ref for ref, _ in page.updates] + [home.home_ref for home in page.unmatched]
         updates = list(enumerate(update for _, update in page.updates))
         updates += _held_updates(session, page, now, start=len(updates))
         results = apply_updates(session, source=SOURCE, updates=updates, received_at=now)
-        counts.add_results(results)
+        for result in results:
+            if result.status is RecordStatus.REJECTED:  # refused by the store (its time, say)
+                counts.reject(refs[result.index], [f"{p.pointer}: {p.message}" for p in result.problems])
+            else:
+                counts.add_results([result])
         counts.pages += 1
         counts.records_seen += page.homes_seen
         for skipped in page.skipped:
