@@ -96,3 +96,21 @@ def test_the_listing_starts_at_updated_since_and_ends_with_a_null_cursor() -> No
         params = {"page_size": 7, "cursor": body["next_cursor"]}
     expected = {ref for ref, home in sim.homes.items() if home["updated_at"] >= "2026-11-19"}
     assert len(refs) == len(set(refs)) and set(refs) == expected
+
+
+def test_a_home_stamped_in_the_future_is_rejected_by_its_ref_and_the_rest_stored(
+    settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    homes = london_homes()
+    homes[3]["updated_at"] = "2099-01-01T00:00:00+00:00"
+    app = create_app(homes, LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    with run_in_thread(app) as url:
+        run = run_sync(settings, factory, url)
+    assert run.status == "succeeded", run.error_message
+    (rejection,) = run.rejections
+    assert rejection["ref"] == homes[3]["home_ref"]
+    assert rejection["reasons"][0].startswith("/updated_at: is ")
+    assert "ahead of the gateway's clock" in rejection["reasons"][0]
+    assert run.rejected == 1 and run.accepted == len(homes) - 2  # one rejected, one held for matching
+    with factory() as session:
+        assert session.get(Location, homes[3]["cqc_location_id"]) is None
