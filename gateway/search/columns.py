@@ -79,6 +79,7 @@ class Columns:
         self.accepting = np.fromiter(map(attrgetter("accepting"), ordered), np.bool_, n)
         self.out_of_hours = np.fromiter(map(_out_of_hours, ordered), np.int8, n)
         self.updated = np.fromiter(map(attrgetter("updated"), ordered), np.float64, n)
+        self.short_stay_cost = _floats(map(attrgetter("short_stay_cost"), ordered))
         counts = np.fromiter(map(len, map(attrgetter("lines"), ordered)), np.int64, n)
         lines = [line for e in ordered for line in e.lines]
         self.line_type, self.line_types = _codes(list(map(attrgetter("vacancy_type"), lines)))
@@ -135,6 +136,9 @@ class Columns:
         new.accepting = column(self.accepting, [e.accepting for e in fresh_entries])
         new.out_of_hours = column(self.out_of_hours, list(map(_out_of_hours, fresh_entries)))
         new.updated = column(self.updated, [e.updated for e in fresh_entries])
+        new.short_stay_cost = column(
+            self.short_stay_cost, _floats(map(attrgetter("short_stay_cost"), fresh_entries))
+        )
         new.categories = {}
         for name, (codes, vocabulary) in self.categories.items():
             vocabulary = dict(vocabulary)  # values only ever join it: kept codes stay valid

@@ -145,6 +145,7 @@ class Entry:
     updated: float  # the provider's last update, as a POSIX timestamp
     sets: tuple[frozenset[str], ...]  # in the order of SETS
     notes: str  # lower case
+    short_stay_cost: float | None  # the short-stay weekly cost (GBP), if the provider gave one
     lines: tuple[Line, ...]  # in line-key order
     shown: dict[str, Any]  # the result without distance_km and vacancies
 
@@ -199,6 +200,7 @@ def _entry(row: Sequence[Any], lines: list[Line]) -> Entry:
         updated.timestamp(),
         tuple(_lower(text) for text in sets_text),
         (notes or "").lower(),
+        short_stay_cost,
         tuple(lines),
         shown,
     )

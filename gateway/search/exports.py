@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from openpyxl import Workbook
@@ -55,6 +55,23 @@ HEADERS = [
     "Source",
     "Data-quality flags",
 ]
+# What a spreadsheet takes for the start of a formula in a cell of text (OWASP, "CSV
+# Injection"): provider text such as a name or notes must never run as one.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """``value`` as a cell no spreadsheet runs as a formula: text that starts like one gets
+    a leading ``'`` (OWASP's advice); numbers, negative ones too, and other text stay."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _cells(values: Iterable[Any], missing: Any = None) -> list[Any]:
+    """A row as written to CSV or Excel: every cell through ``spreadsheet_cell``, a
+    missing value as ``missing``."""
+    return [missing if v is None else spreadsheet_cell(v) for v in values]
 
 
 def _display(code: str | None) -> str:
@@ -128,7 +145,7 @@ def csv_stream(
     with factory() as session:
         for result in iterate_all(session, q):
             for row in rows(result):
-                writer.writerow(["" if v is None else v for v in row])
+                writer.writerow(_cells(row, ""))
             if buffer.tell() > 64_000:
                 yield buffer.getvalue()
                 buffer.seek(0)
@@ -145,7 +162,7 @@ def xlsx_stream(
     with factory() as session:
         for result in iterate_all(session, q):
             for row in rows(result):
-                sheet.append(row)
+                sheet.append(_cells(row))
     about = workbook.create_sheet("About this export")
     about.append(["National Care Capacity Gateway: vacancy search"])
     for line in _preamble(filters):
@@ -167,9 +184,9 @@ def table_response(rows: list[dict[str, Any]], name: str, fmt: str) -> Any:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow([f"# {stamp}"])
-        writer.writerow(columns)
+        writer.writerow(_cells(columns))
         for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+            writer.writerow(_cells((row.get(c) for c in columns), ""))
         return Response(
             buffer.getvalue(),
             media_type="text/csv",
@@ -178,9 +195,9 @@ def table_response(rows: list[dict[str, Any]], name: str, fmt: str) -> Any:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(name[:31])
     sheet.append([stamp])
-    sheet.append(columns)
+    sheet.append(_cells(columns))
     for row in rows:
-        sheet.append([row.get(c) for c in columns])
+        sheet.append(_cells(row.get(c) for c in columns))
     out = io.BytesIO()
     workbook.save(out)
     return Response(

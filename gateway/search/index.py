@@ -112,10 +112,19 @@ class Snapshot(Columns):
         if types:
             mask &= _members(self.line_type, self.line_types, types)
         if q.max_weekly_price is not None:
-            mask &= self.line_price <= q.max_weekly_price  # NaN (no price) compares False
+            mask &= self._line_prices(q) <= q.max_weekly_price  # NaN (no price) compares False
         if q.accepting_today:
             mask &= self.line_admittable > 0
         return mask
+
+    def _line_prices(self, q: SearchQuery) -> NDArray[np.float64]:
+        """Each vacancy line's weekly price as ``q`` reads it. A short stay costs what its
+        location says a short stay costs; where the location gives no short-stay cost,
+        its line's price stands in, so the home is priced rather than hidden."""
+        if q.stay != "short-stay":
+            return self.line_price
+        cost = self.short_stay_cost[self.line_location]
+        return np.where(np.isnan(cost), self.line_price, cost)
 
     def distances(self, point: tuple[float, float], rows: NDArray[np.intp]) -> NDArray[np.float64]:
         """Great-circle distances (km) from ``point`` to the locations at ``rows``
@@ -241,9 +250,10 @@ class Snapshot(Columns):
                     self.line_location[picked], weights=self.line_admittable[picked], minlength=self.size
                 )
                 return np.lexsort((rows, -total[rows]))
-            priced = picked & (self.line_price > 0)  # a missing or zero price does not count
+            prices = self._line_prices(q)
+            priced = picked & (prices > 0)  # a missing or zero price does not count
             cheapest = np.full(self.size, np.inf)
-            np.minimum.at(cheapest, self.line_location[priced], self.line_price[priced])
+            np.minimum.at(cheapest, self.line_location[priced], prices[priced])
             return np.lexsort((rows, cheapest[rows]))
         if distance is None:
             return np.arange(len(rows))

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from gateway.errors import Unprocessable
 from gateway.model.vocab import LONG_TERM_VACANCY_TYPES, NhsRegion, VacancyType
+from gateway.search.query import codes
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table, utcnow
 
 LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
@@ -31,6 +32,12 @@ REGISTRY_GROUPS = {
     "local_authority": REG.c.local_authority,
     "icb": REG.c.icb_code,
 }
+# The groups named by a vocabulary: their codes, or display names (as the search takes them).
+VOCABULARY_GROUPS = {"nhs_region": NhsRegion, "vacancy_type": VacancyType}
+# A line's vacancies total, never below zero (an inconsistent line can be over-occupied).
+VACANCIES = sa.case(
+    (LINE.c.maximum_capacity > LINE.c.occupied, LINE.c.maximum_capacity - LINE.c.occupied), else_=0
+)
 COUNTS = ("maximum_capacity", "occupied", "reserved", "admittable", "unavailable")
 LOCATION_COUNTS = {
     "locations_with_vacancy_data": "locations in the group with vacancy lines in the national view",
@@ -108,15 +115,12 @@ def occupancy(
     )
     if group is not None:
         return _drill_down(session, joined, key, group, conditions, group_by)
-    vacancies = sa.case(
-        (LINE.c.maximum_capacity > LINE.c.occupied, LINE.c.maximum_capacity - LINE.c.occupied), else_=0
-    )
     fresh = sa.case((LOC.c.source_updated_at >= utcnow() - timedelta(days=7), LOC.c.cqc_location_id))
     stmt = (
         sa.select(
             key.label("grp"),
             *[sa.func.sum(LINE.c[c]) for c in COUNTS],
-            sa.func.sum(vacancies),
+            sa.func.sum(VACANCIES),
             sa.func.count(sa.distinct(LOC.c.cqc_location_id)),
             sa.func.count(sa.distinct(fresh)),
             sa.func.sum(sa.case((LINE.c.consistent.is_(False), 1), else_=0)),
@@ -182,7 +186,7 @@ def _registered(session: Session, group_by: str) -> dict[Any, int] | None:
 
 
 def _display(group_by: str, value: Any) -> str | None:
-    vocabulary = {"nhs_region": NhsRegion, "vacancy_type": VacancyType}.get(group_by)
+    vocabulary = VOCABULARY_GROUPS.get(group_by)
     if vocabulary is None or value is None:
         return value
     try:
@@ -191,9 +195,24 @@ def _display(group_by: str, value: Any) -> str | None:
         return str(value)
 
 
+def _in_group(key: Any, group_by: str, group: str) -> tuple[str, sa.ColumnElement[bool]]:
+    """The drill-down's group as its rows name it, and the condition selecting it: a region
+    or vacancy type by its code or display name (anything else is refused, naming the
+    allowed values), a local authority in any case (as the search takes it)."""
+    vocabulary = VOCABULARY_GROUPS.get(group_by)
+    if vocabulary is not None:
+        code = codes("group", [group], vocabulary)[0]
+        return code, key == code
+    if group_by == "local_authority":
+        return group, sa.func.lower(key) == group.lower()
+    return group, key == group
+
+
 def _drill_down(
     session: Session, joined: Any, key: Any, group: str, conditions: list[Any], group_by: str
 ) -> dict[str, Any]:
+    """The locations of one group, each row the sum of its lines (as the group's row is)."""
+    group, in_group = _in_group(key, group_by, group)
     stmt = (
         sa.select(
             LOC.c.cqc_location_id,
@@ -201,16 +220,17 @@ def _drill_down(
             LOC.c.source,
             LOC.c.source_updated_at,
             *[sa.func.sum(LINE.c[c]) for c in COUNTS],
+            sa.func.sum(VACANCIES),
         )
         .select_from(joined)
-        .where(*conditions, key == group)
+        .where(*conditions, in_group)
         .group_by(LOC.c.cqc_location_id, LOC.c.name, LOC.c.source, LOC.c.source_updated_at)
         .order_by(LOC.c.name)
     )
     locations = []
     for record in session.execute(stmt):
         values = {c: int(record[i + 4] or 0) for i, c in enumerate(COUNTS)}
-        values["vacancies_total"] = max(values["maximum_capacity"] - values["occupied"], 0)
+        values["vacancies_total"] = int(record[9] or 0)
         locations.append(
             {
                 "cqc_location_id": record[0],

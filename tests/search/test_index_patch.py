@@ -43,6 +43,7 @@ def entry(rng: random.Random, cqc_id: str) -> Entry:
             frozenset(rng.sample(["english", "polish", "nhs", "self"], rng.randint(0, 2))) for _ in SETS
         ),
         notes=rng.choice(["", "garden", "lift and garden"]),
+        short_stay_cost=rng.choice([None, 650.0, 990.0]),
         lines=lines,
         shown={"cqc_location_id": cqc_id},
     )
@@ -51,7 +52,7 @@ def entry(rng: random.Random, cqc_id: str) -> Entry:
 def decoded(snapshot: Snapshot) -> dict[str, Any]:
     """A snapshot's contents with its codes turned back into values."""
     out: dict[str, Any] = {"ids": snapshot.ids, "size": snapshot.size}
-    for name in ("lat", "lon", "updated", "line_price", "lat_r", "lon_r"):
+    for name in ("lat", "lon", "updated", "short_stay_cost", "line_price", "lat_r", "lon_r"):
         out[name] = np.nan_to_num(getattr(snapshot, name), nan=-999.0).tolist()
     for name in ("accepting", "out_of_hours", "has_point", "line_admittable", "line_start", "line_location"):
         out[name] = getattr(snapshot, name).tolist()
@@ -68,6 +69,7 @@ QUERIES = [
     SearchQuery(),
     SearchQuery(regions=["London"], accepting_today=True),
     SearchQuery(vacancy_types=["nursing"], max_weekly_price=1000.0, sort=Sort.PRICE),
+    SearchQuery(stay="short-stay", vacancy_types=["nursing"], max_weekly_price=900.0, sort=Sort.PRICE),
     SearchQuery(languages=["polish"], sort=Sort.ADMITTABLE),
     SearchQuery(local_authorities=["Leeds", "new-2"], sort=Sort.FRESHNESS),
     SearchQuery(radius_km=80.0),

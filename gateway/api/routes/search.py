@@ -140,7 +140,9 @@ def occupancy_report(
     session: SessionDep,
     _: Reader,
     group_by: Literal["nhs_region", "local_authority", "icb", "vacancy_type"] = "nhs_region",
-    group: Annotated[str | None, Query(description="drill down: the locations of this group")] = None,
+    group: Annotated[
+        str | None, Query(description="drill down: the locations of this group (a region by code or name)")
+    ] = None,
     stay: Literal["long-term", "short-stay"] | None = None,
     vacancy_type: Many = None,
     out_of_hours: bool | None = None,

@@ -1,0 +1,88 @@
+"""Exports never hand a spreadsheet a formula: provider text that starts like one is
+written as text, in CSV and in Excel, for searches and reports alike."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from openpyxl import load_workbook
+
+from gateway.search.exports import spreadsheet_cell
+from tests.conftest import TokenMaker, bearer
+from tests.factories import batch, location
+
+NAME, NOTES = "=1+1", "@SUM(A1)"
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+44 161 496 0000", "'+44 161 496 0000"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1+1", "'\t=1+1"),
+        ("\r=1+1", "'\r=1+1"),
+    ],
+)
+def test_text_that_starts_like_a_formula_gets_a_leading_quote(value: str, written: str) -> None:
+    assert spreadsheet_cell(value) == written
+
+
+@pytest.mark.parametrize(
+    "value", [-3, -2.5, 0, 1150.0, True, None, "", "Hoist; 1+1 beds", "Oak = Ash", "'=1"]
+)
+def test_numbers_and_other_text_are_left_as_they_are(value: Any) -> None:
+    assert spreadsheet_cell(value) == value
+    assert type(spreadsheet_cell(value)) is type(value)
+
+
+@pytest.fixture
+def token(client: TestClient, make_token: TokenMaker) -> str:
+    token = make_token()
+    record = location("1-9", name=NAME, notes=NOTES, local_authority="-Wigan")
+    response = client.post("/api/v1/submissions", content=orjson.dumps(batch(record)), headers=bearer(token))
+    assert response.json()["summary"]["accepted"] == 1, response.text
+    return token
+
+
+def csv_table(text: str, skip: int) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO("\n".join(text.splitlines()[skip:]))))
+
+
+def test_vacancy_csv_writes_formula_text_as_text(client: TestClient, token: str) -> None:
+    response = client.get("/api/v1/vacancies", params={"format": "csv"}, headers=bearer(token))
+    [row] = csv_table(response.text, 3)
+    assert (row["Location name"], row["Notes"], row["Local authority"]) == ("'=1+1", "'@SUM(A1)", "'-Wigan")
+    assert row["Weekly price from (GBP)"] == "1150.0" and row["Maximum capacity"] == "20"
+
+
+def test_vacancy_excel_holds_formula_text_as_text(client: TestClient, token: str) -> None:
+    response = client.get("/api/v1/vacancies", params={"format": "xlsx"}, headers=bearer(token))
+    sheet = load_workbook(io.BytesIO(response.content))["Vacancies"]
+    header, row = (list(r) for r in sheet.iter_rows(min_row=1, max_row=2))
+    cells = {h.value: cell for h, cell in zip(header, row, strict=True)}
+    assert [(cells[h].value, cells[h].data_type) for h in ("Location name", "Notes", "Local authority")] == [
+        ("'=1+1", "s"),
+        ("'@SUM(A1)", "s"),
+        ("'-Wigan", "s"),
+    ]
+    assert not [c for c in row if c.data_type == "f"]
+    assert (cells["Maximum capacity"].value, cells["Maximum capacity"].data_type) == (20, "n")
+
+
+def test_report_exports_write_formula_text_as_text(client: TestClient, token: str) -> None:
+    params = {"group_by": "local_authority"}
+    url = "/api/v1/reports/occupancy"
+    text = client.get(url, params={**params, "format": "csv"}, headers=bearer(token)).text
+    assert [row["group"] for row in csv_table(text, 1)] == ["'-Wigan", "England"]
+    content = client.get(url, params={**params, "format": "xlsx"}, headers=bearer(token)).content
+    sheet = load_workbook(io.BytesIO(content)).worksheets[0]
+    group = sheet.cell(row=3, column=1)
+    assert (group.value, group.data_type) == ("'-Wigan", "s")
+    assert not [c for r in sheet.iter_rows() for c in r if c.data_type == "f"]
