@@ -16,6 +16,7 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -51,13 +52,26 @@ class CqcSimulatorSettings(BaseModel):
     failing_ids: list[str] = []  # IDs whose detail always answers 500
 
 
+def _moment(text: str) -> datetime | None:
+    """An ISO 8601 time (UTC when it names no offset), or None when it is not one."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class CqcApiSimulator:
     def __init__(
-        self, locations: list[dict[str, Any]], providers: list[dict[str, Any]], settings: CqcSimulatorSettings
+        self,
+        locations: list[dict[str, Any]],
+        providers: list[dict[str, Any]],
+        settings: CqcSimulatorSettings,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.locations = {r["locationId"]: copy.deepcopy(r) for r in locations}
@@ -65,8 +79,9 @@ class CqcApiSimulator:
         self.changes: list[tuple[datetime, str]] = []
         self.random = random.Random(settings.seed)
         self.lock = threading.Lock()
-        self.tokens = 0.0
-        self.refilled = time.monotonic()
+        self.clock = clock
+        self.tokens = max(1.0, settings.requests_per_minute / 60.0)  # a fresh client finds it full
+        self.refilled = clock()
         self.detail_calls = 0
         self._bodies: dict[str, bytes] = {}
 
@@ -109,8 +124,10 @@ class CqcApiSimulator:
         if rate <= 0:
             return False
         with self.lock:
-            now = time.monotonic()
-            self.tokens = min(rate, self.tokens + (now - self.refilled) * rate)
+            now = self.clock()
+            # The bucket holds a second's worth of calls, and one call at least: below
+            # 60 a minute it would otherwise never fill to one token and refuse every call.
+            self.tokens = min(max(1.0, rate), self.tokens + (now - self.refilled) * rate)
             self.refilled = now
             if self.tokens < 1:
                 return True
@@ -124,7 +141,6 @@ def create_app(
     settings: CqcSimulatorSettings | None = None,
 ) -> FastAPI:
     sim = CqcApiSimulator(locations, providers, settings or CqcSimulatorSettings())
-    sim.tokens = max(1.0, sim.settings.requests_per_minute / 60.0)
     app = FastAPI(title="CQC Syndication API (simulator)")
     app.state.simulator = sim
 
@@ -246,8 +262,10 @@ def create_app(
     ) -> Response:
         if (refused := refuse(request, agent, key)) is not None:
             return refused
-        start = datetime.fromisoformat(startTimestamp.replace("Z", "+00:00"))
-        end = datetime.fromisoformat(endTimestamp.replace("Z", "+00:00"))
+        start, end = _moment(startTimestamp), _moment(endTimestamp)
+        if start is None or end is None:
+            message = "startTimestamp and endTimestamp must be ISO 8601 times, e.g. 2025-01-01T00:00:00Z"
+            return JSONResponse({"statusCode": 400, "message": message}, status_code=400)
         with sim.lock:
             ids = list(dict.fromkeys(i for at, i in sim.changes if start <= at < end))
         extra = f"&startTimestamp={_stamp(start)}&endTimestamp={_stamp(end)}"

@@ -26,6 +26,15 @@ log = logging.getLogger(__name__)
 USER_AGENT = "care-capacity-gateway/0.1 (+https://care-capacity-gateway.example)"
 
 
+def rate_limiter(requests_per_minute: float) -> AsyncLimiter:
+    """A bucket that lets ``requests_per_minute`` through a minute, however low, in bursts
+    of up to a second's worth of calls (one call at least), so a fresh client never sends
+    the API a minute's worth at once."""
+    per_second = max(requests_per_minute, 0.01) / 60.0
+    burst = max(1.0, per_second)
+    return AsyncLimiter(burst, burst / per_second)
+
+
 class CqcClient:
     """Talks to the CQC API; knows nothing of the store."""
 
@@ -42,9 +51,7 @@ class CqcClient:
         self._base = base_url.rstrip("/")
         self._headers = {"Ocp-Apim-Subscription-Key": subscription_key, "User-Agent": user_agent}
         self._retry = retry or RetryPolicy()
-        # Bursts of up to a second's worth of calls, then the steady rate.
-        per_second = max(requests_per_minute / 60.0, 0.01)
-        self._limiter = AsyncLimiter(max(1.0, per_second), 1.0)
+        self._limiter = rate_limiter(requests_per_minute)
         self.requests = 0
 
     async def _get(self, path: str, params: dict[str, Any] | None = None, missing_ok: bool = False) -> Any:

@@ -51,6 +51,48 @@ def _names(items: Any, key: str = "name") -> list[str]:
     return [str(item[key]) for item in items if isinstance(item, dict) and item.get(key)]
 
 
+# gacServiceTypes names and the descriptions the API gives them; a record that carries only
+# the name is given the description, so search and reports see one vocabulary.
+SERVICE_TYPE_DESCRIPTIONS = {
+    "nursing homes": "Care home service with nursing",
+    "residential homes": "Care home service without nursing",
+}
+CARE_HOME_SERVICE_TYPES = frozenset(SERVICE_TYPE_DESCRIPTIONS.values())
+CARE_HOME_ACTIVITY = "RA2"  # Accommodation for persons who require nursing or personal care
+_CARE_HOME_ACTIVITY_NAME = "accommodation for persons who require nursing or personal care"
+
+
+def service_types(record: dict[str, Any]) -> list[str]:
+    """The descriptions of a record's ``gacServiceTypes``; an entry without one is named by
+    the description its name stands for, or else by its name."""
+    out = []
+    for item in record.get("gacServiceTypes") or []:
+        if not isinstance(item, dict):
+            continue
+        name = str(item.get("name") or "").strip()
+        description = str(item.get("description") or "").strip()
+        text = description or SERVICE_TYPE_DESCRIPTIONS.get(name.casefold(), name)
+        if text:
+            out.append(text)
+    return out
+
+
+def is_care_home(record: dict[str, Any], types: list[str]) -> bool:
+    """The record's ``careHome`` flag; when a record lacks it, whether its service types
+    (``types``) include a care home service, or, when it names none, whether it is
+    registered for accommodation with nursing or personal care (RA2)."""
+    flag = _text(record, "careHome")
+    if flag is not None:
+        return flag == "Y"
+    if types:
+        return any(t in CARE_HOME_SERVICE_TYPES for t in types)
+    activities = [a for a in record.get("regulatedActivities") or [] if isinstance(a, dict)]
+    return any(
+        a.get("code") == CARE_HOME_ACTIVITY or str(a.get("name", "")).casefold() == _CARE_HOME_ACTIVITY_NAME
+        for a in activities
+    )
+
+
 def rating(record: dict[str, Any]) -> tuple[str, str | None, bool]:
     """(rating code, report date, inherited?) of the overall rating."""
     overall = (record.get("currentRatings") or {}).get("overall") or {}
@@ -78,11 +120,12 @@ def registry_row(record: dict[str, Any]) -> dict[str, Any]:
     dormancy = _text(record, "dormancy")
     postcode = _text(record, "postalCode")
     specialisms = _names(record.get("specialisms")) + _names(record.get("specialism"))
+    types = service_types(record)
     return {
         "cqc_location_id": location_id,
         "cqc_provider_id": _text(record, "providerId"),
         "name": name,
-        "care_home": _text(record, "careHome") == "Y",
+        "care_home": is_care_home(record, types),
         "registration_status": _text(record, "registrationStatus") or "Registered",
         "registration_date": _text(record, "registrationDate"),
         "deregistration_date": _text(record, "deregistrationDate"),
@@ -108,7 +151,7 @@ def registry_row(record: dict[str, Any]) -> dict[str, Any]:
         "phone": _text(record, "mainPhoneNumber"),
         "website": _text(record, "website"),
         "regulated_activities": _names(record.get("regulatedActivities")),
-        "service_types": _names(record.get("gacServiceTypes"), "description"),
+        "service_types": types,
         "specialisms": sorted(set(specialisms)),
         "overall_rating": code,
         "rating_date": rating_date,

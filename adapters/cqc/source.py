@@ -7,23 +7,44 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.common.http import UpstreamError
 from adapters.cqc.client import CqcClient
 from adapters.cqc.mapping import CqcRecordError, registry_row
 
 BATCH = 200
+# Detail calls that may fail (after retries) before the run decides the API itself is
+# failing rather than a few of its records: at least this many, or this share of the IDs.
+MIN_FAILURES_TOLERATED = 10
+SHARE_OF_FAILURES_TOLERATED = 0.01
 
 
 @dataclass
 class RegistryBatch:
-    """Mapped registry rows, IDs the API no longer knows (404), and records refused."""
+    """Mapped registry rows, IDs the API no longer knows (404), records refused, and IDs
+    whose detail call kept failing (each with the error)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 OnBatch = Callable[[RegistryBatch], Awaitable[None]]
 OnProgress = Callable[[int, int | None], None]
+Outcome = dict[str, Any] | UpstreamError | None
+
+
+def about_one_location(error: UpstreamError) -> bool:
+    """Whether a detail call's final error concerns that location only: the API answered
+    it with a 5xx (after retries), a 400, or a body that is not JSON. Refused access
+    (401/403), throttling (429) and failures to reach the API at all concern every call."""
+    status = error.status_code
+    return status is not None and status not in (401, 403, 429)
+
+
+def failures_tolerated(asked: int) -> int:
+    """How many locations' detail calls may fail before the run fails."""
+    return max(MIN_FAILURES_TOLERATED, int(asked * SHARE_OF_FAILURES_TOLERATED))
 
 
 class CqcSource:
@@ -35,27 +56,39 @@ class CqcSource:
         self.client = client
         self.concurrency = concurrency
 
+    async def _detail(self, location_id: str) -> Outcome:
+        """A location's record, None (404), or the error that ended its retries when it
+        concerns that location only (any other error ends the run)."""
+        try:
+            return await self.client.get_location(location_id)
+        except UpstreamError as error:
+            if not about_one_location(error):
+                raise
+            return error
+
     async def _fetch(self, ids: list[str], on_batch: OnBatch, progress: OnProgress | None,
                      total: int | None) -> int:
         """Fetch ``ids`` with ``concurrency`` workers; batches are stored while fetching goes on."""
-        results: asyncio.Queue[tuple[str, dict[str, Any] | None]] = asyncio.Queue()
+        results: asyncio.Queue[tuple[str, Outcome]] = asyncio.Queue()
         todo = iter(ids)
+        tolerated = failures_tolerated(len(ids))
 
         async def worker() -> None:
             for location_id in todo:  # one shared iterator: each ID is taken once
-                await results.put((location_id, await self.client.get_location(location_id)))
+                await results.put((location_id, await self._detail(location_id)))
 
         async def writer() -> None:
             batch = RegistryBatch()
+            failures = 0
             for done in range(1, len(ids) + 1):
-                location_id, record = await results.get()
-                if record is None:
-                    batch.not_found.append(location_id)
+                location_id, outcome = await results.get()
+                if isinstance(outcome, UpstreamError):
+                    failures += 1
+                    if failures > tolerated:
+                        raise outcome  # so many fail that the API, not its records, is failing
+                    batch.failed.append((location_id, str(outcome)))
                 else:
-                    try:
-                        batch.rows.append(registry_row(record))
-                    except CqcRecordError as error:
-                        batch.rejected.append((location_id, str(error)))
+                    _add(batch, location_id, outcome)
                 if done % BATCH == 0 or done == len(ids):
                     await on_batch(batch)
                     batch = RegistryBatch()
@@ -72,9 +105,15 @@ class CqcSource:
         return len(ids)
 
     async def full_sync(
-        self, done_ids: Iterable[str], on_batch: OnBatch, progress: OnProgress | None = None
+        self,
+        done_ids: Iterable[str],
+        on_batch: OnBatch,
+        progress: OnProgress | None = None,
+        also: Iterable[str] = (),
     ) -> int:
-        """List every care home, then fetch the details of those not in ``done_ids``.
+        """List every care home, then fetch the details of those not in ``done_ids``, and of
+        the locations in ``also`` (those trackers report) that the care-home listing left
+        out, such as community rehabilitation providers.
 
         The caller stores each batch and its progress together, so a restarted full sync
         passes what it already has and does not start from zero.
@@ -83,12 +122,29 @@ class CqcSource:
         async for ids in self.client.list_care_home_ids():
             listed.extend(ids)
         skip = set(done_ids)
-        todo = [i for i in dict.fromkeys(listed) if i not in skip]
+        todo = [i for i in dict.fromkeys([*listed, *sorted(also)]) if i not in skip]
         return await self._fetch(todo, on_batch, progress, len(todo))
 
     async def incremental_sync(
-        self, start: str, end: str, on_batch: OnBatch, progress: OnProgress | None = None
+        self,
+        start: str,
+        end: str,
+        on_batch: OnBatch,
+        progress: OnProgress | None = None,
+        retry_ids: Iterable[str] = (),
     ) -> int:
-        """Fetch every location changed in [start, end)."""
-        changed = list(dict.fromkeys(await self.client.changed_location_ids(start, end)))
-        return await self._fetch(changed, on_batch, progress, len(changed))
+        """Fetch every location changed in [start, end), and ``retry_ids`` (those whose
+        detail call failed in an earlier run)."""
+        changed = await self.client.changed_location_ids(start, end)
+        todo = list(dict.fromkeys([*changed, *retry_ids]))
+        return await self._fetch(todo, on_batch, progress, len(todo))
+
+
+def _add(batch: RegistryBatch, location_id: str, record: dict[str, Any] | None) -> None:
+    if record is None:
+        batch.not_found.append(location_id)
+        return
+    try:
+        batch.rows.append(registry_row(record))
+    except CqcRecordError as error:
+        batch.rejected.append((location_id, str(error)))

@@ -131,7 +131,9 @@ def compare(
             )
         if loc.reporting and reg.dormant:
             yield observe(Kind.DORMANT_REPORTING, {"dormancy": "Y"})
-        if reg.registered_beds is not None and loc.entered_capacity > reg.registered_beds:
+        # Only a care home's registered beds bound what it may enter: community
+        # rehabilitation providers, and other locations with no registered beds, have none.
+        if reg.care_home and reg.registered_beds and loc.entered_capacity > reg.registered_beds:
             yield observe(
                 Kind.CAPACITY_ABOVE_REGISTERED,
                 {"entered_capacity": loc.entered_capacity, "registered_beds": reg.registered_beds},

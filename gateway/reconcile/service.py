@@ -11,7 +11,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -34,6 +34,9 @@ from gateway.store import reconciliation as queries
 from gateway.store.tables import Finding, HeldRecord, utcnow
 
 PointOf = Callable[[str | None], tuple[float, float] | None]
+# How recent a source's report must be to conflict with another's: a day, as the push
+# freshness target (GATEWAY_PUSH_FRESHNESS_TARGET_S) has it by default.
+RECENT_REPORTS = timedelta(days=1)
 
 
 @dataclass
@@ -89,9 +92,9 @@ def _snapshots(session: Session) -> tuple[list[TrackedLocation], dict[str, Regis
     return tracked, registry
 
 
-def _figures(session: Session) -> list[SourceFigures]:
+def _figures(session: Session, since: datetime) -> list[SourceFigures]:
     out = []
-    for cqc_id, source, record in queries.multi_source_versions(session):
+    for cqc_id, source, record in queries.multi_source_versions(session, since):
         lines = tuple(
             sorted(
                 (
@@ -195,9 +198,16 @@ def _coverage(
 
 
 def reconcile(
-    session: Session, *, point_of: PointOf = lambda _: None, now: datetime | None = None
+    session: Session,
+    *,
+    point_of: PointOf = lambda _: None,
+    now: datetime | None = None,
+    recent: timedelta = RECENT_REPORTS,
 ) -> ReconcileSummary:
-    """Run every rule once and bring the findings up to date (in the caller's transaction)."""
+    """Run every rule once and bring the findings up to date (in the caller's transaction).
+
+    Sources conflict over a location only through the versions they sent within ``recent``.
+    """
     now = now or utcnow()
     summary = ReconcileSummary()
     observations = _match_held(session, summary, point_of, now)
@@ -205,7 +215,7 @@ def reconcile(
     tracked, registry = _snapshots(session)
     by_id = {t.cqc_location_id: t for t in tracked}
     observations += list(compare(tracked, registry))
-    observations += list(conflicting_reports(_figures(session), by_id))
+    observations += list(conflicting_reports(_figures(session, now - recent), by_id))
     observations += list(not_reported(registry, set(by_id)))
     summary.coverage = _coverage(tracked, registry)
 

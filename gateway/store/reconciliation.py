@@ -52,17 +52,20 @@ def registry_rows(session: Session) -> list[RegistryLocation]:
     return list(session.scalars(sa.select(RegistryLocation)))
 
 
-def multi_source_versions(session: Session) -> list[tuple[str, str, dict[str, Any]]]:
-    """(location, source, record) of the latest version from each source, for locations
-    that more than one source has reported."""
+def multi_source_versions(session: Session, since: datetime) -> list[tuple[str, str, dict[str, Any]]]:
+    """(location, source, record) of the latest version from each source recorded since
+    ``since``, for locations that more than one source has reported since then (a source
+    that stopped reporting a location no longer conflicts with the one still reporting it)."""
+    recent = col(LocationVersion.recorded_at) >= since
     shared = (
         sa.select(col(LocationVersion.cqc_location_id))
+        .where(recent)
         .group_by(col(LocationVersion.cqc_location_id))
         .having(sa.func.count(sa.distinct(col(LocationVersion.source))) > 1)
     )
     latest = (
         sa.select(sa.func.max(col(LocationVersion.version_id)))
-        .where(col(LocationVersion.cqc_location_id).in_(shared))
+        .where(recent, col(LocationVersion.cqc_location_id).in_(shared))
         .group_by(col(LocationVersion.cqc_location_id), col(LocationVersion.source))
     )
     rows = session.execute(

@@ -74,6 +74,14 @@ def registry_ids_synced_since(session: Session, since: datetime) -> set[str]:
     return set(session.scalars(query))
 
 
+def reported_location_ids(session: Session) -> set[str]:
+    """CQC IDs of the national view's active locations (what trackers report): a full sync
+    also fetches those the CQC's care-home listing leaves out, such as community
+    rehabilitation providers."""
+    query = sa.select(col(Location.cqc_location_id)).where(col(Location.active).is_(True))
+    return set(session.scalars(query))
+
+
 def registry_snapshot(session: Session) -> dict[str, dict[str, Any]]:
     """Every registry location as a plain dict, by CQC location ID (for comparisons)."""
     out = {}

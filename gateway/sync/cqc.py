@@ -1,10 +1,11 @@
 """Sync the CQC registry: a daily full sync (resumable) and an hourly incremental one.
 
 The cursor (``sync_state`` of source 'cqc') holds when the current full sync started and
-when it completed, and where the incremental window ends. A full sync interrupted half way
-resumes: the locations it stored since it started are not fetched again. Each incremental
-window starts where the previous one ended. Registry writes replace rows, so fetching a
-location twice is harmless.
+when it completed, where the incremental window ends, and the locations whose detail call
+kept failing (``retry_ids``: the next incremental run fetches them again). A full sync
+interrupted half way resumes: the locations it stored since it started are not fetched
+again. Each incremental window starts where the previous one ended. Registry writes
+replace rows, so fetching a location twice is harmless.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from adapters.common.http import RetryPolicy
 from adapters.cqc.client import CqcClient
-from adapters.cqc.source import CqcSource, RegistryBatch
+from adapters.cqc.source import CqcSource, OnBatch, RegistryBatch
 from gateway.store import registry as registry_queries
 from gateway.store import repository
 from gateway.store.db import transaction
@@ -66,43 +67,69 @@ def _store(context: SyncContext, run_id: int, counts: RunCounts, batch: Registry
         for location_id, reason in batch.rejected:
             counts.reject(location_id, [reason])
         counts.warnings.extend(f"{i}: not found (404) on detail; skipped" for i in batch.not_found)
+        counts.warnings.extend(f"{i}: detail call failed ({why}); skipped" for i, why in batch.failed)
         write_counts(session, run_id, counts)
 
 
 async def _run(context: SyncContext, kind: str, window: bool) -> SyncRun:
     run_id = await asyncio.to_thread(start_run, context.factory, SOURCE, kind)
     counts = RunCounts()
+    failed: list[str] = []
 
     async def on_batch(batch: RegistryBatch) -> None:
+        failed.extend(i for i, _ in batch.failed)
         await asyncio.to_thread(_store, context, run_id, counts, batch)
 
     async def work() -> None:
         source = CqcSource(cqc_client(context), concurrency=context.options.get("concurrency", 16))
         cursor = await asyncio.to_thread(_cursor, context)
-        now = utcnow().replace(microsecond=0)
         if window:
-            start = (
-                cursor.get("incremental_end")
-                or cursor.get("full_started_at")
-                or _iso(now - timedelta(days=1))
-            )
-            end = _iso(now)
-            await source.incremental_sync(start, end, on_batch, context.progress)
-            await asyncio.to_thread(_set_cursor, context, {"incremental_end": end}, run_id, counts)
+            changes = await _incremental(context, source, cursor, on_batch, failed)
         else:
-            started = cursor.get("full_started_at")
-            if started is None or (cursor.get("full_completed_at") or "") >= started:
-                started = _iso(utcnow())  # a new full sync (to the microsecond: resume compares)
-                await asyncio.to_thread(_set_cursor, context, {"full_started_at": started}, run_id, counts)
-            with context.factory() as session:
-                done = registry_queries.registry_ids_synced_since(session, datetime.fromisoformat(started))
-            await source.full_sync(done, on_batch, context.progress)
-            changes = {"full_completed_at": _iso(utcnow())}
-            if "incremental_end" not in cursor:
-                changes["incremental_end"] = started[:19] + "Z"  # the API takes whole seconds
-            await asyncio.to_thread(_set_cursor, context, changes, run_id, counts)
+            changes = await _full(context, source, cursor, on_batch, failed, run_id, counts)
+        await asyncio.to_thread(_set_cursor, context, changes, run_id, counts)
 
     return await recorded(context.factory, run_id, counts, work())
+
+
+async def _incremental(
+    context: SyncContext, source: CqcSource, cursor: dict[str, Any], on_batch: OnBatch, failed: list[str]
+) -> dict[str, Any]:
+    """Fetch the window since the previous one ended and the locations queued for retry;
+    the cursor changes to commit (this window's end, what failed in it)."""
+    now = utcnow().replace(microsecond=0)
+    start = cursor.get("incremental_end") or cursor.get("full_started_at") or _iso(now - timedelta(days=1))
+    end = _iso(now)
+    await source.incremental_sync(start, end, on_batch, context.progress, cursor.get("retry_ids", []))
+    return {"incremental_end": end, "retry_ids": sorted(set(failed))}
+
+
+async def _full(
+    context: SyncContext,
+    source: CqcSource,
+    cursor: dict[str, Any],
+    on_batch: OnBatch,
+    failed: list[str],
+    run_id: int,
+    counts: RunCounts,
+) -> dict[str, Any]:
+    """Fetch every care home and every tracked location the listing leaves out (resuming
+    an interrupted full sync); the cursor changes to commit."""
+    started = cursor.get("full_started_at")
+    if started is None or (cursor.get("full_completed_at") or "") >= started:
+        started = _iso(utcnow())  # a new full sync (to the microsecond: resume compares)
+        await asyncio.to_thread(_set_cursor, context, {"full_started_at": started}, run_id, counts)
+    with context.factory() as session:
+        done = registry_queries.registry_ids_synced_since(session, datetime.fromisoformat(started))
+        reported = registry_queries.reported_location_ids(session)
+    await source.full_sync(done, on_batch, context.progress, also=reported)
+    changes = {
+        "full_completed_at": _iso(utcnow()),
+        "retry_ids": sorted(set(cursor.get("retry_ids", [])) | set(failed)),
+    }
+    if "incremental_end" not in cursor:
+        changes["incremental_end"] = started[:19] + "Z"  # the API takes whole seconds
+    return changes
 
 
 def _iso(moment: datetime) -> str:

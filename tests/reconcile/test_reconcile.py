@@ -6,15 +6,17 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.reconcile import matching
+from gateway.reconcile.rules import Kind, RegisteredLocation, TrackedLocation, compare
 from gateway.reconcile.service import reconcile
 from gateway.store import reconciliation as queries
 from gateway.store.db import transaction
 from gateway.store.sources import acquire_lease, release_lease
-from gateway.store.tables import HeldRecord, RegistryLocation, utcnow
+from gateway.store.tables import HeldRecord, LocationVersion, RegistryLocation, table, utcnow
 from tests.conftest import GatewayCli, TokenMaker, bearer
 from tests.factories import batch, location, vacancy
 
@@ -333,3 +335,55 @@ def test_the_command_reconciles_once_unless_a_gateway_process_is_reconciling(
     with factory() as session:
         _, findings = queries.list_findings(session, statuses=["open"])
     assert ("unknown-to-cqc", "1-102") in {(f.kind, f.cqc_location_id) for f in findings}
+
+
+def test_registered_beds_bound_only_care_homes_that_have_them() -> None:
+    def registered(cqc_id: str, beds: int | None, care_home: bool) -> RegisteredLocation:
+        name = f"Home {cqc_id}"
+        return RegisteredLocation(cqc_id, name, "M1 1AA", "Registered", False, beds, care_home, None, None)
+
+    registry_ = {
+        "1-1": registered("1-1", 30, True),
+        "1-2": registered("1-2", 0, False),  # a community rehabilitation provider
+        "1-3": registered("1-3", 0, True),
+        "1-4": registered("1-4", None, True),
+        "1-5": registered("1-5", 30, False),
+    }
+    tracked = [
+        TrackedLocation(cqc_id, "tracker", f"Home {cqc_id}", "M1 1AA", 50, None, None, True)
+        for cqc_id in registry_
+    ]
+    above = [o for o in compare(tracked, registry_) if o.kind == Kind.CAPACITY_ABOVE_REGISTERED]
+    assert [(o.cqc_location_id, o.evidence) for o in above] == [
+        ("1-1", {"entered_capacity": 50, "registered_beds": 30})
+    ]
+
+
+def test_conflicting_reports_close_when_one_source_stops_reporting(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    north_west, neighbour = make_token(name="tracker-north-west"), make_token(name="tracker-neighbour")
+    push(client, north_west, location("1-108"))
+    later = location("1-108", updated_at="2026-11-21T09:00:00Z", vacancies=[vacancy(occupied=10)])
+    push(client, neighbour, later)
+    with transaction(factory) as session:
+        session.add(registry("1-108"))
+    _, found, _ = run(factory)
+    assert ("conflicting-reports", "1-108") in found
+
+    # The neighbour's last report was two days ago: only one source reports 1-108 now.
+    versions = table(LocationVersion)
+    with transaction(factory) as session:
+        session.execute(
+            sa.update(versions)
+            .where(versions.c.source == "tracker-neighbour")
+            .values(recorded_at=utcnow() - timedelta(days=2))
+        )
+    summary, found, _ = run(factory)
+    assert ("conflicting-reports", "1-108") not in found and summary.closed == 1
+
+    # It reports again, still disagreeing: the finding opens again.
+    again = location("1-108", updated_at="2026-11-22T09:00:00Z", vacancies=[vacancy(occupied=11)])
+    push(client, neighbour, again)
+    _, found, _ = run(factory)
+    assert ("conflicting-reports", "1-108") in found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -111,6 +112,100 @@ async def test_404_on_a_changed_id_is_recorded_not_fatal(client: CqcClient) -> N
 
 
 @respx.mock
+async def test_a_location_that_keeps_failing_is_skipped_with_its_error(client: CqcClient) -> None:
+    respx.get(f"{BASE}/changes/location").mock(
+        return_value=httpx.Response(
+            200, json={"total": 3, "page": 1, "totalPages": 1, "changes": ["1-1", "1-2", "1-3"]}
+        )
+    )
+    respx.get(f"{BASE}/locations/1-1").mock(return_value=httpx.Response(200, json=record("1-1")))
+    bad = respx.get(f"{BASE}/locations/1-2").mock(
+        return_value=httpx.Response(400, json={"statusCode": 400, "message": "Invalid location id"})
+    )
+    broken = respx.get(f"{BASE}/locations/1-3").mock(return_value=httpx.Response(503, text="<html/>"))
+    batches: list[RegistryBatch] = []
+
+    async def keep(batch: RegistryBatch) -> None:
+        batches.append(batch)
+
+    assert await CqcSource(client).incremental_sync("a", "b", keep) == 3
+    [batch] = batches
+    assert [r["cqc_location_id"] for r in batch.rows] == ["1-1"]
+    assert sorted(i for i, _ in batch.failed) == ["1-2", "1-3"]
+    reasons = dict(batch.failed)
+    assert reasons["1-2"].endswith("/locations/1-2: HTTP 400")
+    assert reasons["1-3"].endswith("/locations/1-3: HTTP 503")
+    assert bad.call_count == 1 and broken.call_count == 4  # a 400 is not retried, a 503 is
+
+
+@respx.mock
+async def test_ids_queued_for_retry_are_fetched_with_the_window(client: CqcClient) -> None:
+    respx.get(f"{BASE}/changes/location").mock(
+        return_value=httpx.Response(200, json={"total": 1, "page": 1, "totalPages": 1, "changes": ["1-1"]})
+    )
+    details = respx.get(url__regex=rf"{BASE}/locations/1-\d+").mock(
+        side_effect=lambda request: httpx.Response(200, json=record(request.url.path.rsplit("/", 1)[1]))
+    )
+    rows: list[str] = []
+
+    async def keep(batch: RegistryBatch) -> None:
+        rows.extend(r["cqc_location_id"] for r in batch.rows)
+
+    await CqcSource(client).incremental_sync("a", "b", keep, retry_ids=["1-7", "1-1"])
+    assert sorted(rows) == ["1-1", "1-7"] and details.call_count == 2  # 1-1 once
+
+
+@respx.mock
+async def test_many_failing_locations_fail_the_run(client: CqcClient) -> None:
+    ids = [f"1-{n}" for n in range(1, 13)]
+    respx.get(f"{BASE}/changes/location").mock(
+        return_value=httpx.Response(200, json={"total": 12, "page": 1, "totalPages": 1, "changes": ids})
+    )
+    respx.get(url__regex=rf"{BASE}/locations/1-\d+").mock(return_value=httpx.Response(502, text="<html/>"))
+
+    async def keep(batch: RegistryBatch) -> None:
+        raise AssertionError("nothing is stored when the API itself fails")
+
+    with pytest.raises(TransientUpstreamError):
+        await CqcSource(client).incremental_sync("a", "b", keep)
+
+
+@respx.mock
+async def test_refused_access_on_a_detail_call_fails_the_run(client: CqcClient) -> None:
+    respx.get(f"{BASE}/changes/location").mock(
+        return_value=httpx.Response(200, json={"total": 1, "page": 1, "totalPages": 1, "changes": ["1-1"]})
+    )
+    respx.get(f"{BASE}/locations/1-1").mock(
+        return_value=httpx.Response(401, json={"statusCode": 401, "message": "Access denied"})
+    )
+    with pytest.raises(UpstreamConfigurationError):
+        await CqcSource(client).incremental_sync("a", "b", _ignore)
+
+
+@respx.mock
+async def test_a_failing_listing_fails_the_full_sync(client: CqcClient) -> None:
+    listing = respx.get(f"{BASE}/locations").mock(return_value=httpx.Response(503, text="<html/>"))
+    with pytest.raises(TransientUpstreamError):
+        await CqcSource(client).full_sync(set(), _ignore)
+    assert listing.call_count == 4
+
+
+async def _ignore(batch: RegistryBatch) -> None:
+    return None
+
+
+@respx.mock
+async def test_a_limit_below_sixty_a_minute_is_honoured() -> None:
+    route = respx.get(f"{BASE}/locations/1-1").mock(return_value=httpx.Response(200, json=record("1-1")))
+    slow = CqcClient(httpx.AsyncClient(), BASE, "k3y", requests_per_minute=45)  # one call every 1.33 s
+    started = time.monotonic()
+    for _ in range(2):
+        await slow.get_location("1-1")
+    assert time.monotonic() - started >= 1.25
+    assert route.call_count == 2 and slow.requests == 2
+
+
+@respx.mock
 async def test_hard_and_soft_429_are_retried(client: CqcClient) -> None:
     route = respx.get(f"{BASE}/locations/1-1").mock(
         side_effect=[
@@ -148,7 +243,8 @@ async def test_bad_key_is_a_configuration_error(client: CqcClient) -> None:
 async def test_interrupted_full_sync_resumes_without_starting_again(client: CqcClient) -> None:
     ids = [f"1-{n}" for n in range(1, 451)]
     respx.get(f"{BASE}/locations").mock(return_value=list_page(ids, 1, 1))
-    fail_at = {"1-300"}
+    # A dozen failing locations, more than a run tolerates: the API itself is failing.
+    fail_at = {f"1-{n}" for n in range(300, 312)}
 
     def detail(request: httpx.Request) -> httpx.Response:
         location_id = request.url.path.rsplit("/", 1)[1]

@@ -47,6 +47,57 @@ def test_kingswood_house_predecessor_and_optional_fields_absent() -> None:
     assert predecessors(record) == ["1-112758739"]  # type: ignore[arg-type]
     assert row["ods_code"] is None and row["latitude"] is None
     assert row["nhs_region"] == "south-east"
+    # It carries no careHome flag and a service type with a name but no description.
+    assert isinstance(record, dict) and "careHome" not in record
+    assert record["gacServiceTypes"] == [{"name": "Nursing homes"}]
+    assert row["care_home"] is True
+    assert row["service_types"] == ["Care home service with nursing"]
+
+
+BASE = {"locationId": "1-1", "name": "A Place"}
+RA2 = {"name": "Accommodation for persons who require nursing or personal care", "code": "RA2"}
+RA5 = {"name": "Treatment of disease, disorder or injury", "code": "RA5"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "care_home"),
+    [
+        ({"careHome": "Y"}, True),
+        ({"careHome": "N", "gacServiceTypes": [{"name": "Nursing homes"}]}, False),  # the flag wins
+        ({"gacServiceTypes": [{"name": "Residential homes"}], "regulatedActivities": [RA2]}, True),
+        ({"gacServiceTypes": [{"description": "Care home service without nursing"}]}, True),
+        (
+            {"gacServiceTypes": [{"name": "Rehabilitation services"}], "regulatedActivities": [RA2, RA5]},
+            False,  # a named service type that is not a care home's says more than RA2
+        ),
+        ({"regulatedActivities": [RA5, RA2]}, True),
+        ({"regulatedActivities": [{"name": RA2["name"], "contacts": []}]}, True),
+        ({"regulatedActivities": [RA5]}, False),
+        ({}, False),
+    ],
+)
+def test_care_home_status_without_the_flag_follows_what_the_record_says(
+    fields: dict[str, object], care_home: bool
+) -> None:
+    assert registry_row({**BASE, **fields})["care_home"] is care_home
+
+
+def test_service_types_fall_back_to_their_names() -> None:
+    record = {
+        **BASE,
+        "gacServiceTypes": [
+            {"name": "Nursing homes", "description": "Care home service with nursing"},
+            {"name": "Residential homes"},
+            {"name": "Rehabilitation services"},
+            {"name": "", "description": ""},
+            "not an entry",
+        ],
+    }
+    assert registry_row(record)["service_types"] == [
+        "Care home service with nursing",
+        "Care home service without nursing",
+        "Rehabilitation services",
+    ]
 
 
 def test_every_south_west_record_maps() -> None:
