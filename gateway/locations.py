@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from gateway.errors import NotFound
+from gateway.model.capacity import above_registered
 from gateway.model.vocab import NhsRegion, QualityFlag, VacancyType
 from gateway.store import repository
 from gateway.store.registry import get_registry_location
@@ -90,7 +91,7 @@ def location_flags(location: Location, reg: RegistryLocation | None) -> list[str
     """The location's data-quality flags: its lines' and those against the registry."""
     flags = set(location.quality_flags)
     registered = reg.registered_beds if reg is not None else None
-    if registered is not None and location.entered_capacity > registered:
+    if above_registered(location.entered_capacity, registered):
         flags.add(QualityFlag.ENTERED_CAPACITY_ABOVE_REGISTERED.value)
     return sorted(flags)
 

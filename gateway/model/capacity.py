@@ -45,6 +45,12 @@ class ProviderRef(BaseModel):
     name: str | None = None
 
 
+def above_registered(entered: int, registered: int | None) -> bool:
+    """Whether a location entered more capacity than the CQC registered it for. No
+    registered beds (a community rehabilitation provider, say) bounds nothing."""
+    return bool(registered) and entered > (registered or 0)
+
+
 class VacancyLine(BaseModel):
     """One line per location and vacancy type, with the provider's figures as sent.
 

@@ -12,6 +12,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from gateway.model.capacity import above_registered
 from gateway.model.vocab import QualityFlag
 from gateway.store.repository import chunks
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table
@@ -156,7 +157,7 @@ def _entry(row: Sequence[Any], lines: list[Line]) -> Entry:
     line1, town, postcode, phone, short_stay_cost, source, entered, registered = row[18:26]
     flags_text, sets_text = row[26], row[27:]
     flags = set(_list(flags_text))
-    if registered is not None and entered > registered:
+    if above_registered(entered, registered):
         flags.add(QualityFlag.ENTERED_CAPACITY_ABOVE_REGISTERED.value)
     shown = {
         "cqc_location_id": cqc_id,

@@ -310,6 +310,13 @@ def test_location_read_is_enriched_from_the_registry(
     assert body["registry"]["icb"] == {"code": "QOP", "name": "NHS Greater Manchester ICB"}
     assert (body["registry"]["latitude"], body["registry"]["longitude"]) == (53.48, -2.24)
     assert "entered-capacity-above-registered" in [f["code"] for f in body["quality_flags"]]
+    # No registered beds (a community rehabilitation provider) bounds nothing.
+    with transaction(factory) as session:
+        reg = session.get(RegistryLocation, "1-105")
+        assert reg is not None
+        reg.registered_beds = 0
+    body = client.get("/api/v1/locations/1-105", headers=bearer(token)).json()
+    assert "entered-capacity-above-registered" not in [f["code"] for f in body["quality_flags"]]
 
 
 def test_the_command_reconciles_once_unless_a_gateway_process_is_reconciling(
