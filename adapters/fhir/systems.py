@@ -136,6 +136,9 @@ EXT_ICB = extension("integrated-care-board")
 EXT_SHORT_STAY_WEEKLY_COST = extension("short-stay-weekly-cost")
 EXT_CONTRACT_LOCAL_AUTHORITY = extension("contract-local-authority")
 EXT_CONTRACT_SUB_ICB = extension("contract-sub-icb")
+# On HealthcareService: a language spoken that has no BCP-47 tag in the gateway's table
+# (valueString, 0..*); communication is bound (required) to the languages, so it cannot go there.
+EXT_OTHER_LANGUAGE = extension("other-language")
 
 # --- gateway search parameters (published as SearchParameter resources) ----------------
 SP_ADMITTABLE = search_parameter("healthcareservice-admittable")

@@ -112,7 +112,8 @@ def bundle(
     if total is not None:
         out["total"] = total
     out["link"] = [{"relation": relation, "url": url} for relation, url in links]
-    out["entry"] = entries
+    if entries:  # R4 forbids empty arrays: a Bundle without entries has no entry element
+        out["entry"] = entries
     return out
 
 

@@ -25,11 +25,15 @@ DOCUMENTATION = {
     ),
     "Organization": "Providers (id: CQC provider ID).",
 }
-HISTORY_DOC = (
-    "Type history is the change feed (IHE mCSD ITI-91): versions recorded in "
-    "[_since, Bundle.meta.lastUpdated), oldest first, paged with next links; poll again with "
-    "_since = the previous Bundle's meta.lastUpdated to see every change exactly once."
+TYPE_HISTORY_DOC = (
+    "The change feed (IHE mCSD ITI-91): versions recorded in [_since, Bundle.meta.lastUpdated), "
+    "oldest first (unlike instance history: a feed is read forwards), paged with next links; poll "
+    "again with _since = the previous Bundle's meta.lastUpdated to see every change exactly once."
 )
+INTERACTION_DOC = {
+    "history-instance": "Every version of the resource, newest first.",
+    "history-type": TYPE_HISTORY_DOC,
+}
 
 
 def _search_params(params: dict[str, P.SearchParam]) -> list[dict[str, Any]]:
@@ -46,6 +50,17 @@ def _search_params(params: dict[str, P.SearchParam]) -> list[dict[str, Any]]:
     return out
 
 
+def _interaction(code: str) -> dict[str, str]:
+    """A resource interaction, with what a client needs to know about it (history order)."""
+    documentation = INTERACTION_DOC.get(code)
+    return {"code": code, "documentation": documentation} if documentation else {"code": code}
+
+
+def _non_empty(**lists: list[str]) -> dict[str, list[str]]:
+    """The given elements that have something in them (R4 forbids empty arrays)."""
+    return {name: values for name, values in lists.items() if values}
+
+
 @cache
 def capability_statement(base: str) -> dict[str, Any]:
     """What the gateway's FHIR API supports (R4 4.0.1, JSON only)."""
@@ -56,16 +71,18 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "type": resource_type,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
                 "supportedProfile": [f"https://fhir.hl7.org.uk/StructureDefinition/UKCore-{resource_type}"],
-                "documentation": f"{DOCUMENTATION[resource_type]} {HISTORY_DOC}",
+                "documentation": DOCUMENTATION[resource_type],
                 "interaction": [
-                    {"code": code}
+                    _interaction(code)
                     for code in ("read", "vread", "search-type", "history-instance", "history-type")
                 ],
                 "versioning": "versioned",
                 "readHistory": True,
                 "updateCreate": False,
-                "searchInclude": sorted(P.INCLUDES[resource_type]),
-                "searchRevInclude": sorted(P.REVINCLUDES[resource_type]),
+                **_non_empty(
+                    searchInclude=sorted(P.INCLUDES[resource_type]),
+                    searchRevInclude=sorted(P.REVINCLUDES[resource_type]),
+                ),
                 "searchParam": _search_params(P.SEARCH_PARAMETERS[resource_type])
                 + [
                     {

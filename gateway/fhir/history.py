@@ -6,7 +6,8 @@ Every version of every resource comes from one ``location_version`` row:
   vacancy type the location stopped offering in it (retired entries are never deleted);
 - an Organization version per location version that names a provider.
 
-The type-level feed (``GET /fhir/{type}/_history?_since=``) lists versions recorded in
+Instance history (``GET /fhir/{type}/{id}/_history``) is newest first, as R4 asks of
+history. The type-level feed (``GET /fhir/{type}/_history?_since=``) lists versions recorded in
 [``_since``, horizon), oldest first; the horizon is taken under the change clock, so no
 version can later be recorded before it. It is the Bundle's ``meta.lastUpdated``: a
 consumer that polls again with ``_since`` set to it sees every change exactly once.
@@ -95,10 +96,12 @@ def vread(session: Session, resource_type: str, resource_id: str, version_id: st
 
 
 def instance_history(session: Session, base: str, resource_type: str, resource_id: str) -> dict[str, Any]:
+    """Every version of one resource as a history Bundle, newest first (R4: "sorted with
+    oldest versions last"), unlike the type's change feed, which mCSD polls oldest first."""
     versions = _instance_versions(session, resource_type, resource_id)
     if not versions:
         raise NotFound(f"{resource_type}/{resource_id} is not known to the gateway")
-    entries = [history_entry(base, resource, first) for resource, first in versions]
+    entries = [history_entry(base, resource, first) for resource, first in reversed(versions)]
     url = f"{base}/{resource_type}/{resource_id}/_history"
     return bundle("history", entries, [("self", url)], total=len(entries))
 

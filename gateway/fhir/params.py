@@ -196,18 +196,19 @@ def bad(parameter: str, message: str) -> BadRequest:
 @dataclass(frozen=True, slots=True)
 class Token:
     system: str | None  # None: any system; "": no system
-    code: str
+    code: str | None  # None: any code of ``system`` (``system|``)
 
 
 def parse_token(parameter: str, value: str) -> Token:
+    """``code``, ``system|code``, ``|code`` (no system) or ``system|`` (any code in it)."""
     if not value:
         raise bad(parameter, "empty value")
     if "|" not in value:
         return Token(None, value)
     system, _, code = value.partition("|")
-    if not code:
-        raise bad(parameter, f"{value!r}: a code is needed after '|'")
-    return Token(system, code)
+    if not system and not code:
+        raise bad(parameter, f"{value!r}: a system or a code is needed around '|'")
+    return Token(system, code or None)
 
 
 def parse_reference(parameter: str, value: str, resource_type: str) -> str:

@@ -145,16 +145,34 @@ def _string_sql(column: Any, modifier: str, values: list[str]) -> sa.ColumnEleme
     return sa.or_(*[lowered.like(p, escape="\\") for p in patterns])
 
 
-def _codes(parameter: str, values: list[str], system: str, allowed: Iterable[str] | None = None) -> list[str]:
-    """Codes of tokens in ``system`` (or with no system given); unknown codes refused."""
-    out = []
-    known = set(allowed) if allowed is not None else None
+def _codes(parameter: str, values: list[str], system: str, allowed: Iterable[str]) -> list[str]:
+    """Codes of tokens in ``system`` (or with no system given), ``system|`` standing for
+    every code allowed; unknown codes refused."""
+    out: list[str] = []
+    known = list(allowed)
     for value in values:
         token = P.parse_token(parameter, value)
         if token.system not in (None, system):
             continue
-        if known is not None and token.code not in known:
+        if token.code is None:
+            out.extend(known)
+        elif token.code in known:
+            out.append(token.code)
+        else:
             raise P.bad(parameter, f"unknown code {token.code!r}; allowed: {', '.join(sorted(known))}")
+    return out
+
+
+def _identifiers(values: list[str], system: str) -> list[str] | None:
+    """The identifier values tokens ask for in ``system`` (or with no system given); None
+    when one asks for any value in it (``system|``): every resource has one."""
+    out: list[str] = []
+    for value in values:
+        token = P.parse_token("identifier", value)
+        if token.system not in (None, system):
+            continue
+        if token.code is None:
+            return None
         out.append(token.code)
     return out
 
@@ -197,6 +215,17 @@ def _stamp(value: Any) -> float:
 # --- candidates per type ------------------------------------------------------------------
 
 
+def _location_identifier_sql(values: list[str]) -> sa.ColumnElement[bool]:
+    """Locations with any of the identifiers: a CQC location ID (every location has one)
+    or an ODS site code (those the registry knows)."""
+    cqc_ids = _identifiers(values, S.CQC_LOCATION_ID)
+    ods_codes = _identifiers(values, S.ODS_SITE_CODE)
+    return sa.or_(
+        sa.true() if cqc_ids is None else LOC.c.cqc_location_id.in_(cqc_ids),
+        REG.c.ods_code > "" if ods_codes is None else REG.c.ods_code.in_(ods_codes),  # published if not empty
+    )
+
+
 def _location_plan(criteria: _Criteria) -> _Plan:
     query: sa.Select[Any] = sa.select(
         LOC.c.cqc_location_id, LOC.c.version_id, VER.c.recorded_at, LOC.c.latitude, LOC.c.longitude
@@ -214,14 +243,7 @@ def _location_plan(criteria: _Criteria) -> _Plan:
         compact = sa.func.replace(LOC.c.postcode, " ", "")
         query = query.where(_string_sql(compact, modifier, [v.replace(" ", "") for v in values]))
     for _, values in criteria.each("identifier"):
-        conditions: list[sa.ColumnElement[bool]] = []
-        for value in values:
-            token = P.parse_token("identifier", value)
-            if token.system in (None, S.CQC_LOCATION_ID):
-                conditions.append(LOC.c.cqc_location_id == token.code)
-            if token.system in (None, S.ODS_SITE_CODE):
-                conditions.append(REG.c.ods_code == token.code)
-        query = query.where(sa.or_(sa.false(), *conditions))
+        query = query.where(_location_identifier_sql(values))
     for _, values in criteria.each("organization"):
         query = query.where(LOC.c.cqc_provider_id.in_(_references("organization", values, "Organization")))
     for _, values in criteria.each("status"):
@@ -349,7 +371,9 @@ def _organization_candidates(session: Session, criteria: _Criteria) -> list[Cand
     for _, values in criteria.each("_id"):
         query = query.where(LOC.c.cqc_provider_id.in_(values))
     for _, values in criteria.each("identifier"):
-        query = query.where(LOC.c.cqc_provider_id.in_(_codes("identifier", values, S.CQC_PROVIDER_ID)))
+        provider_ids = _identifiers(values, S.CQC_PROVIDER_ID)
+        if provider_ids is not None:  # None: any CQC provider ID, which every Organization has
+            query = query.where(LOC.c.cqc_provider_id.in_(provider_ids))
     rows = session.execute(query).all()
     names = store.provider_names(session, [row[0] for row in rows])
     name_filters = list(criteria.each("name"))
@@ -386,10 +410,18 @@ def _candidates(session: Session, resource_type: str, criteria: _Criteria) -> li
     return [c for c in found if c is not None]
 
 
+def _pages_in_sql(resource_type: str, sort: str, criteria: _Criteria) -> bool:
+    """Can SQL count and page this search? Only when every filter is in its query: the
+    exact ``near`` distance is applied in Python, after SQL's bounding box, so a near
+    search counted or limited in SQL would count and fill pages with rows beyond the radius."""
+    return sort == "_id" and resource_type in PLANS and criteria.near is None
+
+
 def _sql_page(
     session: Session, resource_type: str, criteria: _Criteria, after: str | None, count: int, with_total: bool
 ) -> tuple[list[Candidate], int | None, bool]:
-    """A page in ``_id`` order, paged in SQL: (page, total, more after it)."""
+    """A page in ``_id`` order, paged in SQL: (page, total, more after it). Only for
+    searches whose every filter is in SQL (see ``_pages_in_sql``)."""
     plan = PLANS[resource_type](criteria)
     total = None
     if with_total:
@@ -461,7 +493,7 @@ def search(session: Session, request: SearchRequest) -> dict[str, Any]:
         after = decode_cursor(result["_cursor"]).get("after")
         if not isinstance(after, list) or not after or not isinstance(after[-1], str):
             raise P.bad("_cursor", "not a paging cursor this gateway made; follow the Bundle's links")
-    if sort == "_id" and request.resource_type in PLANS:
+    if _pages_in_sql(request.resource_type, sort, criteria):
         page, total, more = _sql_page(
             session, request.resource_type, criteria, after[0] if after else None, count, total_mode != "none"
         )

@@ -118,16 +118,16 @@ def test_every_version_is_readable_and_history_is_in_order(
     history = get(client, read_token, "/fhir/Location/1-101/_history")
     Bundle.model_validate(history)
     assert history["type"] == "history"
-    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == [
-        first["meta"]["versionId"],
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == [  # newest first
         current["meta"]["versionId"],
+        first["meta"]["versionId"],
     ]
-    assert [e["response"]["status"] for e in history["entry"]] == ["201 Created", "200 OK"]
+    assert [e["response"]["status"] for e in history["entry"]] == ["200 OK", "201 Created"]
     # The dementia line was dropped: its service becomes inactive, never deleted.
     dropped = get(client, read_token, "/fhir/HealthcareService/1-101-dementia-nursing")
     assert dropped["active"] is False and not ext(dropped, S.EXT_BED_AVAILABILITY)
     dropped_history = get(client, read_token, "/fhir/HealthcareService/1-101-dementia-nursing/_history")
-    assert [e["resource"]["active"] for e in dropped_history["entry"]] == [True, False]
+    assert [e["resource"]["active"] for e in dropped_history["entry"]] == [False, True]
     missing = client.get("/fhir/Location/1-101/_history/999999", headers=bearer(read_token))
     assert missing.status_code == 404
 

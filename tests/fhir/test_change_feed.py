@@ -36,7 +36,7 @@ def poll(
             page = type_history(session, factory, BASE, resource_type, items)
         horizon = horizon or page["meta"]["lastUpdated"]
         assert page["meta"]["lastUpdated"] == horizon  # one horizon for every page of a poll
-        entries += page["entry"]
+        entries += page.get("entry", [])  # R4: no empty arrays, so an empty page has no entry
         following = [link["url"] for link in page["link"] if link["relation"] == "next"]
         if not following:
             return entries, horizon

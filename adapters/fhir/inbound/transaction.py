@@ -276,12 +276,7 @@ def _services(group: MappedLocation, entries: list[dict[str, Any]], record: dict
                     if coding.get("system") == system and coding["code"] not in lists[name]:
                         group.sources[f"/{name}/{len(lists[name])}"] = (s, f"{base}.{element}[{k}]")
                         lists[name].append(coding["code"])
-        for k, language in enumerate(resource.get("communication", [])):
-            coding = (language.get("coding") or [{}])[0]
-            name = language.get("text") or coding.get("display") or coding.get("code")
-            if name and name not in lists["languages"]:
-                group.sources[f"/languages/{len(lists['languages'])}"] = (s, f"{base}.communication[{k}]")
-                lists["languages"].append(name)
+        _service_languages(group, s, resource, lists["languages"])
         if "extraDetails" in resource:
             if notes is not None and notes[0] != resource["extraDetails"]:
                 message = f"a location has one set of notes; Bundle.entry[{notes[1]}] says otherwise"
@@ -296,6 +291,33 @@ def _services(group: MappedLocation, entries: list[dict[str, Any]], record: dict
         line, sources = lines[vacancy_type]
         record["vacancies"].append(line)
         group.sources.update({f"/vacancies/{n}{key}": where for key, where in sources.items()})
+
+
+def _service_languages(group: MappedLocation, s: int, resource: dict[str, Any], languages: list[str]) -> None:
+    """Add the languages a service names to ``languages``: those with a code from
+    ``communication``, then those without from the other-language extension."""
+    base = f"Bundle.entry[{s}].resource"
+    named: list[tuple[str, Any]] = []
+    for k, language in enumerate(resource.get("communication", [])):
+        coding = (language.get("coding") or [{}])[0]
+        named.append(
+            (
+                f"{base}.communication[{k}]",
+                language.get("text") or coding.get("display") or coding.get("code"),
+            )
+        )
+    for e, extension in enumerate(resource.get("extension", [])):
+        if extension["url"] == S.EXT_OTHER_LANGUAGE:
+            where = f"{base}.extension[{e}].valueString"
+            name = extension.get("valueString")
+            if not isinstance(name, str) or not name.strip():
+                group.issues.append(Issue(s, where, "an other-language extension names a language"))
+                continue
+            named.append((where, name))
+    for where, name in named:
+        if name and name not in languages:
+            group.sources[f"/languages/{len(languages)}"] = (s, where)
+            languages.append(name)
 
 
 def _line(

@@ -211,6 +211,19 @@ EXTENSIONS: tuple[ExtensionDefinition, ...] = (
         value_type="string",
         max="*",
     ),
+    ExtensionDefinition(
+        url=S.EXT_OTHER_LANGUAGE,
+        name="OtherLanguage",
+        title="Other language spoken",
+        context=("HealthcareService",),
+        description=(
+            "A language spoken at the location, as the provider named it, that has no BCP-47 tag the "
+            "gateway knows; one per language. Languages with a tag are in HealthcareService.communication, "
+            "whose binding (all languages, required) a name without a code would break."
+        ),
+        value_type="string",
+        max="*",
+    ),
 )
 EXTENSIONS_BY_URL: dict[str, ExtensionDefinition] = {ext.url: ext for ext in EXTENSIONS}
 

@@ -333,22 +333,27 @@ def _bed_availability(line: dict[str, Any], record: dict[str, Any]) -> dict[str,
     return {"url": S.EXT_BED_AVAILABILITY, "extension": parts}
 
 
-def _communication(languages: Iterable[str]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _languages(languages: Iterable[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(communication, other-language extensions): a language goes in ``communication`` only
+    with its BCP-47 tag (the binding is required); one without stays readable in an extension."""
+    communication: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
     for name in languages:
         found = bcp47(name)
         if found is None:
-            out.append({"text": name})
+            others.append({"url": S.EXT_OTHER_LANGUAGE, "valueString": name})
         else:
-            out.append({"coding": [_coding(S.BCP47, found[0], found[1])], "text": name})
-    return out
+            communication.append({"coding": [_coding(S.BCP47, found[0], found[1])], "text": name})
+    return communication, others
 
 
 def _service_common(snapshot: LocationSnapshot) -> dict[str, Any]:
     """The parts of a location's services that every vacancy line shares."""
     record = snapshot.record
+    communication, other_languages = _languages(record.get("languages", ()))
     common: dict[str, Any] = {
         "meta": _meta(snapshot, "UKCore-HealthcareService"),
+        "other_languages": other_languages,
         "admissions": _admissions(record),
         "identifier": [{"system": S.CQC_LOCATION_ID, "value": snapshot.cqc_location_id}],
         "providedBy": _organization_reference(record),
@@ -359,7 +364,7 @@ def _service_common(snapshot: LocationSnapshot) -> dict[str, Any]:
             _concept(S.SHORT_STAY_SERVICE, ShortStayService, code)
             for code in record.get("short_stay_services", ())
         ],
-        "communication": _communication(record.get("languages", ())),
+        "communication": communication,
         "program": [
             _concept(S.FUNDING_SOURCE, FundingSource, code) for code in record.get("funding_sources", ())
         ],
@@ -382,7 +387,7 @@ def render_service(
     record = snapshot.record
     c = common if common is not None else _service_common(snapshot)
     active = bool(record.get("active", True)) and line is not None
-    extensions = [c["admissions"]]
+    extensions = [c["admissions"], *c["other_languages"]]
     if line is not None:
         extensions.insert(0, _bed_availability(line, record))
         extensions.extend(_flag_extensions(line_flags(line)))

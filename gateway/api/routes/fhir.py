@@ -76,14 +76,26 @@ def _versioned(resource_type: str) -> None:
         raise BadRequest(f"versions and history are kept for {', '.join(DIRECTORY_TYPES)} only")
 
 
+def not_modified(if_none_match: str | None, version_id: str | None) -> bool:
+    """Does an ``If-None-Match`` header match the resource (RFC 9110 13.1.2)? ``*`` matches
+    any resource there is; otherwise any tag of the comma-separated list matching the
+    version, compared weakly (``W/"3"`` and ``"3"`` both match version 3)."""
+    if if_none_match is None:
+        return False
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    if "*" in tags:
+        return True
+    opaque = [tag.removeprefix("W/") for tag in tags]
+    return version_id is not None and f'"{version_id}"' in opaque
+
+
 def _read_response(request: Request, resource: dict[str, Any]) -> Response:
     meta = resource.get("meta", {})
     headers = {}
     if "versionId" in meta:
-        etag = f'W/"{meta["versionId"]}"'
-        headers["ETag"] = etag
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers=headers)
+        headers["ETag"] = f'W/"{meta["versionId"]}"'
+    if not_modified(", ".join(request.headers.getlist("if-none-match")) or None, meta.get("versionId")):
+        return Response(status_code=304, headers=headers)
     if "lastUpdated" in meta:
         updated = datetime.fromisoformat(meta["lastUpdated"].replace("Z", "+00:00"))
         headers["Last-Modified"] = format_datetime(updated, usegmt=True)

@@ -1,0 +1,144 @@
+"""FHIR search semantics the API tests do not cover: near searches paged in ``_id`` order,
+and tokens naming a system without a code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from adapters.fhir import systems as S
+from gateway.places import bounding_box, haversine_km
+from tests.conftest import bearer
+from tests.factories import location
+from tests.fhir.conftest import HENLEY, push
+
+LEEDS = {"line1": "3 Park Row", "town": "Leeds", "postcode": "LS1 4AP"}
+RADIUS_KM = 75.0
+
+
+def get(client: TestClient, token: str, path: str, **params: Any) -> Any:
+    response = client.get(path, params=params, headers=bearer(token))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ids(bundle: dict[str, Any]) -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+
+
+def follow(client: TestClient, token: str, first: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every page of a search, from its first, by the next links."""
+    pages = [first]
+    while url := next((ln["url"] for ln in pages[-1]["link"] if ln["relation"] == "next"), None):
+        response = client.get(url, headers=bearer(token))
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+    return pages
+
+
+@pytest.fixture
+def corner_search(client: TestClient, tracker: str, read_token: str, national: list[dict[str, Any]]) -> str:
+    """A ``near`` value whose bounding box holds Manchester (1-101) in its corner, beyond the
+    radius, and two Leeds homes (1-102, 1-103) within it."""
+    push(
+        client, tracker, location("1-103", name="Leeds Two", region="north-east-and-yorkshire", address=LEEDS)
+    )
+    manchester = get(client, read_token, "/fhir/Location/1-101")["position"]
+    leeds = get(client, read_token, "/fhir/Location/1-102")["position"]
+    lat, lon = manchester["latitude"] + 0.6, manchester["longitude"] + 1.0
+    south, north, west, east = bounding_box(lat, lon, RADIUS_KM)
+    assert south <= manchester["latitude"] <= north and west <= manchester["longitude"] <= east
+    assert haversine_km(lat, lon, manchester["latitude"], manchester["longitude"]) > RADIUS_KM
+    assert haversine_km(lat, lon, leeds["latitude"], leeds["longitude"]) < RADIUS_KM
+    return f"{lat}|{lon}|{RADIUS_KM:g}|km"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("Location", ["1-102", "1-103"]),
+        ("HealthcareService", ["1-102-community-rehab-nhs-la", "1-103-general-nursing"]),
+    ],
+)
+def test_near_in_id_order_counts_and_pages_only_matches_within_the_radius(
+    client: TestClient, read_token: str, corner_search: str, path: str, expected: list[str]
+) -> None:
+    for count in (1, 2, 3):
+        first = get(client, read_token, f"/fhir/{path}", near=corner_search, _sort="_id", _count=count)
+        pages = follow(client, read_token, first)
+        assert [p["total"] for p in pages] == [len(expected)] * len(pages)
+        assert [len(ids(p)) for p in pages[:-1]] == [count] * (len(pages) - 1)  # every page but the last full
+        assert [i for p in pages for i in ids(p)] == expected
+        assert len(pages) == -(-len(expected) // count)  # no empty page after the last match
+    closest_first = get(client, read_token, f"/fhir/{path}", near=corner_search)
+    assert sorted(ids(closest_first)) == expected and closest_first["total"] == len(expected)
+
+
+def test_near_in_id_order_whose_box_holds_only_a_home_beyond_the_radius_finds_nothing(
+    client: TestClient, read_token: str, corner_search: str
+) -> None:
+    found = get(
+        client, read_token, "/fhir/Location", near=corner_search, name="Ashgrove", _sort="_id", _count=1
+    )
+    assert found["total"] == 0 and ids(found) == []
+    assert [ln["relation"] for ln in found["link"]] == ["self"]
+
+
+ALL_SERVICES = [
+    "1-101-dementia-nursing",
+    "1-101-general-nursing",
+    "1-102-community-rehab-nhs-la",
+    f"{HENLEY}-general-residential",
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "expected"),
+    [
+        ("Location", {"identifier": f"{S.CQC_LOCATION_ID}|"}, ["1-101", "1-102", HENLEY]),
+        ("Location", {"identifier": f"{S.ODS_SITE_CODE}|"}, [HENLEY]),  # only Henley has an ODS code
+        ("Location", {"identifier": f"{S.ODS_SITE_CODE}|,{S.CQC_LOCATION_ID}|1-102"}, ["1-102", HENLEY]),
+        ("Location", {"identifier": "http://other.example/ids|"}, []),
+        ("Location", {"identifier": f"{S.CQC_PROVIDER_ID}|"}, []),  # a system Location ids are not in
+        ("Location", {"identifier": f"{S.CQC_LOCATION_ID}|", "name": "beech"}, ["1-102"]),
+        (
+            "Organization",
+            {"identifier": f"{S.CQC_PROVIDER_ID}|"},
+            ["1-102642938", "1-200000001", "1-200000002"],
+        ),
+        ("Organization", {"identifier": "http://other.example/ids|"}, []),
+        ("HealthcareService", {"service-type": f"{S.VACANCY_TYPE}|"}, ALL_SERVICES),
+        ("HealthcareService", {"service-type": f"{S.SHORT_STAY_SERVICE}|"}, []),
+        ("HealthcareService", {"characteristic": f"{S.SHORT_STAY_SERVICE}|"}, ALL_SERVICES[2:]),
+        ("HealthcareService", {"service-category": f"{S.SERVICE_CATEGORY}|"}, ALL_SERVICES),
+        ("Location", {"status": "http://hl7.org/fhir/location-status|"}, ["1-101", "1-102", HENLEY]),
+    ],
+)
+def test_a_system_without_a_code_matches_any_code_in_that_system(
+    client: TestClient,
+    read_token: str,
+    national: list[dict[str, Any]],
+    path: str,
+    params: dict[str, str],
+    expected: list[str],
+) -> None:
+    found = get(client, read_token, f"/fhir/{path}", **params)
+    assert sorted(ids(found)) == sorted(expected) and found["total"] == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"identifier": "|"}, "a system or a code is needed"),
+        ({"status": "|"}, "a system or a code is needed"),
+        ({"status": "http://hl7.org/fhir/location-status|closed"}, "unknown code 'closed'"),
+    ],
+)
+def test_tokens_with_neither_system_nor_code_or_an_unknown_code_are_refused(
+    client: TestClient, read_token: str, national: list[dict[str, Any]], params: dict[str, str], needle: str
+) -> None:
+    response = client.get("/fhir/Location", params=params, headers=bearer(read_token))
+    assert response.status_code == 400
+    assert needle in response.json()["issue"][0]["diagnostics"]
