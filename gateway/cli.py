@@ -247,7 +247,7 @@ def reconcile_command() -> None:
 
     def work() -> ReconcileSummary:
         with transaction(factory) as session:
-            return reconcile(session)
+            return reconcile(session, recent=timedelta(seconds=settings.push_freshness_target_s))
 
     try:
         summary = _holding_lease(factory, "reconcile", lambda: asyncio.to_thread(work), "reconciliation")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -105,3 +107,30 @@ def gateway_cli(database_url: str, monkeypatch: pytest.MonkeyPatch) -> GatewayCl
             get_settings.cache_clear()
 
     return invoke
+
+
+Statement = tuple[str, Any]
+
+
+@contextmanager
+def statements_run(engine: sa.Engine, starting: str) -> Iterator[list[Statement]]:
+    """The SQL statements (with their parameters) run on ``engine`` during the block whose
+    text starts with ``starting`` (case ignored)."""
+    seen: list[Statement] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(starting.upper()):
+            seen.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def sqlite_plan(engine: sa.Engine, statement: Statement) -> list[str]:
+    """SQLite's query plan of ``statement``, a step a line."""
+    sql, parameters = statement
+    with engine.connect() as connection:
+        return [row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters)]

@@ -24,7 +24,7 @@ from gateway.model.capacity import LocationUpdate
 from gateway.places import District, district_of, load_districts
 from gateway.schemas import Problem
 from gateway.store import repository
-from gateway.store.repository import HeldLocation
+from gateway.store.repository import HeldLocation, RegistryPlace
 
 # How far ahead of the gateway's clock a source's own time may run.
 MAX_CLOCK_SKEW = timedelta(minutes=10)
@@ -141,16 +141,35 @@ _COLUMNS = tuple(name for name in LocationUpdate.model_fields if name not in _NE
 _columns_of = itemgetter(*_COLUMNS)
 
 
-def resolve_region(
-    update: LocationUpdate, held: HeldLocation | None, registered: str | None = None
-) -> str | None:
-    """Where a location is: as the CQC registry says (``registered``), else as already
-    held, else by its postcode's district, else as the source declares. A reporter's own
-    region never moves a location (London's tracker also reports homes just over its
-    border), and no reporter can place a registered location outside its region."""
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the store knows of a batch's locations before judging it: the versions it
+    holds and where the CQC registry places them."""
+
+    held: dict[str, HeldLocation]
+    places: dict[str, RegistryPlace]
+
+    def registered_region(self, cqc_id: str) -> str | None:
+        place = self.places.get(cqc_id)
+        return place.nhs_region if place is not None else None
+
+
+def known_locations(session: Session, ids: Sequence[str]) -> Known:
+    """What the store knows of ``ids``; read it under the change clock's lock (see
+    ``apply_prepared``), or a concurrent writer may change it before it is used."""
+    return Known(repository.held_locations(session, ids), repository.registry_places(session, ids))
+
+
+def resolve_region(update: LocationUpdate, known: Known) -> str | None:
+    """Where a location is: as the CQC registry says, else as already held, else by its
+    postcode's district, else as the source declares. A reporter's own region never moves
+    a location (London's tracker also reports homes just over its border), and no reporter
+    can place a registered location outside its region."""
+    cqc_id = update.cqc_location_id
     district = _district(update)
     declared = update.nhs_region.value if update.nhs_region else None
-    return _region(registered, held, district.nhs_region.value if district else None, declared)
+    by_district = district.nhs_region.value if district else None
+    return _region(known.registered_region(cqc_id), known.held.get(cqc_id), by_district, declared)
 
 
 def _district(update: LocationUpdate) -> District | None:
@@ -187,12 +206,13 @@ def apply_updates(
     updates: Sequence[tuple[int, LocationUpdate]],
     received_at: datetime,
     submission_id: str | None = None,
-    held: dict[str, HeldLocation] | None = None,
+    known: Known | None = None,
 ) -> list[RecordResult]:
     """Judge and apply ``updates`` (each with its index in the batch) in order.
 
-    ``held`` may be passed when the caller already loaded it (to check regions, say).
-    Later updates of the same location in one batch are judged against earlier ones.
+    ``known`` may be passed when the caller already read it, after taking the change
+    clock's lock (to check regions, say). Later updates of the same location in one batch
+    are judged against earlier ones.
     """
     prepared = [(index, prepare(update)) for index, update in updates]
     return apply_prepared(
@@ -201,7 +221,7 @@ def apply_updates(
         updates=prepared,
         received_at=received_at,
         submission_id=submission_id,
-        held=held,
+        known=known,
     )
 
 
@@ -212,7 +232,7 @@ def apply_prepared(
     updates: Sequence[tuple[int, Prepared]],
     received_at: datetime,
     submission_id: str | None = None,
-    held: dict[str, HeldLocation] | None = None,
+    known: Known | None = None,
 ) -> list[RecordResult]:
     """``apply_updates`` for updates already prepared (each used once)."""
     # The change clock's lock first: writers of the national view take turns from here, so
@@ -220,9 +240,8 @@ def apply_prepared(
     # transaction ends (on SQLite the lock is the database's; reads before it would not
     # even be in the transaction).
     stamp = repository.claim_change_clock(session)
-    ids = [p.cqc_location_id for _, p in updates]
-    held = repository.held_locations(session, ids) if held is None else dict(held)
-    places = repository.registry_places(session, ids)
+    known = known or known_locations(session, [p.cqc_location_id for _, p in updates])
+    held, places = dict(known.held), known.places
     already_held = set(held)
     results: list[RecordResult] = []
     winners: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
@@ -240,8 +259,7 @@ def apply_prepared(
             result.status = RecordStatus.UNCHANGED
         else:
             location = update.location
-            place = places.get(cqc_id)
-            registered = place.nhs_region if place is not None else None
+            registered = known.registered_region(cqc_id)
             region = _region(registered, current, update.district_region, update.declared_region)
             location.update(nhs_region=region, source=source, received_at=received_at)
             result.quality_flags = update.flags

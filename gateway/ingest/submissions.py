@@ -23,7 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.auth import Principal, Scope
 from gateway.errors import Conflict, Forbidden, InvalidBody, Unprocessable
 from gateway.gc_pause import gc_paused
-from gateway.ingest.service import RecordResult, RecordStatus, apply_updates, resolve_region
+from gateway.ingest.service import (
+    Known,
+    RecordResult,
+    RecordStatus,
+    apply_updates,
+    known_locations,
+    resolve_region,
+)
 from gateway.model.capacity import LocationUpdate
 from gateway.schemas import Problem, SchemaValidator, load_schema, validator
 from gateway.store import repository
@@ -90,19 +97,16 @@ def validate_records(records: list[Any]) -> tuple[list[tuple[int, LocationUpdate
 
 def _authorise_regions(
     session: Session, principal: Principal, valid: list[tuple[int, LocationUpdate]]
-) -> tuple[list[tuple[int, LocationUpdate]], list[RecordResult], dict[str, Any]]:
+) -> tuple[list[tuple[int, LocationUpdate]], list[RecordResult], Known]:
     """Drop records with no known region; refuse the batch if any lies outside the token's.
     A location's region is the registry's where it knows the location (see
     ``resolve_region``)."""
-    ids = [u.cqc_location_id for _, u in valid]
-    held = repository.held_locations(session, ids)
-    places = repository.registry_places(session, ids)
+    known = known_locations(session, [u.cqc_location_id for _, u in valid])
     kept: list[tuple[int, LocationUpdate]] = []
     rejected: list[RecordResult] = []
     outside: list[str] = []
     for index, update in valid:
-        place = places.get(update.cqc_location_id)
-        region = resolve_region(update, held.get(update.cqc_location_id), place.nhs_region if place else None)
+        region = resolve_region(update, known)
         if region is None:
             problem = Problem(
                 f"/locations/{index}/nhs_region",
@@ -120,7 +124,7 @@ def _authorise_regions(
             + (f" and {len(outside) - 20} more" if len(outside) > 20 else ""),
             locations=outside,
         )
-    return kept, rejected, held
+    return kept, rejected, known
 
 
 def apply_records(
@@ -133,14 +137,14 @@ def apply_records(
     # Writers take turns from here (the change clock's lock, as ``apply_updates`` takes
     # it): the regions and held versions read next are the last writer's.
     repository.claim_change_clock(session)
-    valid, region_rejected, held = _authorise_regions(session, principal, valid)
+    valid, region_rejected, known = _authorise_regions(session, principal, valid)
     applied = apply_updates(
         session,
         source=principal.name,
         updates=valid,
         received_at=received_at,
         submission_id=submission_id,
-        held=held,
+        known=known,
     )
     for result in applied:  # the store's objections, at the record's place in the batch
         result.problems = [

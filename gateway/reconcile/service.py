@@ -34,8 +34,8 @@ from gateway.store import reconciliation as queries
 from gateway.store.tables import Finding, HeldRecord, utcnow
 
 PointOf = Callable[[str | None], tuple[float, float] | None]
-# How recent a source's report must be to conflict with another's: a day, as the push
-# freshness target (GATEWAY_PUSH_FRESHNESS_TARGET_S) has it by default.
+# How recent a source's report must be to conflict with another's, unless the caller says
+# (the scheduler and the command pass the push freshness target, GATEWAY_PUSH_FRESHNESS_TARGET_S).
 RECENT_REPORTS = timedelta(days=1)
 
 

@@ -124,28 +124,35 @@ class SourceScheduler:
                     next_run_time=now,
                     misfire_grace_time=None,
                 )
-        # Housekeeping jobs: reconciliation first runs after one interval (the sources'
-        # first syncs come before it); body retention as the gateway starts.
-        housekeeping: list[tuple[str, Callable[[], Awaitable[None]], float, dict[str, Any]]] = [
-            ("reconcile", self.run_reconciliation, self._settings.reconcile_interval_s, {})
-        ]
+        # Reconciliation first runs after one interval (the sources' first syncs come before
+        # it); body retention as the gateway starts.
+        self._add_housekeeping("reconcile", self.run_reconciliation, self._settings.reconcile_interval_s)
         if self._settings.push_body_retention_days is not None:
-            retention = self.run_body_retention
-            interval = self._settings.housekeeping_interval_s
-            housekeeping.append(("push-body-retention", retention, interval, {"next_run_time": now}))
-        for job_id, run, seconds, first in housekeeping:
-            self.scheduler.add_job(
-                run, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True, **first
+            self._add_housekeeping(
+                "push-body-retention",
+                self.run_body_retention,
+                self._settings.housekeeping_interval_s,
+                next_run_time=now,
             )
         self.scheduler.start()
         freeze_startup_heap()  # the gateway has started up; its jobs begin from here
 
+    def _add_housekeeping(
+        self, job_id: str, run: Callable[[], Awaitable[None]], seconds: float, **first: Any
+    ) -> None:
+        """A job that is not a source's: at most one run at a time, missed runs coalesced."""
+        self.scheduler.add_job(
+            run, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True, **first
+        )
+
     async def run_reconciliation(self) -> None:
         from gateway.reconcile.service import reconcile
 
+        recent = timedelta(seconds=self._settings.push_freshness_target_s)
+
         def work() -> None:
             with transaction(self._factory) as session:
-                summary = reconcile(session)
+                summary = reconcile(session, recent=recent)
             log.info("reconciliation: %s open findings", sum(summary.open_by_kind.values()))
 
         await self._run_leased("reconcile", "reconciliation", work)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -24,7 +23,7 @@ from gateway.settings import Settings
 from gateway.store.db import alembic_config, create_engine, session_factory, transaction, upgrade
 from gateway.store.sources import acquire_lease
 from gateway.store.tables import LocationVersion, Submission, UTCDateTime, utcnow
-from tests.conftest import GatewayCli, TokenMaker, bearer
+from tests.conftest import GatewayCli, TokenMaker, bearer, sqlite_plan, statements_run
 from tests.factories import batch, location
 
 URL = "/api/v1/submissions"
@@ -233,22 +232,10 @@ def test_the_bodies_still_kept_are_found_from_an_index(
     went before (they grow by thousands a day) or sorting."""
     if engine.dialect.name != "sqlite":
         pytest.skip("query plans are read from SQLite")
-    selects: list[tuple[str, Any]] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            selects.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_run(engine, "SELECT") as selects:
         discard_old_bodies(factory, timedelta(days=1))
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
     assert len(selects) == 1
-    with engine.connect() as connection:
-        plan = [
-            row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {selects[0][0]}", selects[0][1])
-        ]
+    plan = sqlite_plan(engine, selects[0])
     assert plan == [
         "SEARCH submission USING INDEX ix_submission_kept_body (body_discarded_at=? AND received_at<?)"
     ], plan

@@ -18,6 +18,7 @@ from gateway.settings import Settings
 from gateway.store.db import transaction
 from gateway.store.tables import Submission, SyncRun, utcnow
 from gateway.sync.health import source_health
+from tests.conftest import sqlite_plan, statements_run
 
 
 def _index_differences(engine: sa.Engine) -> list[Any]:
@@ -53,38 +54,23 @@ def test_source_health_reads_from_indexes(
                     status_code=200,
                 )
             )
-    statements: list[tuple[str, Any]] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            statements.append((statement, parameters))
-
     settings = settings.model_copy(
         update={"london_base_url": "http://x", "london_client_id": "a", "london_client_secret": "b"}
     )
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
-        with factory() as session:
-            health = {s["source"]: s for s in source_health(session, settings)}
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
+    with statements_run(engine, "SELECT") as statements, factory() as session:
+        health = {s["source"]: s for s in source_health(session, settings)}
     assert health["london"]["last_attempt"] == now.isoformat()
     assert health["tracker-north-west"]["last_successful_sync"] == now.isoformat()
 
     assert statements
     tables = set(SQLModel.metadata.tables)
-    with engine.connect() as connection:
-        for statement, parameters in statements:
-            plan = [
-                row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            ]
-            assert not [step for step in plan if "TEMP B-TREE" in step], (statement, plan)
-            # A table is read by a search of an index, or by a walk of a covering index.
-            scans = [step for step in plan if step.startswith("SCAN") and step.split()[1] in tables]
-            assert not [step for step in scans if "COVERING INDEX" not in step], (statement, plan)
-            assert any(step.split()[1] in tables for step in plan if step.startswith(("SEARCH", "SCAN"))), (
-                plan
-            )
+    for statement in statements:
+        plan = sqlite_plan(engine, statement)
+        assert not [step for step in plan if "TEMP B-TREE" in step], (statement, plan)
+        # A table is read by a search of an index, or by a walk of a covering index.
+        scans = [step for step in plan if step.startswith("SCAN") and step.split()[1] in tables]
+        assert not [step for step in scans if "COVERING INDEX" not in step], (statement, plan)
+        assert any(step.split()[1] in tables for step in plan if step.startswith(("SEARCH", "SCAN"))), plan
 
 
 def test_push_sources_lists_each_pushing_source_once_in_order(factory: sessionmaker[Session]) -> None:
@@ -121,20 +107,8 @@ def test_a_new_run_finds_runs_left_running_from_an_index(
         pytest.skip("query plans are read from SQLite")
     from gateway.sync.runs import start_run
 
-    updates: list[tuple[str, Any]] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-        if statement.lstrip().upper().startswith("UPDATE SYNC_RUN"):
-            updates.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements_run(engine, "UPDATE SYNC_RUN") as updates:
         start_run(factory, "london", "incremental")
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
     assert len(updates) == 1
-    with engine.connect() as connection:
-        plan = [
-            row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {updates[0][0]}", updates[0][1])
-        ]
+    plan = sqlite_plan(engine, updates[0])
     assert plan == ["SEARCH sync_run USING INDEX ix_sync_run_source_status (source=? AND status=?)"], plan
