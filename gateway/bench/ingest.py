@@ -71,7 +71,7 @@ def _floor(bodies: list[bytes], path: Path) -> float:
                         orjson.dumps(record.get("funding_sources", [])),
                         b"[]",
                         b"[]",
-                        record.get("accepting_admissions", True),
+                        record.get("accepting_admissions"),
                         record.get("active", True),
                         b"[]",
                         "bench",

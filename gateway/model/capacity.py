@@ -126,7 +126,7 @@ class LocationUpdate(BaseModel):
     contracts_with_local_authorities: tuple[str, ...] = ()
     contracts_with_sub_icbs: tuple[str, ...] = ()
     short_stay_weekly_cost: float | None = Field(default=None, ge=0)
-    accepting_admissions: bool = True
+    accepting_admissions: bool | None = None  # None: the source did not say
     out_of_hours_admissions: bool | None = None
     active: bool = True
     updated_at: datetime

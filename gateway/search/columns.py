@@ -44,8 +44,17 @@ def _assembled(
     return out
 
 
+def _tri_state(value: bool | None) -> int:
+    """A yes / no / not-known answer as one small integer: 1, 0 or -1."""
+    return -1 if value is None else int(value)
+
+
+def _accepting(entry: Entry) -> int:
+    return _tri_state(entry.accepting)
+
+
 def _out_of_hours(entry: Entry) -> int:
-    return -1 if entry.out_of_hours is None else int(entry.out_of_hours)
+    return _tri_state(entry.out_of_hours)
 
 
 _CATEGORIES = (
@@ -76,7 +85,7 @@ class Columns:
         self.lat = _floats(map(attrgetter("latitude"), ordered))
         self.lon = _floats(map(attrgetter("longitude"), ordered))
         self.categories = {name: _codes(list(map(attrgetter(name), ordered))) for name in _CATEGORIES}
-        self.accepting = np.fromiter(map(attrgetter("accepting"), ordered), np.bool_, n)
+        self.accepting = np.fromiter(map(_accepting, ordered), np.int8, n)
         self.out_of_hours = np.fromiter(map(_out_of_hours, ordered), np.int8, n)
         self.updated = np.fromiter(map(attrgetter("updated"), ordered), np.float64, n)
         self.short_stay_cost = _floats(map(attrgetter("short_stay_cost"), ordered))
@@ -133,7 +142,7 @@ class Columns:
 
         new.lat = column(self.lat, _floats(map(attrgetter("latitude"), fresh_entries)))
         new.lon = column(self.lon, _floats(map(attrgetter("longitude"), fresh_entries)))
-        new.accepting = column(self.accepting, [e.accepting for e in fresh_entries])
+        new.accepting = column(self.accepting, list(map(_accepting, fresh_entries)))
         new.out_of_hours = column(self.out_of_hours, list(map(_out_of_hours, fresh_entries)))
         new.updated = column(self.updated, [e.updated for e in fresh_entries])
         new.short_stay_cost = column(

@@ -141,7 +141,7 @@ class Entry:
     brand_name: str | None  # lower case
     brand_id: str | None  # lower case
     provider_type: str
-    accepting: bool
+    accepting: bool | None  # None: the source did not say
     out_of_hours: bool | None
     updated: float  # the provider's last update, as a POSIX timestamp
     sets: tuple[frozenset[str], ...]  # in the order of SETS
@@ -196,7 +196,7 @@ def _entry(row: Sequence[Any], lines: list[Line]) -> Entry:
         brand.lower() if brand else None,
         brand_id.lower() if brand_id else None,
         ptype,
-        bool(accepting),
+        accepting,
         ooh,
         updated.timestamp(),
         tuple(_lower(text) for text in sets_text),

@@ -57,6 +57,11 @@ HEADERS = [
 ]
 # What a spreadsheet takes for the start of a formula in a cell of text (OWASP, "CSV
 # Injection"): provider text such as a name or notes must never run as one.
+_ADMISSION_STATUS = {
+    True: "Accepting admissions",
+    False: "Not accepting admissions",
+    None: "Admission status not given",
+}
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -97,7 +102,7 @@ def rows(result: dict[str, Any]) -> Iterator[list[Any]]:
         result["brand"],
     ]
     tail = [
-        "Accepting admissions" if result["accepting_admissions"] else "Not accepting admissions",
+        _ADMISSION_STATUS[result["accepting_admissions"]],
         {True: "Yes", False: "No", None: ""}[result["out_of_hours_admissions"]],
         "; ".join(result["short_stay_services"] or []),
         "; ".join(result["languages"] or []),

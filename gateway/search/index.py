@@ -160,7 +160,7 @@ class Snapshot(Columns):
             brands = [b.lower() for b in q.brands]
             mask &= self._category("brand_name", brands) | self._category("brand_id", brands)
         if q.accepting_today is not None:
-            mask &= self.accepting == q.accepting_today
+            mask &= self.accepting == int(q.accepting_today)  # not known (-1) matches neither
         if q.out_of_hours is not None:
             mask &= self.out_of_hours == int(q.out_of_hours)
         if q.updated_within is not None:

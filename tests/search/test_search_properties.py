@@ -45,8 +45,8 @@ def build(seed: int) -> list[dict[str, Any]]:
                 address={"line1": "x", "postcode": rng.choice(POSTCODES)},
                 languages=["English", *rng.sample(LANGUAGES, rng.randint(0, 2))],
                 funding_sources=sorted(rng.sample(FUNDING, rng.randint(1, 3))),
-                accepting_admissions=rng.random() < 0.8,
-                out_of_hours_admissions=rng.choice([True, False]),
+                accepting_admissions=rng.choice([True, True, True, False, None]),  # None: not said
+                out_of_hours_admissions=rng.choice([True, False, None]),
                 vacancies=lines,
             )
         )

@@ -71,6 +71,10 @@ def _explain(document: Any, pointer: str, message: str) -> str:
     if pointer.endswith("/resource") and message == "'identifier' is a required property":
         return CQC_ID_NEEDED
     parts = value_at(document, pointer)
+    if parts == [] and pointer.endswith("/extension"):
+        owner = value_at(document, pointer.removesuffix("/extension"))
+        if isinstance(owner, dict) and owner.get("url"):
+            return f"{owner['url']} has no parts (leave the extension out where nothing is known)"
     if not _from_contains(parts, message):
         return message
     if pointer == "/entry":
@@ -92,7 +96,7 @@ def _explain(document: Any, pointer: str, message: str) -> str:
     parent = value_at(document, pointer.removesuffix("/extension"))
     if pointer.endswith("/extension") and isinstance(parts, list) and isinstance(parent, dict):
         names = [part.get("url") for part in parts if isinstance(part, dict)]
-        required = REQUIRED_PARTS if parent.get("url") == S.EXT_BED_AVAILABILITY else ("accepting",)
+        required = REQUIRED_PARTS if parent.get("url") == S.EXT_BED_AVAILABILITY else ()
         missing = [name for name in required if name not in names]
         if missing:
             return f"{parent.get('url')} lacks {', '.join(missing)}"

@@ -116,9 +116,12 @@ EXTENSIONS: tuple[ExtensionDefinition, ...] = (
         name="Admissions",
         title="Admissions",
         context=("Location", "HealthcareService"),
-        description="Whether the location is accepting admissions, and whether it admits out of hours.",
+        description=(
+            "Whether the location is accepting admissions, and whether it admits out of hours; "
+            "a part is absent where the source did not say, and the extension where it said neither."
+        ),
         parts=(
-            ExtensionPart("accepting", "boolean", "Accepting admissions", min=1),
+            ExtensionPart("accepting", "boolean", "Accepting admissions (absent: not known)"),
             ExtensionPart("outOfHours", "boolean", "Accepting out-of-hours admissions (absent: not known)"),
         ),
     ),

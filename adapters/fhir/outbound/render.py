@@ -168,13 +168,15 @@ def _flag_extensions(flags: Iterable[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _admissions(record: dict[str, Any]) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = [
-        {"url": "accepting", "valueBoolean": bool(record.get("accepting_admissions", True))}
+def _admissions(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The admissions extension, with a part for each answer the source gave (none when
+    it gave neither: an extension must carry something)."""
+    parts = [
+        {"url": url, "valueBoolean": record[name]}
+        for url, name in (("accepting", "accepting_admissions"), ("outOfHours", "out_of_hours_admissions"))
+        if record.get(name) is not None
     ]
-    if record.get("out_of_hours_admissions") is not None:
-        parts.append({"url": "outOfHours", "valueBoolean": record["out_of_hours_admissions"]})
-    return {"url": S.EXT_ADMISSIONS, "extension": parts}
+    return [{"url": S.EXT_ADMISSIONS, "extension": parts}] if parts else []
 
 
 def _telecom(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -218,7 +220,7 @@ def _organization_reference(record: dict[str, Any]) -> dict[str, Any] | None:
 def render_location(snapshot: LocationSnapshot) -> dict[str, Any]:
     """The Location resource of one version of a location (UK Core Location rules met)."""
     record, reg = snapshot.record, snapshot.registry
-    extensions: list[dict[str, Any]] = [_admissions(record)]
+    extensions: list[dict[str, Any]] = _admissions(record)
     if reg is not None and reg.overall_rating:
         rating: list[dict[str, Any]] = [
             {"url": "rating", "valueCoding": _vocab_coding(S.CQC_RATING, CqcRating, reg.overall_rating)}
@@ -387,7 +389,7 @@ def render_service(
     record = snapshot.record
     c = common if common is not None else _service_common(snapshot)
     active = bool(record.get("active", True)) and line is not None
-    extensions = [c["admissions"], *c["other_languages"]]
+    extensions = [*c["admissions"], *c["other_languages"]]
     if line is not None:
         extensions.insert(0, _bed_availability(line, record))
         extensions.extend(_flag_extensions(line_flags(line)))

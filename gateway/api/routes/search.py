@@ -62,7 +62,11 @@ VACANCY_PARAMETERS = QueryParameters(
         Param("contract_sub_icb", many=True, description="contracted with this sub-ICB"),
         Param("stay", description="long-term or short-stay"),
         Param("short_stay_service", many=True, description=_listed(ShortStayService)),
-        Param("accepting_today", "boolean", description="accepting admissions today"),
+        Param(
+            "accepting_today",
+            "boolean",
+            description="accepting admissions today (a location whose source did not say matches neither)",
+        ),
         Param("vacancy_type", many=True, description=_listed(VacancyType)),
         Param("rating", many=True, description="CQC overall ratings: " + _listed(CqcRating)),
         Param("brand", many=True, description="brand names or ids"),

@@ -87,6 +87,9 @@ RECORDS = [
         accepting_admissions=False,
         out_of_hours_admissions=None,
     ),
+    # Admission status not known: no admissions extension; only out-of-hours known: one part.
+    location(accepting_admissions=None, out_of_hours_admissions=None),
+    location(accepting_admissions=None, out_of_hours_admissions=True),
     location(
         active=False,
         provider_type="community-rehab",
@@ -229,6 +232,22 @@ def test_missing_parts_are_named() -> None:
 
     [(where, why)] = issues(broken(offset_free))
     assert where == "Bundle.entry[0].resource.meta.lastUpdated" and "date-time" in why
+
+
+def test_an_admission_status_not_known_is_left_out_and_an_empty_admissions_extension_refused() -> None:
+    [resource, *_] = published(location(accepting_admissions=None, out_of_hours_admissions=None))
+    assert S.EXT_ADMISSIONS not in [e["url"] for e in resource.get("extension", [])]
+    [resource, *_] = published(location(accepting_admissions=None, out_of_hours_admissions=False))
+    [admissions] = [e for e in resource["extension"] if e["url"] == S.EXT_ADMISSIONS]
+    assert admissions["extension"] == [{"url": "outOfHours", "valueBoolean": False}]
+
+    def emptied(r: list[dict[str, Any]]) -> None:
+        [admissions] = [e for e in r[0]["extension"] if e["url"] == S.EXT_ADMISSIONS]
+        admissions["extension"] = []
+
+    [(where, why)] = issues(broken(emptied))
+    assert where.startswith("Bundle.entry[0].resource.extension[") and where.endswith("].extension")
+    assert why == f"{S.EXT_ADMISSIONS} has no parts (leave the extension out where nothing is known)"
 
 
 def test_the_whole_location_is_rejected_with_its_entries() -> None:
