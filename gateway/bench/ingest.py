@@ -100,7 +100,17 @@ def _floor(bodies: list[bytes], path: Path) -> float:
                         )
                     )
                 versions.append(
-                    (cqc_id, "bench", record["updated_at"], now, now, submission_id, "", orjson.dumps(record))
+                    (
+                        cqc_id,
+                        provider.get("cqc_provider_id"),
+                        "bench",
+                        record["updated_at"],
+                        now,
+                        now,
+                        submission_id,
+                        "",
+                        orjson.dumps(record),
+                    )
                 )
             connection.executemany(
                 "INSERT OR REPLACE INTO location (cqc_location_id, name, cqc_provider_id, provider_name,"
@@ -120,9 +130,9 @@ def _floor(bodies: list[bytes], path: Path) -> float:
                 lines,
             )
             connection.executemany(
-                "INSERT INTO location_version (cqc_location_id, source, source_updated_at,"
-                " received_at, recorded_at, submission_id, content_hash, record)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO location_version (cqc_location_id, cqc_provider_id, source,"
+                " source_updated_at, received_at, recorded_at, submission_id, content_hash, record)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
                 versions,
             )
             connection.commit()

@@ -23,7 +23,10 @@ DOCUMENTATION = {
         "One per location and vacancy type (id: <CQC location ID>-<vacancy type>), bed counts in the "
         f"{S.EXT_BED_AVAILABILITY} extension. A vacancy type a location stopped offering stays, inactive."
     ),
-    "Organization": "Providers (id: CQC provider ID).",
+    "Organization": (
+        "Providers (id: CQC provider ID), named by the locations they run. A provider no location names "
+        "any more stays, inactive (readable and in history; search finds only active ones)."
+    ),
 }
 TYPE_HISTORY_DOC = (
     "The change feed (IHE mCSD ITI-91): versions recorded in [_since, Bundle.meta.lastUpdated), "

@@ -4,7 +4,9 @@ Every version of every resource comes from one ``location_version`` row:
 - a Location version per location version;
 - a HealthcareService version per vacancy line in it, and an inactive one for each
   vacancy type the location stopped offering in it (retired entries are never deleted);
-- an Organization version per location version that names a provider.
+- an Organization version per location version that names a provider, and an inactive
+  one for the version in which its last location stopped naming it (moved to another
+  provider, or names none); a location naming it again makes it active again.
 
 Instance history (``GET /fhir/{type}/{id}/_history``) is newest first, as R4 asks of
 history. The type-level feed (``GET /fhir/{type}/_history?_since=``) lists versions recorded in
@@ -16,6 +18,7 @@ consumer that polls again with ``_since`` set to it sees every change exactly on
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +29,8 @@ from adapters.fhir.outbound.render import LocationSnapshot
 from gateway.errors import NotFound
 from gateway.fhir import params as P
 from gateway.fhir.bundles import bundle, decode_cursor, encode_cursor, history_entry, page_url
-from gateway.fhir.search import SERVICE_ID, organizations
+from gateway.fhir.criteria import SERVICE_ID
+from gateway.fhir.search import organizations
 from gateway.store import fhir as store
 
 RESOURCE_TYPES = ("Location", "HealthcareService", "Organization")
@@ -48,6 +52,59 @@ def _service_versions(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class OrganizationVersion:
+    """One version of an Organization: the location version that made it, and the version
+    naming the provider it is drawn from (itself, unless the provider was retired by it)."""
+
+    version_id: int
+    named_by: int
+    active: bool
+
+
+def organization_versions(
+    provider_id: str, timeline: list[tuple[int, str, str | None]]
+) -> list[OrganizationVersion]:
+    """The provider's Organization versions, oldest first, from its timeline (every
+    version of every location that ever named it, in version order): one per version
+    naming it, and an inactive one where the last location naming it stopped."""
+    naming: dict[str, int] = {}  # location -> its newest version, while that names the provider
+    out: list[OrganizationVersion] = []
+    for version_id, cqc_location_id, named in timeline:
+        if named == provider_id:
+            naming[cqc_location_id] = version_id
+            out.append(OrganizationVersion(version_id, version_id, active=True))
+        elif cqc_location_id in naming:
+            left = naming.pop(cqc_location_id)
+            if not naming:
+                out.append(OrganizationVersion(version_id, left, active=False))
+    return out
+
+
+def _organizations(
+    session: Session, provider_id: str, versions: list[OrganizationVersion]
+) -> list[dict[str, Any]]:
+    """The Organization resources of the given versions of one provider, in their order."""
+    snapshots = {
+        s.version_id: s
+        for s in store.versions_by_id(
+            session, sorted({v.version_id for v in versions} | {v.named_by for v in versions})
+        )
+    }
+    name = store.provider_names(session, [provider_id]).get(provider_id)
+    out = []
+    for version in versions:
+        snapshot = snapshots[version.version_id]
+        if version.active:
+            resource = render.render_organization(snapshot, name)
+        else:
+            provider = snapshots[version.named_by].record.get("provider") or {}
+            resource = render.render_retired_organization(snapshot, provider, name)
+        if resource is not None:
+            out.append(resource)
+    return out
+
+
 def _instance_versions(
     session: Session, resource_type: str, resource_id: str
 ) -> list[tuple[dict[str, Any], bool]]:
@@ -60,14 +117,9 @@ def _instance_versions(
         if not found:
             return []
         return _service_versions(store.location_versions(session, found.group(1)), found.group(2))
-    versions = store.provider_versions(session, resource_id)
-    names = store.provider_names(session, [resource_id])
-    out = []
-    for i, snapshot in enumerate(versions):
-        resource = render.render_organization(snapshot, names.get(resource_id))
-        if resource is not None:
-            out.append((resource, i == 0))
-    return out
+    org_versions = organization_versions(resource_id, store.provider_timeline(session, resource_id))
+    resources = _organizations(session, resource_id, org_versions)
+    return [(resource, i == 0) for i, resource in enumerate(resources)]
 
 
 def read(session: Session, resource_type: str, resource_id: str) -> dict[str, Any]:
@@ -81,6 +133,10 @@ def read(session: Session, resource_type: str, resource_id: str) -> dict[str, An
         orgs = organizations(session, [resource_id])
         if orgs:
             return orgs[0]
+        # No location names the provider now: its last version, inactive, if it was ever named.
+        retired = organization_versions(resource_id, store.provider_timeline(session, resource_id))
+        if retired:
+            return _organizations(session, resource_id, retired[-1:])[0]
     elif resource_type == "HealthcareService":
         versions = _instance_versions(session, resource_type, resource_id)
         if versions:
@@ -89,6 +145,12 @@ def read(session: Session, resource_type: str, resource_id: str) -> dict[str, An
 
 
 def vread(session: Session, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
+    if resource_type == "Organization":
+        versions = organization_versions(resource_id, store.provider_timeline(session, resource_id))
+        wanted = [v for v in versions if str(v.version_id) == version_id]
+        if wanted:
+            return _organizations(session, resource_id, wanted)[0]
+        raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
     for resource, _ in _instance_versions(session, resource_type, resource_id):
         if resource["meta"]["versionId"] == version_id:
             return resource
@@ -126,15 +188,15 @@ def _feed(
             return
         previous = store.previous_records(session, [(s.cqc_location_id, s.version_id) for s in batch])
         if resource_type == "Organization":
-            names.update(store.provider_names(session, {s.provider_id for s in batch if s.provider_id}))
+            named = {s.provider_id for s in batch} | {_provider_id(r) for r in previous.values()}
+            names.update(store.provider_names(session, {p for p in named if p}))
         for snapshot in batch:
             position = (snapshot.recorded_at, snapshot.version_id)
             prior = previous.get(snapshot.version_id)
             if resource_type == "Location":
                 items = [("", render.render_location(snapshot), prior is None)]
             elif resource_type == "Organization":
-                org = render.render_organization(snapshot, names.get(snapshot.provider_id or ""))
-                items = [("", org, False)] if org is not None else []
+                items = _organization_items(session, snapshot, prior, names)
             else:
                 before = {ln["vacancy_type"] for ln in render.national_lines(prior or {})}
                 items = [
@@ -148,6 +210,29 @@ def _feed(
             skip_within = None
         last = batch[-1]
         key = (last.recorded_at, last.version_id)
+
+
+def _provider_id(record: dict[str, Any] | None) -> str | None:
+    found: str | None = ((record or {}).get("provider") or {}).get("cqc_provider_id")
+    return found
+
+
+def _organization_items(
+    session: Session, snapshot: LocationSnapshot, prior: dict[str, Any] | None, names: dict[str, str]
+) -> list[tuple[str, dict[str, Any], bool]]:
+    """The Organization versions one location version makes, in feed order: the provider
+    it names (position ""), then the provider it stopped naming (position: its id) when
+    no other location names that one any more (retired, inactive)."""
+    items: list[tuple[str, dict[str, Any], bool]] = []
+    org = render.render_organization(snapshot, names.get(snapshot.provider_id or ""))
+    if org is not None:
+        items.append(("", org, False))
+    left = _provider_id(prior)
+    if left and left != snapshot.provider_id and not store.still_named(session, left, snapshot.version_id):
+        assert prior is not None
+        retired = render.render_retired_organization(snapshot, prior["provider"], names.get(left))
+        items.append((left, retired, False))
+    return items
 
 
 def type_history(

@@ -267,6 +267,7 @@ def apply_prepared(
             versions.append(
                 {
                     "cqc_location_id": cqc_id,
+                    "cqc_provider_id": location["cqc_provider_id"],
                     "source": source,
                     "source_updated_at": update.updated_at,
                     "received_at": received_at,

@@ -188,28 +188,58 @@ def provider_names(session: Session, provider_ids: Iterable[str]) -> dict[str, s
     return out
 
 
-def current_provider_versions(session: Session, provider_ids: Iterable[str] | None = None) -> dict[str, int]:
-    """Each provider's current version: the newest current version among its locations."""
-    query = (
-        sa.select(LOC.c.cqc_provider_id, sa.func.max(LOC.c.version_id))
-        .where(LOC.c.cqc_provider_id.is_not(None))
-        .group_by(LOC.c.cqc_provider_id)
+def named_provider_versions(session: Session, provider_ids: Iterable[str]) -> dict[str, int]:
+    """The Organization version of each of ``provider_ids`` that the current view names:
+    the newest version naming it (of any location, even one that has since moved to
+    another provider). Providers no location names now are left out (retired)."""
+    wanted = sorted(set(provider_ids))
+    named: set[str] = set()
+    named_query = (
+        sa.select(LOC.c.cqc_provider_id)
+        .where(LOC.c.cqc_provider_id.in_(sa.bindparam("ids", expanding=True)))
+        .distinct()
     )
-    if provider_ids is None:
-        return {row[0]: row[1] for row in session.execute(query)}
+    for chunk in chunks(wanted):
+        named.update(session.scalars(named_query, {"ids": chunk}))
     out: dict[str, int] = {}
-    filtered = query.where(LOC.c.cqc_provider_id.in_(sa.bindparam("ids", expanding=True)))
-    for chunk in chunks(sorted(set(provider_ids))):
-        out.update({row[0]: row[1] for row in session.execute(filtered, {"ids": chunk})})
+    newest = (
+        sa.select(VER.c.cqc_provider_id, sa.func.max(VER.c.version_id))
+        .where(VER.c.cqc_provider_id.in_(sa.bindparam("ids", expanding=True)))
+        .group_by(VER.c.cqc_provider_id)
+    )
+    for chunk in chunks(sorted(named)):
+        out.update({row[0]: row[1] for row in session.execute(newest, {"ids": chunk})})
     return out
 
 
-def provider_versions(session: Session, provider_id: str) -> list[LocationSnapshot]:
-    """Every location version naming this provider, oldest first (its Organization's history)."""
+def provider_timeline(session: Session, provider_id: str) -> list[tuple[int, str, str | None]]:
+    """(version id, location, provider it names) of every version of every location that
+    ever named the provider, in version order (the change feed's): what its
+    Organization's versions are worked out from."""
+    ever = sa.select(VER.c.cqc_location_id).where(VER.c.cqc_provider_id == provider_id)
     rows = session.execute(
-        sa.select(*VERSION_COLUMNS)
-        .join(LOC, LOC.c.cqc_location_id == VER.c.cqc_location_id)
-        .where(LOC.c.cqc_provider_id == provider_id)
-        .order_by(VER.c.version_id)
+        sa.select(VER.c.version_id, VER.c.cqc_location_id, VER.c.cqc_provider_id).where(
+            VER.c.cqc_location_id.in_(ever)
+        )
     ).all()
-    return [s for s in snapshots(session, rows) if s.provider_id == provider_id]
+    # Sorted here: ordered in SQL, the planner may walk the whole table in version order.
+    return sorted((row[0], row[1], row[2]) for row in rows)
+
+
+def still_named(session: Session, provider_id: str, version_id: int) -> bool:
+    """Does any location's newest version up to ``version_id`` (inclusive) name the
+    provider? False once its last location has stopped naming it."""
+    named, later = VER.alias("named"), VER.alias("later")
+    superseded = sa.exists().where(
+        later.c.cqc_location_id == named.c.cqc_location_id,
+        later.c.version_id > named.c.version_id,
+        later.c.version_id <= version_id,
+    )
+    # Newest first: a location still naming the provider holds one of its latest versions.
+    query = (
+        sa.select(named.c.version_id)
+        .where(named.c.cqc_provider_id == provider_id, named.c.version_id <= version_id, ~superseded)
+        .order_by(named.c.version_id.desc())
+        .limit(1)
+    )
+    return session.scalar(query) is not None

@@ -146,28 +146,26 @@ def snapshot_query(
 
 def provider_query(transaction_time: datetime, since: datetime | None) -> sa.Select[Any]:
     """For each provider named in the view as of ``transaction_time`` (with ``since``: in
-    the versions recorded since), the newest of those versions naming it.
+    the versions recorded since), its Organization's version then: the newest version
+    naming it recorded before ``transaction_time`` (of any location, even one that later
+    named another provider), as a read at that instant gives it.
 
-    The provider is read from the record in SQL (JSON path), so only keys are ranked and
-    the records are read once, unsorted.
+    Version ids grow in the change feed's order, so the newest is the greatest. Providers
+    no location names at ``transaction_time`` (retired) are left out, as retired services are.
     """
-    provider = VER.c.record[("provider", "cqc_provider_id")].as_string()
-    named = snapshot_query(
-        transaction_time,
-        since,
-        columns=[VER.c.version_id, VER.c.recorded_at, provider.label("provider_id")],
-    ).subquery("named")
-    rank = sa.func.row_number().over(
-        partition_by=named.c.provider_id, order_by=(named.c.recorded_at.desc(), named.c.version_id.desc())
-    )
+    named = snapshot_query(transaction_time, since, columns=[VER.c.cqc_provider_id]).subquery("named")
     newest = (
-        sa.select(named.c.version_id, rank.label("rank"))
-        .where(named.c.provider_id.is_not(None), named.c.provider_id != "")
+        sa.select(sa.func.max(VER.c.version_id).label("version_id"))
+        .where(
+            VER.c.recorded_at < transaction_time,
+            VER.c.cqc_provider_id.in_(
+                sa.select(named.c.cqc_provider_id).where(named.c.cqc_provider_id.is_not(None))
+            ),
+        )
+        .group_by(VER.c.cqc_provider_id)
         .subquery("newest")
     )
-    return sa.select(*VERSION_COLUMNS).select_from(
-        VER.join(newest, sa.and_(newest.c.version_id == VER.c.version_id, newest.c.rank == 1))
-    )
+    return sa.select(*VERSION_COLUMNS).select_from(VER.join(newest, newest.c.version_id == VER.c.version_id))
 
 
 _FACTS = slice(len(VERSION_COLUMNS) + 1, len(VERSION_COLUMNS) + len(REGISTRY_COLUMNS))

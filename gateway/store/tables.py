@@ -120,10 +120,13 @@ class LocationVersion(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_location_version_location_version", "cqc_location_id", "version_id"),
         sa.Index("ix_location_version_feed", "recorded_at", "version_id"),
+        # An Organization's versions: those naming its provider, newest last.
+        sa.Index("ix_location_version_provider", "cqc_provider_id", "version_id"),
     )
 
     version_id: int | None = Field(default=None, primary_key=True)
     cqc_location_id: str = Field(max_length=20)
+    cqc_provider_id: str | None = Field(default=None, max_length=20)  # the provider the record names
     source: str = Field(max_length=80)
     source_updated_at: datetime = Field(sa_type=UTCDateTime)
     received_at: datetime = Field(sa_type=UTCDateTime)

@@ -6,7 +6,8 @@ as ``gateway/ingest`` stored it) plus what the CQC registry says of the place:
 - ``Location`` (id: the CQC location ID) per care home or community-rehab provider;
 - ``HealthcareService`` (id: ``<CQC location ID>-<vacancy type>``) per vacancy line, with
   the bed counts in the ``bed-availability`` extension;
-- ``Organization`` (id: the CQC provider ID) per provider.
+- ``Organization`` (id: the CQC provider ID) per provider, inactive once no location
+  names it any more.
 
 ``meta.versionId`` is the store's version id and ``meta.lastUpdated`` the instant the
 gateway recorded that version, so reads, searches, history and exports agree. The dicts
@@ -440,7 +441,27 @@ def render_organization(
 ) -> dict[str, Any] | None:
     """The Organization (provider) named by this version of a location; None without a
     CQC provider ID. The registry's name for the provider wins over the tracker's."""
-    provider = snapshot.record.get("provider") or {}
+    return _organization(snapshot, snapshot.record.get("provider") or {}, registry_name, active=True)
+
+
+def render_retired_organization(
+    snapshot: LocationSnapshot, provider: dict[str, Any], registry_name: str | None = None
+) -> dict[str, Any]:
+    """The Organization of ``provider`` (the provider part of the record that last named
+    it) retired by this version: the one in which its last location stopped naming it.
+
+    Published inactive with this version's meta, never deleted (IHE mCSD: retired entries
+    become inactive); a later location naming the provider makes it active again.
+    """
+    resource = _organization(snapshot, provider, registry_name, active=False)
+    if resource is None:
+        raise ValueError("a retired Organization needs the CQC provider ID of the provider it was")
+    return resource
+
+
+def _organization(
+    snapshot: LocationSnapshot, provider: dict[str, Any], registry_name: str | None, *, active: bool
+) -> dict[str, Any] | None:
     provider_id = provider.get("cqc_provider_id")
     if not provider_id:
         return None
@@ -449,7 +470,7 @@ def render_organization(
         "id": provider_id,
         "meta": _meta(snapshot, "UKCore-Organization"),
         "identifier": [{"use": "official", "system": S.CQC_PROVIDER_ID, "value": provider_id}],
-        "active": True,
+        "active": active,
         "type": [
             {
                 "coding": [

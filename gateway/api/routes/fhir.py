@@ -17,9 +17,10 @@ from adapters.fhir.outbound.conformance import conformance_resources, find_confo
 from gateway.api.deps import FactoryDep, Reader, SessionDep
 from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.fhir import history
-from gateway.fhir.bundles import bundle, entry
 from gateway.fhir.capability import DIRECTORY_TYPES, capability_statement
-from gateway.fhir.search import SearchRequest, search
+from gateway.fhir.conformance import search_conformance
+from gateway.fhir.criteria import SearchRequest
+from gateway.fhir.search import search
 
 FHIR_JSON = "application/fhir+json"
 JSON_FORMATS = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
@@ -128,7 +129,7 @@ def search_type(
     items = list(request.query_params.multi_items())
     base = base_url(request)
     if resource_type not in DIRECTORY_TYPES:
-        return FhirResponse(_search_conformance(base, resource_type, items, lenient(prefer)))
+        return FhirResponse(search_conformance(base, resource_type, items, lenient(prefer)))
     return FhirResponse(search(session, SearchRequest(resource_type, items, base, lenient(prefer))))
 
 
@@ -157,22 +158,3 @@ def read_version(
 ) -> Response:
     _versioned(resource_type)
     return _read_response(request, history.vread(session, resource_type, resource_id, version_id))
-
-
-def _search_conformance(
-    base: str, resource_type: str, items: list[tuple[str, str]], is_lenient: bool
-) -> dict[str, Any]:
-    found = conformance_resources()[resource_type]
-    for key, value in items:
-        if key == "_id":
-            found = [r for r in found if r["id"] in value.split(",")]
-        elif key == "url":
-            found = [r for r in found if r.get("url") in value.split(",")]
-        elif key not in ("_format", "_count") and not is_lenient:
-            raise BadRequest(f"{key}: not supported on {resource_type}; use _id or url", parameter=key)
-    return bundle(
-        "searchset",
-        [entry(base, resource, "match") for resource in found],
-        [("self", f"{base}/{resource_type}")],
-        total=len(found),
-    )
