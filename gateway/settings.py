@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     cqc_requests_per_minute: float = 500.0
     cqc_full_sync_interval_s: float = 86400.0
     cqc_incremental_interval_s: float = 3600.0
+    cqc_changes_overlap_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How far before the previous incremental window's end each new window of "
+        "/changes/location starts, so a change the registry lists late (stamped inside a window "
+        "already asked for) is still fetched; locations fetched again come back unchanged",
+    )
     cqc_freshness_target_s: float = 2 * 86400.0
 
     # Pushing regional trackers: how old their newest data may be before they are stale.

@@ -2,8 +2,9 @@
 
 Subscription-key check (401 with the API's body), 403 without ``User-Agent``, paging,
 filters, ``/changes/location`` windows, 404 for some changed IDs, a per-key rate limit
-(429 with ``Retry-After``), the "soft" 429 (HTTP 200 whose body says 429) and 5xx, all
-switched on by settings with a seed.
+(429 with ``Retry-After``), the "soft" 429 (HTTP 200 whose body says 429) and 5xx, and
+changes listed late (``listing_lag_s``: a change appears in the windows that cover its
+time only that long after it), all switched on by settings with a seed.
 
     python -m simulators.cqc_api --locations FILE --providers FILE --port 8102
 """
@@ -17,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
@@ -49,7 +50,11 @@ class CqcSimulatorSettings(BaseModel):
     error_rate: float = 0.0
     retry_after_s: int = 1
     vanished_ids: list[str] = []  # changed IDs that answer 404 on detail
-    failing_ids: list[str] = []  # IDs whose detail always answers 500
+    failing_ids: list[str] = []  # location or provider IDs whose detail always answers 500
+    # How long after its time a change is listed by /changes/location (as the registry does
+    # when it indexes changes late or its clock lags): until then a window that covers its
+    # time leaves it out.
+    listing_lag_s: float = 0.0
 
 
 def _moment(text: str) -> datetime | None:
@@ -76,13 +81,17 @@ class CqcApiSimulator:
         self.settings = settings
         self.locations = {r["locationId"]: copy.deepcopy(r) for r in locations}
         self.providers = {r["providerId"]: copy.deepcopy(r) for r in providers}
-        self.changes: list[tuple[datetime, str]] = []
+        # Each change: its time, the location, and when it is listed (None: its time plus
+        # the settings' listing lag).
+        self.changes: list[tuple[datetime, str, datetime | None]] = []
         self.random = random.Random(settings.seed)
         self.lock = threading.Lock()
         self.clock = clock
         self.tokens = max(1.0, settings.requests_per_minute / 60.0)  # a fresh client finds it full
         self.refilled = clock()
         self.detail_calls = 0
+        self.provider_calls: list[str] = []  # the provider IDs asked for, in order
+        self.windows: list[tuple[str, str]] = []  # the /changes/location windows asked for
         self._bodies: dict[str, bytes] = {}
 
     def serialised(self, location_id: str) -> bytes | None:
@@ -95,11 +104,50 @@ class CqcApiSimulator:
             body = self._bodies[location_id] = orjson.dumps(record)
         return body
 
-    def change_location(self, location_id: str, changes: dict[str, Any], at: datetime | None = None) -> None:
+    def change_location(
+        self,
+        location_id: str,
+        changes: dict[str, Any],
+        at: datetime | None = None,
+        listed_at: datetime | None = None,
+    ) -> None:
+        """Change a location's record at ``at`` (now by default). /changes/location lists
+        the change from ``listed_at`` on (by default ``listing_lag_s`` after ``at``); its
+        detail shows the change at once."""
         with self.lock:
             self._bodies.pop(location_id, None)
             self.locations[location_id].update(copy.deepcopy(changes))
-            self.changes.append((at or datetime.now(UTC), location_id))
+            self.changes.append((at or datetime.now(UTC), location_id, listed_at))
+
+    def list_late(self, location_id: str) -> None:
+        """List the location's changes not listed yet now, at their own times (as the
+        registry does when it indexes a change late)."""
+        now = datetime.now(UTC)
+        with self.lock:
+            self.changes = [
+                (at, i, now if i == location_id and self._listed_at(at, listed) > now else listed)
+                for at, i, listed in self.changes
+            ]
+
+    def listed_changes(self, start: datetime, end: datetime) -> list[str]:
+        """The IDs /changes/location lists now for [start, end), each once."""
+        now = datetime.now(UTC)
+        with self.lock:
+            return list(
+                dict.fromkeys(
+                    i
+                    for at, i, listed in self.changes
+                    if start <= at < end and self._listed_at(at, listed) <= now
+                )
+            )
+
+    def _listed_at(self, at: datetime, listed: datetime | None) -> datetime:
+        return listed if listed is not None else at + timedelta(seconds=self.settings.listing_lag_s)
+
+    def change_provider(self, provider_id: str, changes: dict[str, Any]) -> None:
+        """Change a provider's record (its locations' records stay as they are)."""
+        with self.lock:
+            self.providers[provider_id].update(copy.deepcopy(changes))
 
     def deregister(self, location_id: str, at: datetime | None = None) -> None:
         self.change_location(
@@ -245,6 +293,12 @@ def create_app(
     ) -> Response:
         if (refused := refuse(request, agent, key)) is not None:
             return refused
+        with sim.lock:
+            sim.provider_calls.append(provider_id)
+        if provider_id != provider_id.upper():
+            return JSONResponse({"statusCode": 400, "message": "Invalid provider id"}, status_code=400)
+        if provider_id in sim.settings.failing_ids:
+            return Response("<html><body>500</body></html>", status_code=500, media_type="text/html")
         record = sim.providers.get(provider_id)
         if record is None:
             return JSONResponse({"statusCode": 404, "message": "Not found"}, status_code=404)
@@ -267,7 +321,8 @@ def create_app(
             message = "startTimestamp and endTimestamp must be ISO 8601 times, e.g. 2025-01-01T00:00:00Z"
             return JSONResponse({"statusCode": 400, "message": message}, status_code=400)
         with sim.lock:
-            ids = list(dict.fromkeys(i for at, i in sim.changes if start <= at < end))
+            sim.windows.append((startTimestamp, endTimestamp))
+        ids = sim.listed_changes(start, end)
         extra = f"&startTimestamp={_stamp(start)}&endTimestamp={_stamp(end)}"
         return Response(
             orjson.dumps(paged("/changes/location", ids, "changes", page, perPage, extra)),
@@ -284,13 +339,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8102)
     parser.add_argument("--subscription-key", default="demo-subscription-key")
     parser.add_argument("--requests-per-minute", type=float, default=0.0)
+    parser.add_argument(
+        "--listing-lag-s", type=float, default=0.0, help="list each change this long after its time"
+    )
     args = parser.parse_args(argv)
     with open(args.locations, "rb") as handle:
         locations = orjson.loads(handle.read())
     with open(args.providers, "rb") as handle:
         providers = orjson.loads(handle.read())
     settings = CqcSimulatorSettings(
-        subscription_key=args.subscription_key, requests_per_minute=args.requests_per_minute
+        subscription_key=args.subscription_key,
+        requests_per_minute=args.requests_per_minute,
+        listing_lag_s=args.listing_lag_s,
     )
     uvicorn.run(
         create_app(locations, providers, settings), host="127.0.0.1", port=args.port, log_level="warning"

@@ -102,6 +102,8 @@ class CqcClient:
         return found
 
     async def get_provider(self, provider_id: str) -> dict[str, Any] | None:
+        """One provider's record (name, ownership, Companies House number, locations), or
+        None when the API says 404."""
         found: dict[str, Any] | None = await self._get(f"/providers/{provider_id}", missing_ok=True)
         return found
 

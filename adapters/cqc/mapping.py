@@ -174,9 +174,12 @@ def provider_row(record: dict[str, Any]) -> dict[str, Any]:
     provider_id = _text(record, "providerId")
     if provider_id is None:
         raise CqcRecordError("providerId", "missing")
+    name = _text(record, "name")
+    if name is None:
+        raise CqcRecordError("name", f"missing for {provider_id}")
     return {
         "cqc_provider_id": provider_id,
-        "name": _text(record, "name") or provider_id,
+        "name": name,
         "ownership_type": _text(record, "ownershipType"),
         "companies_house_number": _text(record, "companiesHouseNumber"),
         "location_ids": [str(i) for i in record.get("locationIds") or []],

@@ -1,4 +1,5 @@
-"""The CQC registry as a source: full and incremental syncs, in batches, resumable."""
+"""The CQC registry as a source: full and incremental syncs of locations, and the detail
+of their providers, in batches, resumable."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from adapters.common.http import UpstreamError
 from adapters.cqc.client import CqcClient
-from adapters.cqc.mapping import CqcRecordError, registry_row
+from adapters.cqc.mapping import CqcRecordError, provider_row, registry_row
 
 BATCH = 200
 # Detail calls that may fail (after retries) before the run decides the API itself is
@@ -20,8 +21,8 @@ SHARE_OF_FAILURES_TOLERATED = 0.01
 
 @dataclass
 class RegistryBatch:
-    """Mapped registry rows, IDs the API no longer knows (404), records refused, and IDs
-    whose detail call kept failing (each with the error)."""
+    """Mapped registry rows (of locations, or of providers), IDs the API no longer knows
+    (404), records refused, and IDs whose detail call kept failing (each with the error)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
@@ -32,12 +33,15 @@ class RegistryBatch:
 OnBatch = Callable[[RegistryBatch], Awaitable[None]]
 OnProgress = Callable[[int, int | None], None]
 Outcome = dict[str, Any] | UpstreamError | None
+Detail = Callable[[str], Awaitable[dict[str, Any] | None]]
+RowOf = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def about_one_location(error: UpstreamError) -> bool:
-    """Whether a detail call's final error concerns that location only: the API answered
-    it with a 5xx (after retries), a 400, or a body that is not JSON. Refused access
-    (401/403), throttling (429) and failures to reach the API at all concern every call."""
+    """Whether a detail call's final error concerns that location (or provider) only: the
+    API answered it with a 5xx (after retries), a 400, or a body that is not JSON. Refused
+    access (401/403), throttling (429) and failures to reach the API at all concern every
+    call."""
     status = error.status_code
     return status is not None and status not in (401, 403, 429)
 
@@ -48,7 +52,8 @@ def failures_tolerated(asked: int) -> int:
 
 
 class CqcSource:
-    """Fetches location details with bounded concurrency under the client's rate limit."""
+    """Fetches location (and provider) details with bounded concurrency under the client's
+    rate limit."""
 
     name = "cqc"
 
@@ -56,39 +61,49 @@ class CqcSource:
         self.client = client
         self.concurrency = concurrency
 
-    async def _detail(self, location_id: str) -> Outcome:
-        """A location's record, None (404), or the error that ended its retries when it
-        concerns that location only (any other error ends the run)."""
+    @staticmethod
+    async def _detail(get: Detail, key: str) -> Outcome:
+        """A record, None (404), or the error that ended its retries when it concerns that
+        record only (any other error ends the run)."""
         try:
-            return await self.client.get_location(location_id)
+            return await get(key)
         except UpstreamError as error:
             if not about_one_location(error):
                 raise
             return error
 
-    async def _fetch(self, ids: list[str], on_batch: OnBatch, progress: OnProgress | None,
-                     total: int | None) -> int:
-        """Fetch ``ids`` with ``concurrency`` workers; batches are stored while fetching goes on."""
+    async def _fetch(
+        self,
+        ids: list[str],
+        on_batch: OnBatch,
+        progress: OnProgress | None,
+        total: int | None,
+        get: Detail | None = None,
+        row_of: RowOf = registry_row,
+    ) -> int:
+        """Fetch ``ids`` (locations, unless ``get`` says otherwise) with ``concurrency``
+        workers; batches are stored while fetching goes on."""
         results: asyncio.Queue[tuple[str, Outcome]] = asyncio.Queue()
         todo = iter(ids)
         tolerated = failures_tolerated(len(ids))
+        fetch = get or self.client.get_location
 
         async def worker() -> None:
-            for location_id in todo:  # one shared iterator: each ID is taken once
-                await results.put((location_id, await self._detail(location_id)))
+            for key in todo:  # one shared iterator: each ID is taken once
+                await results.put((key, await self._detail(fetch, key)))
 
         async def writer() -> None:
             batch = RegistryBatch()
             failures = 0
             for done in range(1, len(ids) + 1):
-                location_id, outcome = await results.get()
+                key, outcome = await results.get()
                 if isinstance(outcome, UpstreamError):
                     failures += 1
                     if failures > tolerated:
                         raise outcome  # so many fail that the API, not its records, is failing
-                    batch.failed.append((location_id, str(outcome)))
+                    batch.failed.append((key, str(outcome)))
                 else:
-                    _add(batch, location_id, outcome)
+                    _add(batch, key, outcome, row_of)
                 if done % BATCH == 0 or done == len(ids):
                     await on_batch(batch)
                     batch = RegistryBatch()
@@ -139,12 +154,21 @@ class CqcSource:
         todo = list(dict.fromkeys([*changed, *retry_ids]))
         return await self._fetch(todo, on_batch, progress, len(todo))
 
+    async def fetch_providers(
+        self, provider_ids: Iterable[str], on_batch: OnBatch, progress: OnProgress | None = None
+    ) -> int:
+        """Fetch each provider's record (``/providers/{id}``: name, ownership, Companies
+        House number, locations) as locations are fetched: same rate limit, concurrency and
+        handling of a provider whose call keeps failing (skipped, in ``failed``)."""
+        todo = list(dict.fromkeys(provider_ids))
+        return await self._fetch(todo, on_batch, progress, len(todo), self.client.get_provider, provider_row)
 
-def _add(batch: RegistryBatch, location_id: str, record: dict[str, Any] | None) -> None:
+
+def _add(batch: RegistryBatch, key: str, record: dict[str, Any] | None, row_of: RowOf) -> None:
     if record is None:
-        batch.not_found.append(location_id)
+        batch.not_found.append(key)
         return
     try:
-        batch.rows.append(registry_row(record))
+        batch.rows.append(row_of(record))
     except CqcRecordError as error:
-        batch.rejected.append((location_id, str(error)))
+        batch.rejected.append((key, str(error)))

@@ -13,7 +13,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-NAME_AGREEMENT = 80.0  # token-sort similarity (0-100) under which names disagree
+NAME_AGREEMENT = 80.0  # name agreement (0-100) under which names disagree
 
 
 class Kind:
@@ -99,7 +99,57 @@ def normalise_name(name: str) -> str:
 
 
 def name_similarity(a: str, b: str) -> float:
+    """How alike two names are (0-100), once normalised."""
     return float(fuzz.token_sort_ratio(normalise_name(a), normalise_name(b)))
+
+
+# What kind of place a home is: trackers and the registry put it on the end of one home's
+# name or leave it off ("Edenmore" / "Edenmore Nursing Home", "Park Lane Nursing Home" /
+# "Park Lane Care Home"), so it says nothing about whether two names are one home's.
+# Longest first; '&' has become 'and' by now.
+_KIND_SUFFIXES = sorted(
+    (
+        tuple(phrase.split())
+        for phrase in (
+            "nursing home",
+            "care home",
+            "residential home",
+            "residential care home",
+            "nursing care home",
+            "nursing and residential home",
+            "residential and nursing home",
+            "nursing and residential care home",
+            "rest home",
+            "retirement home",
+            "care centre",
+            "nursing centre",
+        )
+    ),
+    key=len,
+    reverse=True,
+)
+
+
+def core_name(name: str) -> str:
+    """A normalised name without what kind of place it names at its end ("Kingswood House
+    Nursing Home Ltd" -> "kingswood house"). A name that is nothing but that is kept whole."""
+    words = normalise_name(name).split()
+    stripped = True
+    while stripped:
+        stripped = False
+        for suffix in _KIND_SUFFIXES:
+            if len(words) > len(suffix) and tuple(words[-len(suffix) :]) == suffix:
+                words, stripped = words[: -len(suffix)], True
+                break
+    return " ".join(words)
+
+
+def name_agreement(tracker_name: str, cqc_name: str) -> float:
+    """How alike a tracker's name for a location is to the registry's (0-100), compared
+    without what kind of place they name: names that differ only by case, punctuation,
+    '&' or 'and', a company suffix or a kind of place such as "Nursing Home" agree, and a
+    kind of place both share does not make different names look alike."""
+    return float(fuzz.token_sort_ratio(core_name(tracker_name), core_name(cqc_name)))
 
 
 def normalise_postcode(postcode: str | None) -> str | None:
@@ -141,7 +191,7 @@ def compare(
         tracker_pc, cqc_pc = normalise_postcode(loc.postcode), normalise_postcode(reg.postcode)
         if tracker_pc and cqc_pc and tracker_pc != cqc_pc:
             yield observe(Kind.POSTCODE_MISMATCH, {"tracker_postcode": tracker_pc, "cqc_postcode": cqc_pc})
-        similarity = name_similarity(loc.name, reg.name)
+        similarity = name_agreement(loc.name, reg.name)
         if similarity < NAME_AGREEMENT:
             yield observe(
                 Kind.NAME_MISMATCH,

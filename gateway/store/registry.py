@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +43,59 @@ def replace_registry_locations(session: Session, rows: Sequence[dict[str, Any]])
         session.execute(move, points)
 
 
+def sync_registry_locations(
+    session: Session, rows: Sequence[dict[str, Any]], synced_at: datetime
+) -> tuple[list[str], list[str]]:
+    """Store registry location rows fetched by a sync: those that differ from the row held
+    (or are new) replace it, stamped with a new generation; those identical to it are only
+    marked as synced at ``synced_at`` (no new generation, so readers that follow the
+    registry see no change). Returns the IDs written and the IDs unchanged."""
+    changed, unchanged = _split_unchanged(session, table(RegistryLocation), "cqc_location_id", rows)
+    replace_registry_locations(session, [{**row, "synced_at": synced_at} for row in changed])
+    _mark_synced(session, table(RegistryLocation), "cqc_location_id", unchanged, synced_at)
+    return [row["cqc_location_id"] for row in changed], unchanged
+
+
+def sync_registry_providers(
+    session: Session, rows: Sequence[dict[str, Any]], synced_at: datetime
+) -> tuple[list[str], list[str]]:
+    """Store registry provider rows fetched by a sync, as :func:`sync_registry_locations`
+    does locations. Returns the IDs written and the IDs unchanged."""
+    changed, unchanged = _split_unchanged(session, table(RegistryProvider), "cqc_provider_id", rows)
+    replace_registry_providers(session, [{**row, "synced_at": synced_at} for row in changed])
+    _mark_synced(session, table(RegistryProvider), "cqc_provider_id", unchanged, synced_at)
+    return [row["cqc_provider_id"] for row in changed], unchanged
+
+
+def _split_unchanged(
+    session: Session, t: sa.Table, key: str, rows: Sequence[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``rows`` that differ from the rows held (or are new), and the keys of those that
+    are identical to them in every column but when they were synced and their generation."""
+    compared = [c for c in t.c if c.name not in ("synced_at", "generation")]
+    query = sa.select(*compared).where(t.c[key].in_(sa.bindparam("ids", expanding=True)))
+    keys = [row[key] for row in rows]
+    held: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(keys), _CHUNK):
+        for found in session.execute(query, {"ids": keys[start : start + _CHUNK]}).mappings():
+            held[found[key]] = dict(found)
+    changed, unchanged = [], []
+    for row in rows:
+        before = held.get(row[key])
+        same = before is not None and all(name in before and before[name] == v for name, v in row.items())
+        if same:
+            unchanged.append(row[key])
+        else:
+            changed.append(row)
+    return changed, unchanged
+
+
+def _mark_synced(session: Session, t: sa.Table, key: str, keys: Sequence[str], synced_at: datetime) -> None:
+    touch = sa.update(t).where(t.c[key].in_(sa.bindparam("ids", expanding=True))).values(synced_at=synced_at)
+    for start in range(0, len(keys), _CHUNK):
+        session.execute(touch, {"ids": list(keys[start : start + _CHUNK])})
+
+
 def next_registry_generation(session: Session) -> int:
     """Take the registry generation counter (its row lock holds to the end of the
     transaction, so generations commit in order) and return its next value."""
@@ -59,6 +112,7 @@ _NEXT_GENERATION = (
 
 
 def replace_registry_providers(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or replace registry provider rows (keyed by CQC provider ID)."""
     if not rows:
         return
     t = table(RegistryProvider)
@@ -72,6 +126,27 @@ def registry_ids_synced_since(session: Session, since: datetime) -> set[str]:
     """Locations written by syncs since ``since`` (a resumed full sync skips them)."""
     query = sa.select(col(RegistryLocation.cqc_location_id)).where(col(RegistryLocation.synced_at) >= since)
     return set(session.scalars(query))
+
+
+def providers_to_fetch_since(session: Session, since: datetime) -> set[str]:
+    """Providers of the locations synced since ``since`` that have not been synced since
+    then themselves (a full sync fetches them once its locations are in; resumed, it
+    does not fetch again those it has)."""
+    rl, rp = table(RegistryLocation), table(RegistryProvider)
+    named = sa.select(rl.c.cqc_provider_id).where(rl.c.synced_at >= since, rl.c.cqc_provider_id.is_not(None))
+    done = sa.select(rp.c.cqc_provider_id).where(rp.c.synced_at >= since)
+    return set(session.scalars(named.distinct())) - set(session.scalars(done))
+
+
+def held_provider_ids(session: Session, provider_ids: Iterable[str]) -> set[str]:
+    """Those of ``provider_ids`` the registry holds."""
+    key = table(RegistryProvider).c.cqc_provider_id
+    query = sa.select(key).where(key.in_(sa.bindparam("ids", expanding=True)))
+    wanted = sorted(set(provider_ids))
+    out: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        out.update(session.scalars(query, {"ids": wanted[start : start + _CHUNK]}))
+    return out
 
 
 def reported_location_ids(session: Session) -> set[str]:
@@ -99,3 +174,7 @@ def get_registry_location(session: Session, cqc_location_id: str) -> RegistryLoc
 
 def count_registry(session: Session) -> int:
     return int(session.scalar(sa.select(sa.func.count()).select_from(RegistryLocation)) or 0)
+
+
+def count_registry_providers(session: Session) -> int:
+    return int(session.scalar(sa.select(sa.func.count()).select_from(RegistryProvider)) or 0)

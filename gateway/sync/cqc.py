@@ -1,22 +1,29 @@
 """Sync the CQC registry: a daily full sync (resumable) and an hourly incremental one.
 
 The cursor (``sync_state`` of source 'cqc') holds when the current full sync started and
-when it completed, where the incremental window ends, and the locations whose detail call
-kept failing (``retry_ids``: the next incremental run fetches them again). A full sync
-interrupted half way resumes: the locations it stored since it started are not fetched
-again. Each incremental window starts where the previous one ended. Registry writes
-replace rows, so fetching a location twice is harmless.
+when it completed, where the incremental window ends, and the locations and providers
+whose detail call kept failing (``retry_ids``, ``retry_provider_ids``: the next
+incremental run fetches them again). A full sync interrupted half way resumes: the
+locations and providers it stored since it started are not fetched again. Each
+incremental window starts ``cqc_changes_overlap_s`` before the previous one ended: the
+registry lists some changes late (stamped inside a window already asked for), and only a
+window that reaches back over them finds them. A record fetched again that the registry
+has not changed is ``unchanged``: its row is only marked as synced.
+
+Providers' details follow their locations': a full sync fetches the provider of every
+location it synced, an incremental run those of the locations that changed (or whose
+provider the registry does not hold yet), so the registry names the Organizations.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from adapters.common.http import RetryPolicy
 from adapters.cqc.client import CqcClient
-from adapters.cqc.source import CqcSource, OnBatch, RegistryBatch
+from adapters.cqc.source import CqcSource, RegistryBatch
 from gateway.store import registry as registry_queries
 from gateway.store import repository
 from gateway.store.db import transaction
@@ -55,66 +62,110 @@ def _set_cursor(context: SyncContext, changes: dict[str, Any], run_id: int, coun
         write_counts(session, run_id, counts)
 
 
-def _store(context: SyncContext, run_id: int, counts: RunCounts, batch: RegistryBatch) -> None:
-    now = utcnow()
-    with transaction(context.factory) as session:
-        registry_queries.replace_registry_locations(
-            session, [{**row, "synced_at": now} for row in batch.rows]
-        )
+class _Stored:
+    """A run's batches, each stored in its own transaction with the run's counts, and
+    what they leave to do: locations and providers whose detail call kept failing, and
+    the providers to fetch once the locations are in."""
+
+    def __init__(self, context: SyncContext, run_id: int, counts: RunCounts) -> None:
+        self.context, self.run_id, self.counts = context, run_id, counts
+        self.failed: list[str] = []
+        self.failed_providers: list[str] = []
+        # Providers of the locations written, and of those fetched whose provider the
+        # registry does not hold yet (an incremental run fetches these).
+        self.providers: set[str] = set()
+
+    async def locations(self, batch: RegistryBatch) -> None:
+        self.failed.extend(i for i, _ in batch.failed)
+        self.providers.update(await asyncio.to_thread(self._locations, batch))
+
+    async def provider_details(self, batch: RegistryBatch) -> None:
+        self.failed_providers.extend(i for i, _ in batch.failed)
+        await asyncio.to_thread(self._providers, batch)
+
+    def _locations(self, batch: RegistryBatch) -> set[str]:
+        counts = self.counts
+        with transaction(self.context.factory) as session:
+            written, unchanged = registry_queries.sync_registry_locations(session, batch.rows, utcnow())
+            provider_of = {r["cqc_location_id"]: r.get("cqc_provider_id") for r in batch.rows}
+            wanted = {p for i in written if (p := provider_of[i])}
+            known = {p for i in unchanged if (p := provider_of[i])}
+            wanted |= known - registry_queries.held_provider_ids(session, known)
+            self._count(batch, len(written), len(unchanged))
+            write_counts(session, self.run_id, counts)
+        return wanted
+
+    def _providers(self, batch: RegistryBatch) -> None:
+        with transaction(self.context.factory) as session:
+            written, unchanged = registry_queries.sync_registry_providers(session, batch.rows, utcnow())
+            self._count(batch, len(written), len(unchanged), "provider ")
+            write_counts(session, self.run_id, self.counts)
+
+    def _count(self, batch: RegistryBatch, written: int, unchanged: int, prefix: str = "") -> None:
+        """Count a batch's records (a provider's named so in rejections and warnings)."""
+        counts = self.counts
         counts.pages += 1
         counts.records_seen += len(batch.rows) + len(batch.not_found) + len(batch.rejected)
-        counts.statuses["accepted"] += len(batch.rows)
-        for location_id, reason in batch.rejected:
-            counts.reject(location_id, [reason])
-        counts.warnings.extend(f"{i}: not found (404) on detail; skipped" for i in batch.not_found)
-        counts.warnings.extend(f"{i}: detail call failed ({why}); skipped" for i, why in batch.failed)
-        write_counts(session, run_id, counts)
+        counts.statuses["accepted"] += written
+        counts.statuses["unchanged"] += unchanged
+        for key, reason in batch.rejected:
+            counts.reject(f"{prefix}{key}", [reason])
+        counts.warnings.extend(f"{prefix}{i}: not found (404) on detail; skipped" for i in batch.not_found)
+        counts.warnings.extend(f"{prefix}{i}: detail call failed ({why}); skipped" for i, why in batch.failed)
 
 
 async def _run(context: SyncContext, kind: str, window: bool) -> SyncRun:
     run_id = await asyncio.to_thread(start_run, context.factory, SOURCE, kind)
     counts = RunCounts()
-    failed: list[str] = []
-
-    async def on_batch(batch: RegistryBatch) -> None:
-        failed.extend(i for i, _ in batch.failed)
-        await asyncio.to_thread(_store, context, run_id, counts, batch)
+    stored = _Stored(context, run_id, counts)
 
     async def work() -> None:
         source = CqcSource(cqc_client(context), concurrency=context.options.get("concurrency", 16))
         cursor = await asyncio.to_thread(_cursor, context)
         if window:
-            changes = await _incremental(context, source, cursor, on_batch, failed)
+            changes = await _incremental(context, source, cursor, stored)
         else:
-            changes = await _full(context, source, cursor, on_batch, failed, run_id, counts)
+            changes = await _full(context, source, cursor, stored, run_id, counts)
         await asyncio.to_thread(_set_cursor, context, changes, run_id, counts)
 
     return await recorded(context.factory, run_id, counts, work())
 
 
 async def _incremental(
-    context: SyncContext, source: CqcSource, cursor: dict[str, Any], on_batch: OnBatch, failed: list[str]
+    context: SyncContext, source: CqcSource, cursor: dict[str, Any], stored: _Stored
 ) -> dict[str, Any]:
-    """Fetch the window since the previous one ended and the locations queued for retry;
-    the cursor changes to commit (this window's end, what failed in it)."""
+    """Fetch the window from the overlap before the previous one's end until now, and the
+    locations queued for retry, then the providers of the locations that changed (or that
+    the registry does not hold) and those queued for retry; the cursor changes to commit
+    (this window's end, what failed in it)."""
     now = utcnow().replace(microsecond=0)
-    start = cursor.get("incremental_end") or cursor.get("full_started_at") or _iso(now - timedelta(days=1))
+    previous = cursor.get("incremental_end") or cursor.get("full_started_at")
+    since = _moment(previous) if previous else now - timedelta(days=1)
+    # The API takes whole seconds: rounding down only widens the window.
+    start = (since - timedelta(seconds=context.settings.cqc_changes_overlap_s)).replace(microsecond=0)
     end = _iso(now)
-    await source.incremental_sync(start, end, on_batch, context.progress, cursor.get("retry_ids", []))
-    return {"incremental_end": end, "retry_ids": sorted(set(failed))}
+    asked = await source.incremental_sync(
+        _iso(start), end, stored.locations, context.progress, cursor.get("retry_ids", [])
+    )
+    providers = stored.providers | set(cursor.get("retry_provider_ids", []))
+    await _providers(context, source, providers, stored, asked)
+    return {
+        "incremental_end": end,
+        "retry_ids": sorted(set(stored.failed)),
+        "retry_provider_ids": sorted(set(stored.failed_providers)),
+    }
 
 
 async def _full(
     context: SyncContext,
     source: CqcSource,
     cursor: dict[str, Any],
-    on_batch: OnBatch,
-    failed: list[str],
+    stored: _Stored,
     run_id: int,
     counts: RunCounts,
 ) -> dict[str, Any]:
     """Fetch every care home and every tracked location the listing leaves out (resuming
-    an interrupted full sync); the cursor changes to commit."""
+    an interrupted full sync), then the provider of each; the cursor changes to commit."""
     started = cursor.get("full_started_at")
     if started is None or (cursor.get("full_completed_at") or "") >= started:
         started = _iso(utcnow())  # a new full sync (to the microsecond: resume compares)
@@ -122,18 +173,42 @@ async def _full(
     with context.factory() as session:
         done = registry_queries.registry_ids_synced_since(session, datetime.fromisoformat(started))
         reported = registry_queries.reported_location_ids(session)
-    await source.full_sync(done, on_batch, context.progress, also=reported)
+    asked = await source.full_sync(done, stored.locations, context.progress, also=reported)
+    with context.factory() as session:
+        providers = registry_queries.providers_to_fetch_since(session, datetime.fromisoformat(started))
+    await _providers(context, source, providers | set(cursor.get("retry_provider_ids", [])), stored, asked)
     changes = {
         "full_completed_at": _iso(utcnow()),
-        "retry_ids": sorted(set(cursor.get("retry_ids", [])) | set(failed)),
+        "retry_ids": sorted(set(cursor.get("retry_ids", [])) | set(stored.failed)),
+        "retry_provider_ids": sorted(set(stored.failed_providers)),
     }
     if "incremental_end" not in cursor:
         changes["incremental_end"] = started[:19] + "Z"  # the API takes whole seconds
     return changes
 
 
+async def _providers(
+    context: SyncContext, source: CqcSource, provider_ids: set[str], stored: _Stored, asked: int
+) -> None:
+    """Fetch the providers' details once the run's ``asked`` locations are in (progress
+    goes on counting from there)."""
+    progress = context.progress
+
+    def shifted(done: int, total: int | None) -> None:
+        if progress is not None:
+            progress(asked + done, None if total is None else asked + total)
+
+    await source.fetch_providers(sorted(provider_ids), stored.provider_details, shifted)
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def _moment(text: str) -> datetime:
+    """A time the cursor holds (UTC when it names no offset)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def sync_cqc_full(context: SyncContext) -> SyncRun:

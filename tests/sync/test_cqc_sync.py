@@ -12,20 +12,22 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.common.http import RetryPolicy
-from adapters.cqc.mapping import registry_row
+from adapters.cqc.mapping import provider_row, registry_row
 from gateway.ingest.service import apply_updates
 from gateway.model.capacity import LocationUpdate
 from gateway.reconcile.service import reconcile
 from gateway.settings import Settings
+from gateway.store import fhir as fhir_store
 from gateway.store import reconciliation as findings_queries
 from gateway.store import registry as registry_queries
 from gateway.store import repository
 from gateway.store.db import transaction
-from gateway.store.tables import SyncRun, utcnow
+from gateway.store.tables import RegistryLocation, RegistryProvider, SyncRun, utcnow
 from gateway.sync.cqc import sync_cqc_full, sync_cqc_incremental
 from gateway.sync.sources import SyncContext
 from simulators.cqc_api import CqcApiSimulator, CqcSimulatorSettings, create_app
@@ -50,6 +52,26 @@ def registry_records() -> list[dict[str, Any]]:
     return records
 
 
+def providers_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A provider record (as /providers/{id} gives it) for each provider the records name."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in records:
+        provider = out.setdefault(
+            record["providerId"],
+            {
+                "providerId": record["providerId"],
+                "name": f"{record['name']} Care Ltd",
+                "organisationType": "Provider",
+                "ownershipType": "Organisation",
+                "companiesHouseNumber": f"0{len(out) + 1000000}",
+                "registrationStatus": "Registered",
+                "locationIds": [],
+            },
+        )
+        provider["locationIds"].append(record["locationId"])
+    return list(out.values())
+
+
 @pytest.fixture
 def cqc() -> Iterator[tuple[str, CqcApiSimulator]]:
     settings = CqcSimulatorSettings(
@@ -61,7 +83,8 @@ def cqc() -> Iterator[tuple[str, CqcApiSimulator]]:
         retry_after_s=0,
         vanished_ids=["1-900000003"],
     )
-    app = create_app(registry_records(), [], settings)
+    records = registry_records()
+    app = create_app(records, providers_of(records), settings)
     with run_in_thread(app) as url:
         yield f"{url}/public/v1", app.state.simulator
 
@@ -119,9 +142,12 @@ def test_full_then_incremental_sync_mirror_the_registry(
     with factory() as session:
         moved = repository.get_sync_cursor(session, "cqc")
     assert moved is not None and moved["incremental_end"] > cursor["incremental_end"]
-    # The next window starts where this one ended: nothing new, nothing fetched.
+    # The next window reaches back over this one's last hour (changes the registry lists
+    # late): the two are fetched again and come back unchanged, nothing written.
     again = run(sync_cqc_incremental, settings, factory, url)
-    assert again.status == "succeeded" and again.records_seen == 0
+    assert again.status == "succeeded", again.error_message
+    assert (again.records_seen, again.accepted, again.unchanged) == (2, 0, 2)
+    assert registry(factory) == after
 
 
 def test_interrupted_full_sync_resumes(
@@ -140,14 +166,19 @@ def test_interrupted_full_sync_resumes(
     sim.settings.failing_ids = []
     resumed = run(sync_cqc_full, settings, factory, url)
     assert resumed.status == "succeeded", resumed.error_message
-    assert resumed.records_seen == len(ids) - kept  # it did not start from zero
+    providers = len(sim.providers)  # fetched once the locations are in
+    assert resumed.records_seen == len(ids) - kept + providers  # it did not start from zero
     assert registry(factory) == expected(sim)
     with factory() as session:
         cursor = repository.get_sync_cursor(session, "cqc") or {}
     assert cursor["full_completed_at"] >= cursor["full_started_at"]
-    # The next full sync is a new one: everything is fetched again.
+    # The next full sync is a new one: everything is fetched again, and as the registry
+    # has not changed, nothing is written again.
+    before = generations(factory)
     fresh = run(sync_cqc_full, settings, factory, url)
-    assert fresh.status == "succeeded" and fresh.records_seen == len(ids)
+    assert fresh.status == "succeeded" and fresh.records_seen == len(ids) + providers
+    assert (fresh.accepted, fresh.unchanged) == (0, len(ids) + providers)
+    assert generations(factory) == before
 
 
 def test_wrong_key_fails_with_configuration_and_keeps_data(
@@ -240,3 +271,217 @@ def test_full_sync_fetches_tracked_locations_the_care_home_listing_leaves_out(
     assert ("unknown-to-cqc", "1-555000002") in kinds
     rehab_kinds = {kind for kind, cqc_id in kinds if cqc_id == "1-555000001"}
     assert not rehab_kinds & {"unknown-to-cqc", "capacity-above-registered", "not-reported"}
+
+
+def quiet(sim: CqcApiSimulator) -> None:
+    """No faults: the runs' counts are then exact."""
+    sim.settings.error_rate = sim.settings.soft_429_rate = sim.settings.hard_429_rate = 0.0
+    sim.settings.vanished_ids = []
+
+
+def moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def generations(factory: sessionmaker[Session]) -> dict[str, int]:
+    with factory() as session:
+        rows = session.execute(sa.select(RegistryLocation.cqc_location_id, RegistryLocation.generation))
+        return {location_id: generation for location_id, generation in rows}
+
+
+@pytest.mark.parametrize(("overlap_s", "fetched"), [(3600.0, True), (0.0, False)])
+def test_a_change_the_registry_lists_late_is_fetched_by_the_next_run(
+    cqc: tuple[str, CqcApiSimulator],
+    settings: Settings,
+    factory: sessionmaker[Session],
+    overlap_s: float,
+    fetched: bool,
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    settings = settings.model_copy(update={"cqc_changes_overlap_s": overlap_s})
+    assert run(sync_cqc_full, settings, factory, url).status == "succeeded"
+    start = moment(cursor_of(factory)["incremental_end"])
+    # Two changes stamped inside the next window: one listed at once, one the registry
+    # lists only after that window was asked for.
+    sim.change_location("1-900000011", {"numberOfBeds": 77}, at=start)
+    sim.change_location("1-900000010", {"numberOfBeds": 99}, at=start, listed_at=start + timedelta(days=1))
+    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    first = run(sync_cqc_incremental, settings, factory, url)
+    assert first.status == "succeeded", first.error_message
+    # The changed location, and its provider's detail (held already: unchanged).
+    assert (first.records_seen, first.accepted, first.unchanged) == (2, 1, 1)
+    held = registry(factory)
+    assert held["1-900000011"]["registered_beds"] == 77 and held["1-900000010"]["registered_beds"] != 99
+    end = moment(cursor_of(factory)["incremental_end"])
+    assert end > start  # the late change's time is inside the window already asked for
+    before = generations(factory)
+    with factory() as session:
+        synced_before = registry_queries.get_registry_location(session, "1-900000011")
+    assert synced_before is not None
+
+    sim.list_late("1-900000010")
+    second = run(sync_cqc_incremental, settings, factory, url)
+    assert second.status == "succeeded", second.error_message
+    assert sim.windows[-1][0] == _stamp(end - timedelta(seconds=overlap_s))
+    after = registry(factory)
+    if not fetched:  # without an overlap the late change is never asked for again
+        assert (second.records_seen, second.accepted, second.unchanged) == (0, 0, 0)
+        assert after["1-900000010"]["registered_beds"] != 99
+        return
+    # Both changes are in the window again: the late one is fetched (and its provider),
+    # the other comes back unchanged (its row only marked as synced, no new registry
+    # generation; its provider, held and not changed with it, is not asked for again).
+    assert (second.records_seen, second.accepted, second.unchanged) == (3, 1, 2)
+    assert not second.warnings and second.pages == 2  # a batch of locations, one of providers
+    assert after["1-900000010"]["registered_beds"] == 99
+    assert after == expected(sim)
+    now = generations(factory)
+    assert now["1-900000011"] == before["1-900000011"]
+    assert now["1-900000010"] > before["1-900000010"]
+    assert {i for i in now if now[i] != before[i]} == {"1-900000010"}
+    with factory() as session:
+        synced_after = registry_queries.get_registry_location(session, "1-900000011")
+    assert synced_after is not None and synced_after.synced_at > synced_before.synced_at
+    assert cursor_of(factory)["incremental_end"] >= _stamp(end)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_incremental_run_that_fails_leaves_its_window_to_the_next(
+    cqc: tuple[str, CqcApiSimulator], settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    assert run(sync_cqc_full, settings, factory, url).status == "succeeded"
+    cursor = cursor_of(factory)
+    start = moment(cursor["incremental_end"])
+    sim.change_location("1-900000010", {"numberOfBeds": 99}, at=start)
+    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    failed = run(sync_cqc_incremental, settings, factory, url, key="wrong")
+    assert failed.status == "failed" and failed.error_class == "configuration"
+    assert cursor_of(factory) == cursor
+    again = run(sync_cqc_incremental, settings, factory, url)
+    assert again.status == "succeeded" and again.accepted == 1
+    assert registry(factory)["1-900000010"]["registered_beds"] == 99
+
+
+def providers_held(factory: sessionmaker[Session]) -> dict[str, dict[str, Any]]:
+    with factory() as session:
+        rows = session.scalars(sa.select(RegistryProvider))
+        return {r.cqc_provider_id: r.model_dump(exclude={"synced_at"}) for r in rows}
+
+
+def test_providers_are_fetched_with_their_locations(
+    cqc: tuple[str, CqcApiSimulator], settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    full = run(sync_cqc_full, settings, factory, url)
+    assert full.status == "succeeded", full.error_message
+    assert providers_held(factory) == {i: provider_row(r) for i, r in sim.providers.items()}
+    assert sorted(sim.provider_calls) == sorted(sim.providers)  # each asked for once
+    henley = "1-102642938"  # Henley House's provider: the 300 demo homes'
+    assert len(providers_held(factory)[henley]["location_ids"]) == 300
+    with factory() as session:  # what the FHIR Organization is named by
+        assert fhir_store.provider_names(session, [henley]) == {henley: "Demo Home 0 Care Ltd"}
+
+    # A provider renamed with one of its locations changing is fetched by the next
+    # incremental run; one renamed on its own waits for the next full sync.
+    cursor = cursor_of(factory)
+    start = moment(cursor["incremental_end"])
+    sim.change_provider(henley, {"name": "Evergreen Homes Ltd"})
+    sim.change_location("1-900000010", {"numberOfBeds": 99}, at=start)
+    devon = "1-101657606"  # Burridge Farm's provider
+    sim.change_provider(devon, {"name": "Burridge Farm Holdings Ltd", "companiesHouseNumber": "09999999"})
+    sim.provider_calls.clear()
+    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    incremental = run(sync_cqc_incremental, settings, factory, url)
+    assert incremental.status == "succeeded", incremental.error_message
+    assert (incremental.records_seen, incremental.accepted) == (2, 2)
+    assert sim.provider_calls == [henley]
+    held = providers_held(factory)
+    assert held[henley]["name"] == "Evergreen Homes Ltd"
+    assert held[devon]["name"] != "Burridge Farm Holdings Ltd"
+    assert cursor_of(factory)["retry_provider_ids"] == []
+    again = run(sync_cqc_full, settings, factory, url)
+    assert again.status == "succeeded", again.error_message
+    held = providers_held(factory)
+    assert held[devon]["name"] == "Burridge Farm Holdings Ltd"
+    assert held[devon]["companies_house_number"] == "09999999"
+    # Nothing else changed: the rest come back unchanged.
+    assert again.accepted == 1 and again.unchanged == len(sim.truth()) + len(sim.providers) - 1
+
+
+def test_a_provider_whose_detail_fails_is_skipped_and_fetched_again(
+    cqc: tuple[str, CqcApiSimulator], settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    failing, gone = "1-101693962", "1-101645234"  # Highlands Borders', Park Lane's
+    sim.settings.failing_ids = [failing]
+    del sim.providers[gone]
+    full = run(sync_cqc_full, settings, factory, url)
+    assert full.status == "succeeded", full.error_message
+    assert f"provider {gone}: not found (404) on detail; skipped" in full.warnings
+    assert any(
+        w.startswith(f"provider {failing}: detail call failed") and "HTTP 500" in w for w in full.warnings
+    )
+    assert len(full.warnings) == 2
+    held = providers_held(factory)
+    assert failing not in held and gone not in held and len(held) == len(sim.providers) - 1
+    assert "1-1000587219" in registry(factory)  # its location is stored all the same
+    assert cursor_of(factory)["retry_provider_ids"] == [failing]
+
+    sim.settings.failing_ids = []
+    sim.provider_calls.clear()
+    again = run(sync_cqc_incremental, settings, factory, url)  # no location changed
+    assert again.status == "succeeded", again.error_message
+    assert sim.provider_calls == [failing]  # the 404 is not asked for again
+    assert (again.records_seen, again.accepted, again.warnings) == (1, 1, [])
+    assert providers_held(factory)[failing]["name"] == "Highlands Borders Care Home Care Ltd"
+    assert cursor_of(factory)["retry_provider_ids"] == []
+
+
+def test_a_full_sync_cut_short_among_providers_resumes_with_those_left(
+    cqc: tuple[str, CqcApiSimulator], settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    ids = sorted(sim.providers)
+    sim.settings.failing_ids = ids[:11]  # more than a run tolerates: the API is failing
+    cut = run(sync_cqc_full, settings, factory, url)
+    assert cut.status == "failed" and cut.error_class == "transient"
+    assert len(registry(factory)) == len(sim.truth())  # the locations are in
+    assert set(providers_held(factory)) <= set(ids[11:])
+    assert "full_completed_at" not in cursor_of(factory)
+    sim.settings.failing_ids = []
+    sim.provider_calls.clear()
+    resumed = run(sync_cqc_full, settings, factory, url)
+    assert resumed.status == "succeeded", resumed.error_message
+    assert set(sim.provider_calls) | set(providers_held(factory)) == set(ids)
+    assert set(ids[:11]) <= set(sim.provider_calls)
+    assert resumed.records_seen == len(sim.provider_calls)  # no location fetched again
+    assert providers_held(factory) == {i: provider_row(r) for i, r in sim.providers.items()}
+
+
+def test_a_location_fetched_unchanged_brings_its_provider_when_none_is_held(
+    cqc: tuple[str, CqcApiSimulator], settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    assert run(sync_cqc_full, settings, factory, url).status == "succeeded"
+    with transaction(factory) as session:  # as a registry synced before providers were
+        session.execute(sa.delete(RegistryProvider))
+    start = moment(cursor_of(factory)["incremental_end"])
+    beds = sim.truth()["1-900000010"]["numberOfBeds"]
+    sim.change_location("1-900000010", {"numberOfBeds": beds}, at=start)  # listed, nothing new
+    sim.provider_calls.clear()
+    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    incremental = run(sync_cqc_incremental, settings, factory, url)
+    assert incremental.status == "succeeded", incremental.error_message
+    assert (incremental.records_seen, incremental.accepted, incremental.unchanged) == (2, 1, 1)
+    assert sim.provider_calls == ["1-102642938"]
+    assert set(providers_held(factory)) == {"1-102642938"}

@@ -267,3 +267,75 @@ async def test_interrupted_full_sync_resumes_without_starting_again(client: CqcC
     await CqcSource(client).full_sync(set(stored), keep)
     assert sorted(stored) == sorted(ids)
     assert details.call_count - first_calls == len(ids) - kept  # only the rest was fetched again
+
+
+def provider(provider_id: str, **over: Any) -> dict[str, Any]:
+    return {
+        "providerId": provider_id,
+        "name": f"Provider {provider_id} Ltd",
+        "ownershipType": "Organisation",
+        "companiesHouseNumber": "01234567",
+        "locationIds": ["1-1", "1-2"],
+        "contacts": [{"personGivenName": "Sarah", "personFamilyName": "Smith"}],
+        **over,
+    }
+
+
+@respx.mock
+async def test_provider_details_are_fetched_and_one_that_fails_is_skipped(client: CqcClient) -> None:
+    found = respx.get(f"{BASE}/providers/1-101").mock(
+        return_value=httpx.Response(200, json=provider("1-101"))
+    )
+    respx.get(f"{BASE}/providers/1-102").mock(return_value=httpx.Response(404, json={"statusCode": 404}))
+    broken = respx.get(f"{BASE}/providers/1-103").mock(return_value=httpx.Response(503, text="<html/>"))
+    respx.get(f"{BASE}/providers/1-104").mock(
+        return_value=httpx.Response(200, json=provider("1-104", name=" "))
+    )
+    soft = respx.get(f"{BASE}/providers/1-105").mock(
+        side_effect=[
+            httpx.Response(
+                200, json={"statusCode": 429, "message": "Rate limit is exceeded. Try again in 1 seconds."}
+            ),
+            httpx.Response(200, json=provider("1-105")),
+        ]
+    )
+    batches: list[RegistryBatch] = []
+
+    async def keep(batch: RegistryBatch) -> None:
+        batches.append(batch)
+
+    ids = ["1-101", "1-102", "1-103", "1-104", "1-105", "1-101"]
+    assert await CqcSource(client).fetch_providers(ids, keep) == 5  # each once
+    [batch] = batches
+    assert sorted(r["cqc_provider_id"] for r in batch.rows) == ["1-101", "1-105"]
+    row = next(r for r in batch.rows if r["cqc_provider_id"] == "1-101")
+    assert row["name"] == "Provider 1-101 Ltd" and row["companies_house_number"] == "01234567"
+    assert row["ownership_type"] == "Organisation" and row["location_ids"] == ["1-1", "1-2"]
+    assert batch.not_found == ["1-102"]
+    assert [i for i, _ in batch.failed] == ["1-103"] and "HTTP 503" in batch.failed[0][1]
+    assert batch.rejected == [("1-104", "name: missing for 1-104")]
+    assert broken.call_count == 4 and soft.call_count == 2 and found.call_count == 1
+    request = found.calls[0].request
+    assert request.headers["Ocp-Apim-Subscription-Key"] == "k3y"
+    assert request.headers["User-Agent"].startswith("care-capacity-gateway/")
+
+
+@respx.mock
+async def test_refused_access_on_a_provider_call_fails_the_run(client: CqcClient) -> None:
+    respx.get(f"{BASE}/providers/1-101").mock(
+        return_value=httpx.Response(403, text="<html><body>403 Forbidden</body></html>")
+    )
+    with pytest.raises(UpstreamConfigurationError):
+        await CqcSource(client).fetch_providers(["1-101"], _ignore)
+
+
+@respx.mock
+async def test_provider_calls_keep_to_the_rate_limit() -> None:
+    route = respx.get(url__regex=rf"{BASE}/providers/1-\d+").mock(
+        side_effect=lambda request: httpx.Response(200, json=provider(request.url.path.rsplit("/", 1)[1]))
+    )
+    slow = CqcClient(httpx.AsyncClient(), BASE, "k3y", requests_per_minute=120)  # one call every 0.5 s
+    started = time.monotonic()
+    await CqcSource(slow, concurrency=4).fetch_providers(["1-1", "1-2", "1-3", "1-4"], _ignore)
+    # A second's worth (2) at once, then one every half second.
+    assert route.call_count == 4 and time.monotonic() - started >= 0.9

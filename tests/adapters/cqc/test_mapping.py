@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.cqc.mapping import CqcRecordError, parse_list_page, predecessors, rating, registry_row
+from adapters.cqc.mapping import (
+    CqcRecordError,
+    parse_list_page,
+    predecessors,
+    provider_row,
+    rating,
+    registry_row,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "fixtures" / "cqc"
 
@@ -132,3 +139,27 @@ def test_record_without_id_is_refused_naming_the_field() -> None:
     assert error.value.field == "locationId"
     with pytest.raises(CqcRecordError):
         registry_row({"locationId": "1-1", "name": "X", "numberOfBeds": "many"})
+
+
+def test_provider_row_keeps_what_the_registry_tables_hold() -> None:
+    record = {
+        "providerId": "1-102642938",
+        "locationIds": ["1-10000302982"],
+        "organisationType": "Provider",
+        "ownershipType": "Organisation",
+        "name": " Greensleeves Homes Trust ",
+        "companiesHouseNumber": "02995221",
+    }
+    row = provider_row(record)
+    assert row == {
+        "cqc_provider_id": "1-102642938",
+        "name": "Greensleeves Homes Trust",
+        "ownership_type": "Organisation",
+        "companies_house_number": "02995221",
+        "location_ids": ["1-10000302982"],
+        "record": record,
+    }
+    for missing in ("providerId", "name"):
+        with pytest.raises(CqcRecordError) as refused:
+            provider_row({k: v for k, v in record.items() if k != missing})
+        assert refused.value.field == missing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -60,3 +61,34 @@ def test_a_malformed_timestamp_is_a_400_not_a_server_error() -> None:
         headers=HEADERS,
     )
     assert good.status_code == 200 and good.json()["changes"] == []
+
+
+def test_a_change_is_listed_late_when_the_registry_lags() -> None:
+    home = json.loads((DATA / "location-henley-house.json").read_text())
+    settings = CqcSimulatorSettings(subscription_key="k", listing_lag_s=600)
+    app = create_app([home], [], settings)
+    sim: CqcApiSimulator = app.state.simulator
+    client = TestClient(app)
+    now = datetime.now(UTC)
+    start, end = now - timedelta(hours=2), now + timedelta(hours=1)
+    window = {"startTimestamp": f"{start:%Y-%m-%dT%H:%M:%SZ}", "endTimestamp": f"{end:%Y-%m-%dT%H:%M:%SZ}"}
+
+    def listed() -> list[str]:
+        answer = client.get("/public/v1/changes/location", params=window, headers=HEADERS)
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["changes"])
+
+    home_id = home["locationId"]
+    sim.change_location(home_id, {"numberOfBeds": 41}, at=now)
+    assert listed() == []  # within the lag: its window leaves it out, though its detail has it
+    detail = client.get(f"/public/v1/locations/{home_id}", headers=HEADERS)
+    assert detail.json()["numberOfBeds"] == 41
+    sim.change_location(home_id, {"numberOfBeds": 42}, at=now - timedelta(hours=1))
+    assert listed() == [home_id]  # older than the lag: listed
+    sim.settings.listing_lag_s = 0
+    sim.changes.clear()
+    sim.change_location(home_id, {"numberOfBeds": 43}, at=now, listed_at=now + timedelta(days=1))
+    assert listed() == []
+    sim.list_late(home_id)
+    assert listed() == [home_id]
+    assert sim.windows[-1] == (window["startTimestamp"], window["endTimestamp"])
