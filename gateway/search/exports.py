@@ -23,6 +23,9 @@ from gateway.search.service import iterate_all
 from gateway.store.tables import utcnow
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+# The exports are for spreadsheets: without a byte-order mark Excel reads UTF-8 text as
+# its local code page and garbles every '£' and accented name.
+BOM = "\ufeff"
 HEADERS = [
     "CQC location ID",
     "Location name",
@@ -143,6 +146,7 @@ def csv_stream(
     factory: sessionmaker[Session], q: SearchQuery, filters: list[tuple[str, str]]
 ) -> Iterator[str]:
     buffer = io.StringIO()
+    buffer.write(BOM)
     writer = csv.writer(buffer)
     for line in ["National Care Capacity Gateway: vacancy search", *_preamble(filters)]:
         writer.writerow([f"# {line}"])
@@ -187,6 +191,7 @@ def table_response(rows: list[dict[str, Any]], name: str, fmt: str) -> Any:
     stamp = f"Exported at: {utcnow().isoformat(timespec='seconds')}"
     if fmt == "csv":
         buffer = io.StringIO()
+        buffer.write(BOM)
         writer = csv.writer(buffer)
         writer.writerow([f"# {stamp}"])
         writer.writerow(_cells(columns))

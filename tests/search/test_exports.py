@@ -86,3 +86,24 @@ def test_report_exports_write_formula_text_as_text(client: TestClient, token: st
     group = sheet.cell(row=3, column=1)
     assert (group.value, group.data_type) == ("'-Wigan", "s")
     assert not [c for r in sheet.iter_rows() for c in r if c.data_type == "f"]
+
+
+def test_csv_exports_carry_a_byte_order_mark_so_spreadsheets_read_utf8(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    """Excel takes a CSV without a byte-order mark for its local code page: 'Café' and '£'
+    come out garbled. With the mark, the text reads back exactly as UTF-8."""
+    token = make_token()
+    record = location("1-10", name="Café Lodge", notes="£50 a week towards outings")
+    client.post("/api/v1/submissions", content=orjson.dumps(batch(record)), headers=bearer(token))
+    for url, params in (
+        ("/api/v1/vacancies", {"format": "csv"}),
+        ("/api/v1/reports/occupancy", {"format": "csv", "group_by": "local_authority"}),
+    ):
+        response = client.get(url, params=params, headers=bearer(token))
+        assert response.headers["content-type"] == "text/csv; charset=utf-8"
+        assert response.content.startswith(b"\xef\xbb\xbf#")
+        assert response.content.decode("utf-8-sig").startswith("#")  # one mark, then the table
+    text = client.get("/api/v1/vacancies", params={"format": "csv"}, headers=bearer(token)).text
+    [row] = [r for r in csv_table(text, 3) if r["CQC location ID"] == "1-10"]
+    assert (row["Location name"], row["Notes"]) == ("Café Lodge", "£50 a week towards outings")
