@@ -79,16 +79,17 @@ def national_push_bodies(data_dir: Path) -> list[bytes]:
 
 
 def load_national_demo(data: Path, factory: sessionmaker[Session]) -> dict[str, Any]:
-    """Load a demo set straight into a store (no HTTP): the registry, every region's push
+    """Load a demo set straight into a store (no HTTP): the registry (locations and
+    providers, as a full CQC sync leaves them), every region's push
     batches through the push path, and London through its mapping, homes without a CQC
     ID held for matching. Returns the manifest. For tests and benchmarks."""
-    from adapters.cqc.mapping import registry_row
+    from adapters.cqc.mapping import provider_row, registry_row
     from adapters.london_tracker.mapping import map_home
     from gateway.auth import Principal
     from gateway.ingest.service import apply_updates
     from gateway.ingest.submissions import receive_submission
     from gateway.store.db import transaction
-    from gateway.store.registry import replace_registry_locations
+    from gateway.store.registry import replace_registry_locations, replace_registry_providers
     from gateway.store.tables import HeldRecord, utcnow
 
     now = utcnow()
@@ -96,8 +97,13 @@ def load_national_demo(data: Path, factory: sessionmaker[Session]) -> dict[str, 
         {**registry_row(r), "synced_at": now}
         for r in json.loads((data / "cqc" / "locations.json").read_bytes())
     ]
+    providers = [
+        {**provider_row(r), "synced_at": now}
+        for r in json.loads((data / "cqc" / "providers.json").read_bytes())
+    ]
     with transaction(factory) as session:
         replace_registry_locations(session, rows)
+        replace_registry_providers(session, providers)
     for region, files in push_files(data).items():
         principal = Principal(
             f"token-{region.value}",

@@ -17,6 +17,7 @@ from gateway.places import district_centroid
 from gateway.reconcile.service import reconcile
 from gateway.store import reconciliation as queries
 from gateway.store.db import transaction
+from gateway.store.tables import RegistryLocation, RegistryProvider
 
 
 @pytest.fixture
@@ -106,3 +107,16 @@ def test_every_planted_discrepancy_is_found_and_homes_are_matched(
                 ).scalar()
                 == "london"
             ), ref
+
+
+def test_the_registry_holds_every_provider_its_locations_name(
+    demo: dict[str, Any], factory: sessionmaker[Session]
+) -> None:
+    """As a full CQC sync leaves it: the providers too, so Organizations carry the
+    registry's names (benchmarks and tests load the demo this way)."""
+    with factory() as session:
+        named = set(session.scalars(sa.select(RegistryLocation.cqc_provider_id).distinct()))
+        held = dict(session.execute(sa.select(RegistryProvider.cqc_provider_id, RegistryProvider.name)).all())
+    named.discard(None)
+    assert len(named) > 1_000
+    assert named <= set(held) and all(held.values())

@@ -12,7 +12,8 @@ as ``gateway/ingest`` stored it) plus what the CQC registry says of the place:
 ``meta.versionId`` is the store's version id and ``meta.lastUpdated`` the instant the
 gateway recorded that version, so reads, searches, history and exports agree. The dicts
 are built by hand because the national data set is rendered whole (bulk export, big
-pages); ``tests/fhir/test_render.py`` proves they are what the R4B models produce.
+pages); ``tests/fhir/test_national.py`` parses every resource served for the national demo
+data with the R4B models and checks the UK Core and gateway rules.
 """
 
 from __future__ import annotations
