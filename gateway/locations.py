@@ -150,18 +150,25 @@ def get_location_detail(session: Session, cqc_location_id: str) -> dict[str, Any
 
 
 def get_location_history(session: Session, cqc_location_id: str) -> list[dict[str, Any]]:
-    """Every accepted version of a location, oldest first."""
+    """Every version of a location, oldest first, each saying what prompted it: its
+    source's update (``source``), or a change of the CQC registry's facts about it or its
+    provider (``registry``: the record is the version before's, as its source sent it)."""
     versions = repository.location_versions(session, cqc_location_id)
     if not versions:
         raise NotFound(f"no location {cqc_location_id} in the national view")
+    # A source's update always differs from the version before it (the same content is
+    # 'unchanged', and the source's own time is part of the digest); only a registry
+    # change copies it.
+    before = [None, *(v.content_hash for v in versions)]
     return [
         {
             "version_id": v.version_id,
+            "prompted_by": "registry" if v.content_hash == previous else "source",
             "source": v.source,
             "source_updated_at": v.source_updated_at.isoformat(),
             "received_at": v.received_at.isoformat(),
             "submission_id": v.submission_id,
             "record": v.record,
         }
-        for v in versions
+        for v, previous in zip(versions, before, strict=False)
     ]
