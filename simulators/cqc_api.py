@@ -1,10 +1,12 @@
 """A simulator of the CQC Syndication API (``/public/v1``) in the real API's shapes.
 
 Subscription-key check (401 with the API's body), 403 without ``User-Agent``, paging,
-filters, ``/changes/location`` windows, 404 for some changed IDs, a per-key rate limit
-(429 with ``Retry-After``), the "soft" 429 (HTTP 200 whose body says 429) and 5xx, and
-changes listed late (``listing_lag_s``: a change appears in the windows that cover its
-time only that long after it), all switched on by settings with a seed.
+filters, ``/changes/location`` and ``/changes/provider`` windows (the real API has the
+latter in the same shape, though the spec beside the adapter lists only the former), 404
+for some changed IDs, a per-key rate limit (429 with ``Retry-After``), the "soft" 429
+(HTTP 200 whose body says 429) and 5xx, and changes listed late (``listing_lag_s``: a
+change appears in the windows that cover its time only that long after it), all switched
+on by settings with a seed.
 
     python -m simulators.cqc_api --locations FILE --providers FILE --port 8102
 """
@@ -51,10 +53,14 @@ class CqcSimulatorSettings(BaseModel):
     retry_after_s: int = 1
     vanished_ids: list[str] = []  # changed IDs that answer 404 on detail
     failing_ids: list[str] = []  # location or provider IDs whose detail always answers 500
-    # How long after its time a change is listed by /changes/location (as the registry does
-    # when it indexes changes late or its clock lags): until then a window that covers its
-    # time leaves it out.
+    failing_changes: list[str] = []  # "location", "provider": that /changes/ listing answers 500
+    # How long after its time a change is listed by /changes/location or /changes/provider
+    # (as the registry does when it indexes changes late or its clock lags): until then a
+    # window that covers its time leaves it out.
     listing_lag_s: float = 0.0
+
+
+Change = tuple[datetime, str, datetime | None]
 
 
 def _moment(text: str) -> datetime | None:
@@ -81,9 +87,10 @@ class CqcApiSimulator:
         self.settings = settings
         self.locations = {r["locationId"]: copy.deepcopy(r) for r in locations}
         self.providers = {r["providerId"]: copy.deepcopy(r) for r in providers}
-        # Each change: its time, the location, and when it is listed (None: its time plus
-        # the settings' listing lag).
-        self.changes: list[tuple[datetime, str, datetime | None]] = []
+        # Each change: its time, the location (or provider), and when it is listed (None:
+        # its time plus the settings' listing lag).
+        self.changes: list[Change] = []
+        self.provider_changes: list[Change] = []
         self.random = random.Random(settings.seed)
         self.lock = threading.Lock()
         self.clock = clock
@@ -92,6 +99,7 @@ class CqcApiSimulator:
         self.detail_calls = 0
         self.provider_calls: list[str] = []  # the provider IDs asked for, in order
         self.windows: list[tuple[str, str]] = []  # the /changes/location windows asked for
+        self.provider_windows: list[tuple[str, str]] = []  # the /changes/provider ones
         self._bodies: dict[str, bytes] = {}
 
     def serialised(self, location_id: str) -> bytes | None:
@@ -119,35 +127,49 @@ class CqcApiSimulator:
             self.locations[location_id].update(copy.deepcopy(changes))
             self.changes.append((at or datetime.now(UTC), location_id, listed_at))
 
-    def list_late(self, location_id: str) -> None:
-        """List the location's changes not listed yet now, at their own times (as the
-        registry does when it indexes a change late)."""
+    def list_late(self, record_id: str) -> None:
+        """List the location's (or provider's) changes not listed yet now, at their own
+        times (as the registry does when it indexes a change late)."""
         now = datetime.now(UTC)
-        with self.lock:
-            self.changes = [
-                (at, i, now if i == location_id and self._listed_at(at, listed) > now else listed)
-                for at, i, listed in self.changes
+
+        def listed_now(log: list[Change]) -> list[Change]:
+            return [
+                (at, i, now if i == record_id and self._listed_at(at, listed) > now else listed)
+                for at, i, listed in log
             ]
 
-    def listed_changes(self, start: datetime, end: datetime) -> list[str]:
-        """The IDs /changes/location lists now for [start, end), each once."""
+        with self.lock:
+            self.changes = listed_now(self.changes)
+            self.provider_changes = listed_now(self.provider_changes)
+
+    def listed_changes(self, start: datetime, end: datetime, providers: bool = False) -> list[str]:
+        """The IDs /changes/location (or /changes/provider) lists now for [start, end),
+        each once."""
         now = datetime.now(UTC)
         with self.lock:
+            log = self.provider_changes if providers else self.changes
             return list(
                 dict.fromkeys(
-                    i
-                    for at, i, listed in self.changes
-                    if start <= at < end and self._listed_at(at, listed) <= now
+                    i for at, i, listed in log if start <= at < end and self._listed_at(at, listed) <= now
                 )
             )
 
     def _listed_at(self, at: datetime, listed: datetime | None) -> datetime:
         return listed if listed is not None else at + timedelta(seconds=self.settings.listing_lag_s)
 
-    def change_provider(self, provider_id: str, changes: dict[str, Any]) -> None:
-        """Change a provider's record (its locations' records stay as they are)."""
+    def change_provider(
+        self,
+        provider_id: str,
+        changes: dict[str, Any],
+        at: datetime | None = None,
+        listed_at: datetime | None = None,
+    ) -> None:
+        """Change a provider's record at ``at`` (now by default; its locations' records stay
+        as they are). /changes/provider lists the change from ``listed_at`` on (by default
+        ``listing_lag_s`` after ``at``); its detail shows the change at once."""
         with self.lock:
             self.providers[provider_id].update(copy.deepcopy(changes))
+            self.provider_changes.append((at or datetime.now(UTC), provider_id, listed_at))
 
     def deregister(self, location_id: str, at: datetime | None = None) -> None:
         self.change_location(
@@ -304,6 +326,34 @@ def create_app(
             return JSONResponse({"statusCode": 404, "message": "Not found"}, status_code=404)
         return Response(orjson.dumps(record), media_type="application/json")
 
+    def listed(
+        request: Request,
+        key: str | None,
+        agent: str | None,
+        window: tuple[str, str],
+        page: int,
+        per_page: int,
+        kind: str,
+    ) -> Response:
+        """A page of /changes/location or /changes/provider (``kind``)."""
+        if (refused := refuse(request, agent, key)) is not None:
+            return refused
+        start, end = _moment(window[0]), _moment(window[1])
+        if start is None or end is None:
+            message = "startTimestamp and endTimestamp must be ISO 8601 times, e.g. 2025-01-01T00:00:00Z"
+            return JSONResponse({"statusCode": 400, "message": message}, status_code=400)
+        if kind in sim.settings.failing_changes:
+            return Response("<html><body>500</body></html>", status_code=500, media_type="text/html")
+        providers = kind == "provider"
+        with sim.lock:
+            (sim.provider_windows if providers else sim.windows).append(window)
+        ids = sim.listed_changes(start, end, providers=providers)
+        extra = f"&startTimestamp={_stamp(start)}&endTimestamp={_stamp(end)}"
+        return Response(
+            orjson.dumps(paged(f"/changes/{kind}", ids, "changes", page, per_page, extra)),
+            media_type="application/json",
+        )
+
     @app.get("/public/v1/changes/location")
     async def changes(
         request: Request,
@@ -314,20 +364,19 @@ def create_app(
         page: Annotated[int, Query(ge=1)] = 1,
         perPage: Annotated[int, Query(ge=1, le=10000)] = 1000,  # noqa: N803
     ) -> Response:
-        if (refused := refuse(request, agent, key)) is not None:
-            return refused
-        start, end = _moment(startTimestamp), _moment(endTimestamp)
-        if start is None or end is None:
-            message = "startTimestamp and endTimestamp must be ISO 8601 times, e.g. 2025-01-01T00:00:00Z"
-            return JSONResponse({"statusCode": 400, "message": message}, status_code=400)
-        with sim.lock:
-            sim.windows.append((startTimestamp, endTimestamp))
-        ids = sim.listed_changes(start, end)
-        extra = f"&startTimestamp={_stamp(start)}&endTimestamp={_stamp(end)}"
-        return Response(
-            orjson.dumps(paged("/changes/location", ids, "changes", page, perPage, extra)),
-            media_type="application/json",
-        )
+        return listed(request, key, agent, (startTimestamp, endTimestamp), page, perPage, "location")
+
+    @app.get("/public/v1/changes/provider")
+    async def provider_changes(
+        request: Request,
+        startTimestamp: str,
+        endTimestamp: str,
+        key: Key = None,  # noqa: N803
+        agent: Agent = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        perPage: Annotated[int, Query(ge=1, le=10000)] = 1000,  # noqa: N803
+    ) -> Response:
+        return listed(request, key, agent, (startTimestamp, endTimestamp), page, perPage, "provider")
 
     return app
 

@@ -154,6 +154,11 @@ class CqcSource:
         todo = list(dict.fromkeys([*changed, *retry_ids]))
         return await self._fetch(todo, on_batch, progress, len(todo))
 
+    async def changed_provider_ids(self, start: str, end: str) -> list[str]:
+        """Providers changed in [start, end) (``/changes/provider``, every page): a provider
+        renamed while none of its locations changes is listed there only."""
+        return await self.client.changed_provider_ids(start, end)
+
     async def fetch_providers(
         self, provider_ids: Iterable[str], on_batch: OnBatch, progress: OnProgress | None = None
     ) -> int:

@@ -235,6 +235,21 @@ def held_provider_ids(session: Session, provider_ids: Iterable[str]) -> set[str]
     return out
 
 
+def tracked_provider_ids(session: Session, provider_ids: Iterable[str]) -> set[str]:
+    """Those of ``provider_ids`` the registry holds or some registry location names (an
+    incremental sync fetches a changed provider only then: the registry keeps care homes'
+    providers, not every provider the CQC lists)."""
+    rl, rp = table(RegistryLocation), table(RegistryProvider)
+    ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+    held = sa.select(rp.c.cqc_provider_id).where(rp.c.cqc_provider_id.in_(ids))
+    named = sa.select(rl.c.cqc_provider_id).where(rl.c.cqc_provider_id.in_(ids)).distinct()
+    out: set[str] = set()
+    for chunk in chunks(sorted(set(provider_ids))):
+        out.update(session.scalars(held, {"ids": chunk}))
+        out.update(p for p in session.scalars(named, {"ids": chunk}) if p is not None)
+    return out
+
+
 def reported_location_ids(session: Session) -> set[str]:
     """CQC IDs of the national view's active locations (what trackers report): a full sync
     also fetches those the CQC's care-home listing leaves out, such as community

@@ -12,7 +12,10 @@ has not changed is ``unchanged``: its row is only marked as synced.
 
 Providers' details follow their locations': a full sync fetches the provider of every
 location it synced, an incremental run those of the locations that changed (or whose
-provider the registry does not hold yet), so the registry names the Organizations.
+provider the registry does not hold yet) and those ``/changes/provider`` lists over the
+same window that the registry holds or that a registry location names, so the registry
+names the Organizations, and a provider renamed while none of its locations changes is
+seen by the next incremental run.
 """
 
 from __future__ import annotations
@@ -136,24 +139,37 @@ async def _incremental(
 ) -> dict[str, Any]:
     """Fetch the window from the overlap before the previous one's end until now, and the
     locations queued for retry, then the providers of the locations that changed (or that
-    the registry does not hold) and those queued for retry; the cursor changes to commit
-    (this window's end, what failed in it)."""
+    the registry does not hold), the providers changed in the window that the registry
+    tracks, and those queued for retry; the cursor changes to commit (this window's end,
+    what failed in it)."""
     now = utcnow().replace(microsecond=0)
     previous = cursor.get("incremental_end") or cursor.get("full_started_at")
     since = _moment(previous) if previous else now - timedelta(days=1)
     # The API takes whole seconds: rounding down only widens the window.
     start = (since - timedelta(seconds=context.settings.cqc_changes_overlap_s)).replace(microsecond=0)
     end = _iso(now)
+    # Listed first: a failing listing then ends the run before any detail call.
+    changed_providers = await source.changed_provider_ids(_iso(start), end)
     asked = await source.incremental_sync(
         _iso(start), end, stored.locations, context.progress, cursor.get("retry_ids", [])
     )
-    providers = stored.providers | set(cursor.get("retry_provider_ids", []))
+    tracked = await asyncio.to_thread(_tracked_providers, context, changed_providers)
+    providers = stored.providers | tracked | set(cursor.get("retry_provider_ids", []))
     await _providers(context, source, providers, stored, asked)
     return {
         "incremental_end": end,
         "retry_ids": sorted(set(stored.failed)),
         "retry_provider_ids": sorted(set(stored.failed_providers)),
     }
+
+
+def _tracked_providers(context: SyncContext, provider_ids: list[str]) -> set[str]:
+    """Those of ``provider_ids`` the registry holds or a registry location names (the
+    others are not care homes' providers: the gateway has no use for them)."""
+    if not provider_ids:
+        return set()
+    with context.factory() as session:
+        return registry_queries.tracked_provider_ids(session, provider_ids)
 
 
 async def _full(
@@ -217,5 +233,5 @@ async def sync_cqc_full(context: SyncContext) -> SyncRun:
 
 
 async def sync_cqc_incremental(context: SyncContext) -> SyncRun:
-    """Fetch the locations changed since the previous window ended."""
+    """Fetch the locations and providers changed since the previous window ended."""
     return await _run(context, "incremental", window=True)

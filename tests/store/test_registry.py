@@ -99,3 +99,19 @@ def test_a_full_sync_fetches_the_providers_of_the_locations_it_synced(factory: s
     with factory() as session:
         wanted = registry_queries.providers_to_fetch_since(session, started)
     assert wanted == {fetched[1]["cqc_provider_id"]}
+
+
+def test_tracked_providers_are_those_held_or_named_by_a_registry_location(
+    factory: sessionmaker[Session],
+) -> None:
+    fetched = rows()  # three locations of three providers
+    named = fetched[0]["cqc_provider_id"]
+    with transaction(factory) as session:
+        registry_queries.sync_registry_locations(session, fetched[:1], utcnow())
+        registry_queries.sync_registry_providers(
+            session, [provider_row({"providerId": "1-101", "name": "Held Care Ltd"})], utcnow()
+        )
+    with factory() as session:
+        found = registry_queries.tracked_provider_ids(session, [named, "1-101", "1-999", named])
+        assert found == {named, "1-101"}
+        assert registry_queries.tracked_provider_ids(session, []) == set()

@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +33,7 @@ from gateway.sync.cqc import sync_cqc_full, sync_cqc_incremental
 from gateway.sync.sources import SyncContext
 from simulators.cqc_api import CqcApiSimulator, CqcSimulatorSettings, create_app
 from simulators.server import run_in_thread
+from tests.conftest import TokenMaker, bearer
 from tests.factories import location, vacancy
 
 SHARED = Path(__file__).resolve().parents[1] / "fixtures" / "cqc"
@@ -324,6 +326,7 @@ def test_a_change_the_registry_lists_late_is_fetched_by_the_next_run(
     second = run(sync_cqc_incremental, settings, factory, url)
     assert second.status == "succeeded", second.error_message
     assert sim.windows[-1][0] == _stamp(end - timedelta(seconds=overlap_s))
+    assert sim.provider_windows[-1] == sim.windows[-1]  # providers' changes: the same window
     after = registry(factory)
     if not fetched:  # without an overlap the late change is never asked for again
         assert (second.records_seen, second.accepted, second.unchanged) == (0, 0, 0)
@@ -388,31 +391,32 @@ def test_providers_are_fetched_with_their_locations(
     with factory() as session:  # what the FHIR Organization is named by
         assert fhir_store.provider_names(session, [henley]) == {henley: "Demo Home 0 Care Ltd"}
 
-    # A provider renamed with one of its locations changing is fetched by the next
-    # incremental run; one renamed on its own waits for the next full sync.
+    # A provider renamed with one of its locations changing, and one renamed on its own
+    # (listed by /changes/provider only), are both fetched by the next incremental run,
+    # each once.
     cursor = cursor_of(factory)
     start = moment(cursor["incremental_end"])
-    sim.change_provider(henley, {"name": "Evergreen Homes Ltd"})
+    sim.change_provider(henley, {"name": "Evergreen Homes Ltd"}, at=start)
     sim.change_location("1-900000010", {"numberOfBeds": 99}, at=start)
     devon = "1-101657606"  # Burridge Farm's provider
-    sim.change_provider(devon, {"name": "Burridge Farm Holdings Ltd", "companiesHouseNumber": "09999999"})
+    sim.change_provider(
+        devon, {"name": "Burridge Farm Holdings Ltd", "companiesHouseNumber": "09999999"}, at=start
+    )
     sim.provider_calls.clear()
     time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
     incremental = run(sync_cqc_incremental, settings, factory, url)
     assert incremental.status == "succeeded", incremental.error_message
-    assert (incremental.records_seen, incremental.accepted) == (2, 2)
-    assert sim.provider_calls == [henley]
+    assert (incremental.records_seen, incremental.accepted) == (3, 3)
+    assert sorted(sim.provider_calls) == sorted([henley, devon])
     held = providers_held(factory)
     assert held[henley]["name"] == "Evergreen Homes Ltd"
-    assert held[devon]["name"] != "Burridge Farm Holdings Ltd"
+    assert held[devon]["name"] == "Burridge Farm Holdings Ltd"
+    assert held[devon]["companies_house_number"] == "09999999"
     assert cursor_of(factory)["retry_provider_ids"] == []
     again = run(sync_cqc_full, settings, factory, url)
     assert again.status == "succeeded", again.error_message
-    held = providers_held(factory)
-    assert held[devon]["name"] == "Burridge Farm Holdings Ltd"
-    assert held[devon]["companies_house_number"] == "09999999"
-    # Nothing else changed: the rest come back unchanged.
-    assert again.accepted == 1 and again.unchanged == len(sim.truth()) + len(sim.providers) - 1
+    # Nothing else changed: everything comes back unchanged.
+    assert again.accepted == 0 and again.unchanged == len(sim.truth()) + len(sim.providers)
 
 
 def test_a_provider_whose_detail_fails_is_skipped_and_fetched_again(
@@ -485,3 +489,99 @@ def test_a_location_fetched_unchanged_brings_its_provider_when_none_is_held(
     assert (incremental.records_seen, incremental.accepted, incremental.unchanged) == (2, 1, 1)
     assert sim.provider_calls == ["1-102642938"]
     assert set(providers_held(factory)) == {"1-102642938"}
+
+
+HENLEY_PROVIDER = "1-102642938"  # the provider of Henley House and the 300 demo homes
+
+
+def organization(client: TestClient, token: str, provider_id: str) -> dict[str, Any]:
+    answer = client.get(f"/fhir/Organization/{provider_id}", headers=bearer(token))
+    assert answer.status_code == 200, answer.text
+    found: dict[str, Any] = answer.json()
+    return found
+
+
+def test_a_provider_renamed_while_none_of_its_locations_changes_is_fetched_by_the_next_run(
+    cqc: tuple[str, CqcApiSimulator],
+    settings: Settings,
+    factory: sessionmaker[Session],
+    client: TestClient,
+    make_token: TokenMaker,
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    token = make_token(name="reader", scopes=("read",))
+    tracked = location("1-900000010", provider={"cqc_provider_id": HENLEY_PROVIDER, "name": "Henley"})
+    with transaction(factory) as session:
+        update = LocationUpdate.model_validate(tracked)
+        apply_updates(session, source="tracker-east", updates=[(0, update)], received_at=utcnow())
+    assert run(sync_cqc_full, settings, factory, url).status == "succeeded"
+    before = organization(client, token, HENLEY_PROVIDER)
+    assert before["name"] == "Demo Home 0 Care Ltd"  # as the registry names it
+
+    start = moment(cursor_of(factory)["incremental_end"])
+    sim.change_provider(HENLEY_PROVIDER, {"name": "Evergreen Homes Ltd"}, at=start)
+    sim.provider_calls.clear()
+    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    renamed = run(sync_cqc_incremental, settings, factory, url)
+    assert renamed.status == "succeeded", renamed.error_message
+    assert (renamed.records_seen, renamed.accepted, renamed.unchanged) == (1, 1, 0)
+    assert sim.provider_calls == [HENLEY_PROVIDER]
+    assert providers_held(factory)[HENLEY_PROVIDER]["name"] == "Evergreen Homes Ltd"
+    after = organization(client, token, HENLEY_PROVIDER)
+    assert after["name"] == "Evergreen Homes Ltd"
+    assert int(after["meta"]["versionId"]) > int(before["meta"]["versionId"])
+
+    # The next window reaches back over the change: fetched again, unchanged, no new version.
+    again = run(sync_cqc_incremental, settings, factory, url)
+    assert again.status == "succeeded", again.error_message
+    assert (again.records_seen, again.accepted, again.unchanged) == (1, 0, 1)
+    assert organization(client, token, HENLEY_PROVIDER)["meta"]["versionId"] == after["meta"]["versionId"]
+
+
+def test_a_changed_provider_the_registry_does_not_track_is_not_fetched(
+    cqc: tuple[str, CqcApiSimulator], settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    stranger = "1-999999999"  # a provider of no care home: no registry location names it
+    sim.providers[stranger] = {"providerId": stranger, "name": "Domiciliary Care Ltd", "locationIds": []}
+    assert run(sync_cqc_full, settings, factory, url).status == "succeeded"
+    assert stranger not in providers_held(factory)
+    start = moment(cursor_of(factory)["incremental_end"])
+    sim.change_provider(stranger, {"name": "Domiciliary Care Group Ltd"}, at=start)
+    devon = "1-101657606"  # Burridge Farm's provider: held
+    sim.change_provider(devon, {"name": "Burridge Farm Holdings Ltd"}, at=start)
+    sim.provider_calls.clear()
+    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    incremental = run(sync_cqc_incremental, settings, factory, url)
+    assert incremental.status == "succeeded", incremental.error_message
+    assert sim.provider_calls == [devon]
+    assert (incremental.records_seen, incremental.accepted) == (1, 1)
+    assert stranger not in providers_held(factory)
+
+
+@pytest.mark.parametrize("listing", ["location", "provider"])
+def test_a_failing_changes_listing_fails_the_run_and_leaves_the_cursor(
+    cqc: tuple[str, CqcApiSimulator], settings: Settings, factory: sessionmaker[Session], listing: str
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    assert run(sync_cqc_full, settings, factory, url).status == "succeeded"
+    cursor = cursor_of(factory)
+    start = moment(cursor["incremental_end"])
+    sim.change_location("1-900000010", {"numberOfBeds": 99}, at=start)
+    sim.change_provider(HENLEY_PROVIDER, {"name": "Evergreen Homes Ltd"}, at=start)
+    sim.settings.failing_changes = [listing]
+    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    held = registry(factory), providers_held(factory)
+    failed = run(sync_cqc_incremental, settings, factory, url)
+    assert failed.status == "failed" and failed.error_class == "transient"
+    assert f"/changes/{listing}" in (failed.error_message or "")
+    assert cursor_of(factory) == cursor
+    assert (registry(factory), providers_held(factory)) == held
+    sim.settings.failing_changes = []
+    again = run(sync_cqc_incremental, settings, factory, url)
+    assert again.status == "succeeded", again.error_message
+    assert registry(factory)["1-900000010"]["registered_beds"] == 99
+    assert providers_held(factory)[HENLEY_PROVIDER]["name"] == "Evergreen Homes Ltd"

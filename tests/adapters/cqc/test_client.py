@@ -92,6 +92,45 @@ async def test_changes_window_passes_start_and_end_and_pages(client: CqcClient) 
 
 
 @respx.mock
+async def test_provider_changes_pass_the_window_and_page_until_the_last(client: CqcClient) -> None:
+    route = respx.get(f"{BASE}/changes/provider").mock(
+        side_effect=[
+            httpx.Response(200, json={"total": 5, "page": 1, "totalPages": 3, "changes": ["1-7", "1-8"]}),
+            httpx.Response(200, json={"total": 5, "page": 2, "totalPages": 3, "changes": ["1-9", "1-10"]}),
+            httpx.Response(200, json={"total": 5, "page": 3, "totalPages": 3, "changes": ["1-11"]}),
+        ]
+    )
+    locations = respx.get(f"{BASE}/changes/location")
+    ids = await client.changed_provider_ids("2026-11-21T00:00:00Z", "2026-11-22T00:00:00Z", page_size=2)
+    assert ids == ["1-7", "1-8", "1-9", "1-10", "1-11"]
+    assert route.call_count == 3 and not locations.called
+    for n, call in enumerate(route.calls, start=1):
+        request = call.request
+        assert request.headers["Ocp-Apim-Subscription-Key"] == "k3y"
+        assert request.headers["User-Agent"].startswith("care-capacity-gateway/")
+        assert dict(request.url.params) == {
+            "startTimestamp": "2026-11-21T00:00:00Z",
+            "endTimestamp": "2026-11-22T00:00:00Z",
+            "page": str(n),
+            "perPage": "2",
+        }
+
+
+@respx.mock
+async def test_provider_changes_go_through_the_retry_policy(client: CqcClient) -> None:
+    route = respx.get(f"{BASE}/changes/provider").mock(
+        side_effect=[
+            httpx.Response(503, text="<html/>"),
+            httpx.Response(200, json={"statusCode": 429, "message": "Try again in 2 seconds."}),
+            httpx.Response(200, json={"total": 1, "page": 1, "totalPages": 1, "changes": ["1-7"]}),
+        ]
+    )
+    assert await client.changed_provider_ids("a", "b") == ["1-7"]
+    assert route.call_count == 3 and client.requests == 3
+    assert sleeps[-1] >= 2  # the soft 429's wait is honoured
+
+
+@respx.mock
 async def test_404_on_a_changed_id_is_recorded_not_fatal(client: CqcClient) -> None:
     respx.get(f"{BASE}/changes/location").mock(
         return_value=httpx.Response(

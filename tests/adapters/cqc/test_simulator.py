@@ -92,3 +92,40 @@ def test_a_change_is_listed_late_when_the_registry_lags() -> None:
     sim.list_late(home_id)
     assert listed() == [home_id]
     assert sim.windows[-1] == (window["startTimestamp"], window["endTimestamp"])
+
+
+def test_a_provider_change_is_listed_by_changes_provider_with_the_same_lag() -> None:
+    home = json.loads((DATA / "location-henley-house.json").read_text())
+    provider = {"providerId": home["providerId"], "name": "Henley", "locationIds": [home["locationId"]]}
+    settings = CqcSimulatorSettings(subscription_key="k", listing_lag_s=600)
+    app = create_app([home], [provider], settings)
+    sim: CqcApiSimulator = app.state.simulator
+    client = TestClient(app)
+    now = datetime.now(UTC)
+    start, end = now - timedelta(hours=2), now + timedelta(hours=1)
+    window = {"startTimestamp": f"{start:%Y-%m-%dT%H:%M:%SZ}", "endTimestamp": f"{end:%Y-%m-%dT%H:%M:%SZ}"}
+
+    def listed(kind: str) -> list[str]:
+        answer = client.get(f"/public/v1/changes/{kind}", params=window, headers=HEADERS)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["firstPageUri"].startswith(f"/changes/{kind}?")
+        return list(answer.json()["changes"])
+
+    provider_id = provider["providerId"]
+    sim.change_provider(provider_id, {"name": "Evergreen Homes Ltd"}, at=now)
+    assert listed("provider") == []  # within the lag
+    detail = client.get(f"/public/v1/providers/{provider_id}", headers=HEADERS)
+    assert detail.json()["name"] == "Evergreen Homes Ltd"
+    sim.change_provider(provider_id, {"name": "Evergreen Homes"}, at=now - timedelta(hours=1))
+    assert listed("provider") == [provider_id]
+    assert listed("location") == []  # a provider's change is not a location's
+    sim.settings.listing_lag_s = 0
+    sim.provider_changes.clear()
+    sim.change_provider(provider_id, {"name": "Evergreen"}, at=now, listed_at=now + timedelta(days=1))
+    assert listed("provider") == []
+    sim.list_late(provider_id)
+    assert listed("provider") == [provider_id]
+    assert sim.provider_windows[-1] == (window["startTimestamp"], window["endTimestamp"])
+    sim.settings.failing_changes = ["provider"]
+    answer = client.get("/public/v1/changes/provider", params=window, headers=HEADERS)
+    assert answer.status_code == 500
