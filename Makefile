@@ -25,6 +25,7 @@ test: $(STAMP)
 ## Lint and type-check
 lint: $(STAMP)
 	$(BIN)/ruff check gateway adapters simulators tests
+	$(BIN)/ruff format --check gateway adapters simulators tests
 	$(BIN)/mypy
 
 ## Benchmarks (see README)

@@ -21,8 +21,12 @@ def vacancy(vacancy_type: str = "general-nursing", **over: Any) -> dict[str, Any
     return line
 
 
-def location(cqc_id: str = "1-100000001", updated_at: str = "2026-11-20T09:00:00Z",
-             region: str | None = "north-west", **over: Any) -> dict[str, Any]:
+def location(
+    cqc_id: str = "1-100000001",
+    updated_at: str = "2026-11-20T09:00:00Z",
+    region: str | None = "north-west",
+    **over: Any,
+) -> dict[str, Any]:
     record: dict[str, Any] = {
         "cqc_location_id": cqc_id,
         "name": f"Test Home {cqc_id}",

@@ -15,21 +15,53 @@ ITEM = validator("tracker-submission.schema.json", "location_update")
 
 # Values of many JSON types, to drop into any field.
 junk = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=12), st.sampled_from(["1-123", "2026-11-20T09:00:00Z", "2026-13-40", "general-nursing",
-                                           "staffing-absence", "london", "", "1-"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "1-123",
+            "2026-11-20T09:00:00Z",
+            "2026-13-40",
+            "general-nursing",
+            "staffing-absence",
+            "london",
+            "",
+            "1-",
+        ]
+    ),
     st.lists(st.sampled_from(["English", "phb", "respite-care", 3]), max_size=3),
     st.dictionaries(st.sampled_from(["line1", "postcode", "x"]), st.text(max_size=5), max_size=2),
 )
-paths = st.sampled_from([
-    ("cqc_location_id",), ("name",), ("updated_at",), ("nhs_region",), ("provider_type",),
-    ("languages",), ("funding_sources",), ("short_stay_services",), ("address",), ("address", "postcode"),
-    ("provider", "cqc_provider_id"), ("accepting_admissions",), ("out_of_hours_admissions",),
-    ("short_stay_weekly_cost",), ("vacancies",), ("vacancies", 0, "vacancy_type"),
-    ("vacancies", 0, "occupied"), ("vacancies", 0, "maximum_capacity"), ("vacancies", 0, "flexible"),
-    ("vacancies", 0, "unavailable_reasons"), ("vacancies", 0, "weekly_price_from"), ("surprise",),
-    ("vacancies", 0, "surprise"),
-])
+paths = st.sampled_from(
+    [
+        ("cqc_location_id",),
+        ("name",),
+        ("updated_at",),
+        ("nhs_region",),
+        ("provider_type",),
+        ("languages",),
+        ("funding_sources",),
+        ("short_stay_services",),
+        ("address",),
+        ("address", "postcode"),
+        ("provider", "cqc_provider_id"),
+        ("accepting_admissions",),
+        ("out_of_hours_admissions",),
+        ("short_stay_weekly_cost",),
+        ("vacancies",),
+        ("vacancies", 0, "vacancy_type"),
+        ("vacancies", 0, "occupied"),
+        ("vacancies", 0, "maximum_capacity"),
+        ("vacancies", 0, "flexible"),
+        ("vacancies", 0, "unavailable_reasons"),
+        ("vacancies", 0, "weekly_price_from"),
+        ("surprise",),
+        ("vacancies", 0, "surprise"),
+    ]
+)
 
 
 def mutate(record: dict[str, Any], path: tuple[Any, ...], value: Any, delete: bool) -> dict[str, Any]:

@@ -16,8 +16,9 @@ URL = "/api/v1/submissions"
 
 def post(client: TestClient, token: str, body: object, **headers: str):  # type: ignore[no-untyped-def]
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return client.post(URL, content=data, headers={**bearer(token), **headers,
-                                                    "Content-Type": "application/json"})
+    return client.post(
+        URL, content=data, headers={**bearer(token), **headers, "Content-Type": "application/json"}
+    )
 
 
 def statuses(response) -> list[str]:  # type: ignore[no-untyped-def]
@@ -32,8 +33,11 @@ def test_mixed_batch_keeps_good_records_and_reports_each_bad_one(
     bad_type = location("1-100000003", vacancies=[vacancy("sea-view")])
     missing_name = location("1-100000004")
     del missing_name["name"]
-    response = post(client, token, batch(location("1-100000001"), bad_count, bad_type,
-                                         missing_name, location("1-100000005")))
+    response = post(
+        client,
+        token,
+        batch(location("1-100000001"), bad_count, bad_type, missing_name, location("1-100000005")),
+    )
     assert response.status_code == 200
     body = response.json()
     assert statuses(response) == ["accepted", "rejected", "rejected", "rejected", "accepted"]
@@ -53,8 +57,15 @@ def test_location_read_shows_lines_source_timestamp_and_flags(
     client: TestClient, make_token: TokenMaker
 ) -> None:
     token = make_token(name="tracker-north-west")
-    broken = vacancy("dementia-nursing", maximum_capacity=10, occupied=9, admittable=4,
-                     reserved=0, unavailable=0, unavailable_reasons=[])
+    broken = vacancy(
+        "dementia-nursing",
+        maximum_capacity=10,
+        occupied=9,
+        admittable=4,
+        reserved=0,
+        unavailable=0,
+        unavailable_reasons=[],
+    )
     post(client, token, batch(location(vacancies=[vacancy(), broken])))
     body = client.get("/api/v1/locations/1-100000001", headers=bearer(token)).json()
     assert body["source"] == "tracker-north-west"
@@ -74,8 +85,9 @@ def test_location_read_shows_lines_source_timestamp_and_flags(
 
 def test_derived_vacancies_never_negative(client: TestClient, make_token: TokenMaker) -> None:
     token = make_token()
-    over = vacancy(maximum_capacity=5, occupied=7, admittable=0, reserved=0, unavailable=0,
-                   unavailable_reasons=[])
+    over = vacancy(
+        maximum_capacity=5, occupied=7, admittable=0, reserved=0, unavailable=0, unavailable_reasons=[]
+    )
     post(client, token, batch(location(vacancies=[over])))
     line = client.get("/api/v1/locations/1-100000001", headers=bearer(token)).json()["vacancies"][0]
     assert line["occupied"] == 7 and line["vacancies_total"] == 0
@@ -90,8 +102,7 @@ def test_stale_and_duplicate_updates(
     assert statuses(first) == ["accepted"]
     duplicate = post(client, token, batch(location(updated_at="2026-11-20T09:00:00Z")))
     assert statuses(duplicate) == ["unchanged"]
-    older = location(updated_at="2026-11-19T09:00:00Z", vacancies=[vacancy(occupied=1,
-                     admittable=17)])
+    older = location(updated_at="2026-11-19T09:00:00Z", vacancies=[vacancy(occupied=1, admittable=17)])
     assert statuses(post(client, token, batch(older))) == ["stale"]
     # The same instant in another offset is not newer.
     same_instant = location(updated_at="2026-11-20T10:00:00+01:00", name="Renamed")
@@ -120,11 +131,15 @@ def test_one_line_per_vacancy_type_in_any_order(client: TestClient, make_token: 
 
 def test_later_update_in_same_batch_wins(client: TestClient, make_token: TokenMaker) -> None:
     token = make_token()
-    response = post(client, token, batch(
-        location(updated_at="2026-11-20T09:00:00Z"),
-        location(updated_at="2026-11-21T09:00:00Z", name="Newer"),
-        location(updated_at="2026-11-20T12:00:00Z", name="Older than the second"),
-    ))
+    response = post(
+        client,
+        token,
+        batch(
+            location(updated_at="2026-11-20T09:00:00Z"),
+            location(updated_at="2026-11-21T09:00:00Z", name="Newer"),
+            location(updated_at="2026-11-20T12:00:00Z", name="Older than the second"),
+        ),
+    )
     assert statuses(response) == ["accepted", "accepted", "stale"]
     body = client.get("/api/v1/locations/1-100000001", headers=bearer(token)).json()
     assert body["name"] == "Newer"
@@ -168,8 +183,11 @@ def test_every_raw_submission_is_kept(
     client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
 ) -> None:
     token = make_token()
-    bodies = [b"{not json", orjson.dumps(batch(location())),
-              orjson.dumps(batch(location("1-100000009", vacancies=[vacancy(occupied="x")])))]
+    bodies = [
+        b"{not json",
+        orjson.dumps(batch(location())),
+        orjson.dumps(batch(location("1-100000009", vacancies=[vacancy(occupied="x")]))),
+    ]
     codes = [post(client, token, body).status_code for body in bodies]
     assert codes == [400, 200, 200]
     with factory() as session:
@@ -212,8 +230,11 @@ def test_cross_region_write_is_refused_naming_the_location(
     body = client.get("/api/v1/locations/1-100000001", headers=bearer(north_west)).json()
     assert body["source"] == "tracker-north-west"
     # A new location outside the token's regions is refused as well.
-    outside = post(client, north_west, batch(location("1-100000078", region="south-west",
-                                                      address={"postcode": "EX1 1AA"})))
+    outside = post(
+        client,
+        north_west,
+        batch(location("1-100000078", region="south-west", address={"postcode": "EX1 1AA"})),
+    )
     assert outside.status_code == 403 and "1-100000078" in outside.json()["detail"]
 
 
@@ -228,9 +249,7 @@ def test_region_comes_from_the_postcode_not_the_declaration(
     assert body["nhs_region"] == "north-west"
 
 
-def test_unknown_location_without_region_is_rejected(
-    client: TestClient, make_token: TokenMaker
-) -> None:
+def test_unknown_location_without_region_is_rejected(client: TestClient, make_token: TokenMaker) -> None:
     token = make_token()
     response = post(client, token, batch(location(region=None, address={"line1": "1 Lane"})))
     record = response.json()["records"][0]

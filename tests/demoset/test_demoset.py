@@ -55,8 +55,9 @@ def _figures_from_files(demo: Path) -> dict[str, list[int]]:
             row = out.setdefault(record["nhs_region"], [0] * 6)
             row[0] += 1
             for line in record["vacancies"]:
-                for i, key in enumerate(["maximum_capacity", "admittable", "unavailable", "reserved",
-                                         "occupied"], start=1):
+                for i, key in enumerate(
+                    ["maximum_capacity", "admittable", "unavailable", "reserved", "occupied"], start=1
+                ):
                     row[i] += line[key]
     manifest = load(demo / "manifest.json")
     border = {h for h in manifest["planted"]["reported_by_two_trackers"]}
@@ -79,7 +80,9 @@ def test_regions_reproduce_the_reference_table_within_one_percent(demo: Path) ->
         got = figures[region.value]
         for name, want, have in zip(
             ["locations", "capacity", "admittable", "unavailable", "reserved", "occupied"],
-            [locations, capacity, admittable, unavailable, reserved, occupied], got, strict=True,
+            [locations, capacity, admittable, unavailable, reserved, occupied],
+            got,
+            strict=True,
         ):
             assert abs(have - want) <= 0.01 * want, (region.value, name, have, want)
 
@@ -95,8 +98,12 @@ def test_london_homes_follow_the_tracker_contract(demo: Path) -> None:
     assert {"Z", "+00:00", "+01:00"} <= offsets
     without = [h for h in homes if h["cqc_location_id"] is None]
     assert 0.015 <= len(without) / len(homes) <= 0.025
-    broken = [b for h in homes for b in h["beds"]
-              if b["commissioned"] != b["occupied"] + b["free_now"] + b["on_hold"] + b["closed"]]
+    broken = [
+        b
+        for h in homes
+        for b in h["beds"]
+        if b["commissioned"] != b["occupied"] + b["free_now"] + b["on_hold"] + b["closed"]
+    ]
     assert broken, "some lines break the invariant, as the upstream's do"
 
 
@@ -113,9 +120,24 @@ def test_registry_covers_the_trackers_with_planted_discrepancies(demo: Path) -> 
     assert abs(len(planted["capacity_above_registered"]) - total_care_homes * 0.01) < 10
     assert abs(len(planted["deregistered_reporting"]) - 0.005 * total_care_homes) < 10
     record = registry[next(iter(sorted(pushed - set(planted["unknown_to_cqc"]))))]
-    for key in ["locationId", "providerId", "name", "registrationStatus", "numberOfBeds", "careHome",
-                "postalCode", "onspdLatitude", "onspdLongitude", "region", "localAuthority", "onspdIcbCode",
-                "regulatedActivities", "gacServiceTypes", "specialisms", "inspectionCategories"]:
+    for key in [
+        "locationId",
+        "providerId",
+        "name",
+        "registrationStatus",
+        "numberOfBeds",
+        "careHome",
+        "postalCode",
+        "onspdLatitude",
+        "onspdLongitude",
+        "region",
+        "localAuthority",
+        "onspdIcbCode",
+        "regulatedActivities",
+        "gacServiceTypes",
+        "specialisms",
+        "inspectionCategories",
+    ]:
         assert key in record, key
     assert record["inspectionCategories"][0]["primary"] == "true"
     assert manifest["community_rehab_providers"] == 260
