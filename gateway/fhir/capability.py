@@ -25,7 +25,8 @@ DOCUMENTATION = {
     ),
     "Organization": (
         "Providers (id: CQC provider ID), named by the locations they run. A provider no location names "
-        "any more stays, inactive (readable and in history; search finds only active ones)."
+        "any more stays, inactive (readable and in history; search finds only active ones unless "
+        "active=false asks for the retired ones)."
     ),
 }
 TYPE_HISTORY_DOC = (

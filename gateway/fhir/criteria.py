@@ -45,6 +45,7 @@ class Candidate:
     admittable: int | None = None
     price: float | None = None
     name: str | None = None
+    organization: store.OrganizationVersion | None = None  # a retired Organization's version
 
 
 @dataclass(frozen=True)
@@ -361,17 +362,46 @@ def _number_sql(column: Any, r: P.Range) -> sa.ColumnElement[bool]:
             return column <= low
 
 
-def _organization_candidates(session: Session, criteria: Criteria) -> list[Candidate]:
-    """The providers the current view names (a retired one, named by no location now, is
-    read and in history but not found), each at its Organization's version: the newest
-    version naming it, as a read gives it."""
-    named: sa.Select[Any] = sa.select(LOC.c.cqc_provider_id).where(LOC.c.cqc_provider_id.is_not(None))
-    for _, values in criteria.each("_id"):
-        named = named.where(LOC.c.cqc_provider_id.in_(values))
+def _organization_activity(criteria: Criteria) -> set[bool]:
+    """Which Organizations ``active`` asks for: current ones (named by a location now)
+    when it is not given, as before the parameter was supported."""
+    wanted = {True, False}
+    for _, values in criteria.each("active"):
+        wanted &= {flag == "true" for flag in _codes("active", values, "", ("true", "false"))}
+    return wanted if criteria.values.get("active") else {True}
+
+
+def _provider_filters(column: Any, criteria: Criteria) -> list[sa.ColumnElement[bool]]:
+    """``_id`` and ``identifier`` as conditions on a provider ID column."""
+    conditions = [column.in_(values) for _, values in criteria.each("_id")]
     for _, values in criteria.each("identifier"):
         provider_ids = _identifiers(values, S.CQC_PROVIDER_ID)
         if provider_ids is not None:  # None: any CQC provider ID, which every Organization has
-            named = named.where(LOC.c.cqc_provider_id.in_(provider_ids))
+            conditions.append(column.in_(provider_ids))
+    return conditions
+
+
+def _organization_candidates(session: Session, criteria: Criteria) -> list[Candidate]:
+    """The Organizations ``active`` asks for, each at the version a read gives: a provider
+    the current view names at the newest version naming it; a retired one (ever named,
+    named by no location now) at the inactive version its last location made."""
+    activity = _organization_activity(criteria)
+    out = _named_organizations(session, criteria) if True in activity else []
+    if False in activity:
+        out.extend(_retired_organizations(session, criteria))
+    name_filters = list(criteria.each("name"))
+    return [
+        c
+        for c in out
+        if all(_string_matches(c.name or "", modifier, values) for modifier, values in name_filters)
+    ]
+
+
+def _named_organizations(session: Session, criteria: Criteria) -> list[Candidate]:
+    """Providers some location names now."""
+    named: sa.Select[Any] = sa.select(LOC.c.cqc_provider_id).where(
+        LOC.c.cqc_provider_id.is_not(None), *_provider_filters(LOC.c.cqc_provider_id, criteria)
+    )
     newest = (
         sa.select(VER.c.cqc_provider_id, sa.func.max(VER.c.version_id).label("version_id"))
         .where(VER.c.cqc_provider_id.in_(named))
@@ -386,14 +416,39 @@ def _organization_candidates(session: Session, criteria: Criteria) -> list[Candi
     ).select_from(newest.join(VER, VER.c.version_id == newest.c.version_id))
     rows = session.execute(query).all()
     names = store.provider_names(session, [row[0] for row in rows])
-    name_filters = list(criteria.each("name"))
-    out = []
-    for provider_id, version_id, tracker_name, cqc_id in rows:
-        name = names.get(provider_id) or tracker_name or ""
-        if not all(_string_matches(name, modifier, values) for modifier, values in name_filters):
-            continue
-        out.append(Candidate(provider_id, version_id, 0.0, cqc_id, name=name))
-    return out
+    return [
+        Candidate(provider_id, version_id, 0.0, cqc_id, name=names.get(provider_id) or tracker_name or "")
+        for provider_id, version_id, tracker_name, cqc_id in rows
+    ]
+
+
+def _retired_organizations(session: Session, criteria: Criteria) -> list[Candidate]:
+    """Providers some location version ever named and no location names now."""
+    named_now = sa.exists().where(LOC.c.cqc_provider_id == VER.c.cqc_provider_id)
+    ever_named = (
+        sa.select(VER.c.cqc_provider_id)
+        .where(
+            VER.c.cqc_provider_id.is_not(None),
+            ~named_now,
+            *_provider_filters(VER.c.cqc_provider_id, criteria),
+        )
+        .distinct()
+    )
+    versions = store.retired_organization_versions(session, session.scalars(ever_named))
+    # Named as a read names them: by the registry, else as the last version naming them did.
+    names = store.provider_names(session, versions)
+    tracker_names = store.recorded_provider_names(session, [v.named_by for v in versions.values()])
+    return [
+        Candidate(
+            provider_id,
+            version.version_id,
+            0.0,
+            "",
+            name=names.get(provider_id) or tracker_names.get(version.named_by) or "",
+            organization=version,
+        )
+        for provider_id, version in versions.items()
+    ]
 
 
 def _string_matches(text: str, modifier: str, values: list[str]) -> bool:

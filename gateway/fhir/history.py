@@ -18,7 +18,6 @@ consumer that polls again with ``_since`` set to it sees every change exactly on
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,8 +29,9 @@ from gateway.errors import NotFound
 from gateway.fhir import params as P
 from gateway.fhir.bundles import bundle, decode_cursor, encode_cursor, history_entry, page_url
 from gateway.fhir.criteria import SERVICE_ID
-from gateway.fhir.search import organizations
+from gateway.fhir.search import organization_resources, organizations
 from gateway.store import fhir as store
+from gateway.store.fhir import OrganizationVersion, organization_versions
 
 RESOURCE_TYPES = ("Location", "HealthcareService", "Organization")
 
@@ -52,57 +52,11 @@ def _service_versions(
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class OrganizationVersion:
-    """One version of an Organization: the location version that made it, and the version
-    naming the provider it is drawn from (itself, unless the provider was retired by it)."""
-
-    version_id: int
-    named_by: int
-    active: bool
-
-
-def organization_versions(
-    provider_id: str, timeline: list[tuple[int, str, str | None]]
-) -> list[OrganizationVersion]:
-    """The provider's Organization versions, oldest first, from its timeline (every
-    version of every location that ever named it, in version order): one per version
-    naming it, and an inactive one where the last location naming it stopped."""
-    naming: dict[str, int] = {}  # location -> its newest version, while that names the provider
-    out: list[OrganizationVersion] = []
-    for version_id, cqc_location_id, named in timeline:
-        if named == provider_id:
-            naming[cqc_location_id] = version_id
-            out.append(OrganizationVersion(version_id, version_id, active=True))
-        elif cqc_location_id in naming:
-            left = naming.pop(cqc_location_id)
-            if not naming:
-                out.append(OrganizationVersion(version_id, left, active=False))
-    return out
-
-
 def _organizations(
     session: Session, provider_id: str, versions: list[OrganizationVersion]
 ) -> list[dict[str, Any]]:
     """The Organization resources of the given versions of one provider, in their order."""
-    snapshots = {
-        s.version_id: s
-        for s in store.versions_by_id(
-            session, sorted({v.version_id for v in versions} | {v.named_by for v in versions})
-        )
-    }
-    name = store.provider_names(session, [provider_id]).get(provider_id)
-    out = []
-    for version in versions:
-        snapshot = snapshots[version.version_id]
-        if version.active:
-            resource = render.render_organization(snapshot, name)
-        else:
-            provider = snapshots[version.named_by].record.get("provider") or {}
-            resource = render.render_retired_organization(snapshot, provider, name)
-        if resource is not None:
-            out.append(resource)
-    return out
+    return organization_resources(session, [(provider_id, version) for version in versions])
 
 
 def _instance_versions(

@@ -149,6 +149,13 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParam]] = {
                 "Name (starts with; :contains, :exact)",
                 _base("name", "Organization"),
             ),
+            SearchParam(
+                "active",
+                ParamType.TOKEN,
+                "true (providers a location names now) | false (retired: no location names them any "
+                "more); without it, search finds active ones only",
+                _base("active", "Organization"),
+            ),
         ]
     },
 }

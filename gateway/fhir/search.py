@@ -33,6 +33,7 @@ from gateway.fhir.criteria import (
     parse,
 )
 from gateway.store import fhir as store
+from gateway.store.fhir import OrganizationVersion
 
 # --- sorting and paging -------------------------------------------------------------------
 
@@ -197,10 +198,11 @@ def _render_page(
             )
             add(render.render_service(snapshot, line, c.vacancy_type or ""), "match", c.distance_km)
     if request.resource_type == "Organization":
-        names = store.provider_names(session, [c.id for c in page])
-        for c in page:
-            if c.version_id in snapshots:
-                add(render.render_organization(snapshots[c.version_id], names.get(c.id)), "match")
+        versions = [
+            (c.id, c.organization or OrganizationVersion(c.version_id, c.version_id, True)) for c in page
+        ]
+        for resource in organization_resources(session, versions):
+            add(resource, "match")
 
     if "Location:organization" in includes or "HealthcareService:organization" in includes:
         for resource in organizations(session, {s.provider_id for s in matched if s.provider_id}):
@@ -236,6 +238,32 @@ def organizations(session: Session, provider_ids: Iterable[str]) -> list[dict[st
             resource = render.render_organization(snapshot, names.get(provider_id))
             if resource is not None:
                 out.append(resource)
+    return out
+
+
+def organization_resources(
+    session: Session, versions: list[tuple[str, OrganizationVersion]]
+) -> list[dict[str, Any]]:
+    """The Organization resources of the given (provider, version) pairs, in their order:
+    an active one drawn from the version naming the provider, a retired one (inactive) from
+    the version that retired it, with the provider as the last version naming it recorded it."""
+    snapshots = {
+        s.version_id: s
+        for s in store.versions_by_id(
+            session, sorted({v.version_id for _, v in versions} | {v.named_by for _, v in versions})
+        )
+    }
+    names = store.provider_names(session, [provider_id for provider_id, _ in versions])
+    out = []
+    for provider_id, version in versions:
+        snapshot = snapshots[version.version_id]
+        if version.active:
+            resource = render.render_organization(snapshot, names.get(provider_id))
+        else:
+            provider = snapshots[version.named_by].record.get("provider") or {}
+            resource = render.render_retired_organization(snapshot, provider, names.get(provider_id))
+        if resource is not None:
+            out.append(resource)
     return out
 
 

@@ -8,6 +8,7 @@ is current (``location.version_id``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -188,6 +189,17 @@ def provider_names(session: Session, provider_ids: Iterable[str]) -> dict[str, s
     return out
 
 
+def recorded_provider_names(session: Session, version_ids: Iterable[int]) -> dict[int, str | None]:
+    """The name each of the versions gives its provider (the tracker's record)."""
+    out: dict[int, str | None] = {}
+    query = sa.select(VER.c.version_id, VER.c.record[("provider", "name")].as_string()).where(
+        VER.c.version_id.in_(sa.bindparam("ids", expanding=True))
+    )
+    for chunk in chunks(sorted(set(version_ids))):
+        out.update({row[0]: row[1] for row in session.execute(query, {"ids": chunk})})
+    return out
+
+
 def named_provider_versions(session: Session, provider_ids: Iterable[str]) -> dict[str, int]:
     """The Organization version of each of ``provider_ids`` that the current view names:
     the newest version naming it (of any location, even one that has since moved to
@@ -216,14 +228,74 @@ def provider_timeline(session: Session, provider_id: str) -> list[tuple[int, str
     """(version id, location, provider it names) of every version of every location that
     ever named the provider, in version order (the change feed's): what its
     Organization's versions are worked out from."""
-    ever = sa.select(VER.c.cqc_location_id).where(VER.c.cqc_provider_id == provider_id)
-    rows = session.execute(
-        sa.select(VER.c.version_id, VER.c.cqc_location_id, VER.c.cqc_provider_id).where(
-            VER.c.cqc_location_id.in_(ever)
-        )
-    ).all()
-    # Sorted here: ordered in SQL, the planner may walk the whole table in version order.
-    return sorted((row[0], row[1], row[2]) for row in rows)
+    return provider_timelines(session, [provider_id]).get(provider_id, [])
+
+
+def provider_timelines(
+    session: Session, provider_ids: Iterable[str]
+) -> dict[str, list[tuple[int, str, str | None]]]:
+    """``provider_timeline`` of each of ``provider_ids`` ever named, a few queries for them all."""
+    ever = sa.select(VER.c.cqc_location_id).where(
+        VER.c.cqc_provider_id.in_(sa.bindparam("ids", expanding=True))
+    )
+    query = sa.select(VER.c.version_id, VER.c.cqc_location_id, VER.c.cqc_provider_id).where(
+        VER.c.cqc_location_id.in_(ever)
+    )
+    out: dict[str, list[tuple[int, str, str | None]]] = {}
+    for chunk in chunks(sorted(set(provider_ids))):
+        wanted = set(chunk)
+        versions: dict[str, list[tuple[int, str, str | None]]] = {}  # location -> its versions
+        locations: dict[str, set[str]] = {}  # provider -> the locations that ever named it
+        for version_id, cqc_location_id, provider_id in session.execute(query, {"ids": chunk}):
+            versions.setdefault(cqc_location_id, []).append((version_id, cqc_location_id, provider_id))
+            if provider_id in wanted:
+                locations.setdefault(provider_id, set()).add(cqc_location_id)
+        # Sorted here: ordered in SQL, the planner may walk the whole table in version order.
+        for provider_id, named_by in locations.items():
+            out[provider_id] = sorted(row for location in named_by for row in versions[location])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationVersion:
+    """One version of an Organization: the location version that made it, and the version
+    naming the provider it is drawn from (itself, unless the provider was retired by it)."""
+
+    version_id: int
+    named_by: int
+    active: bool
+
+
+def organization_versions(
+    provider_id: str, timeline: list[tuple[int, str, str | None]]
+) -> list[OrganizationVersion]:
+    """The provider's Organization versions, oldest first, from its timeline (every
+    version of every location that ever named it, in version order): one per version
+    naming it, and an inactive one where the last location naming it stopped."""
+    naming: dict[str, int] = {}  # location -> its newest version, while that names the provider
+    out: list[OrganizationVersion] = []
+    for version_id, cqc_location_id, named in timeline:
+        if named == provider_id:
+            naming[cqc_location_id] = version_id
+            out.append(OrganizationVersion(version_id, version_id, active=True))
+        elif cqc_location_id in naming:
+            left = naming.pop(cqc_location_id)
+            if not naming:
+                out.append(OrganizationVersion(version_id, left, active=False))
+    return out
+
+
+def retired_organization_versions(
+    session: Session, provider_ids: Iterable[str]
+) -> dict[str, OrganizationVersion]:
+    """The Organization version a read gives of each of ``provider_ids`` that is retired
+    (ever named, named by no location now): the inactive one its last location made."""
+    out: dict[str, OrganizationVersion] = {}
+    for provider_id, timeline in provider_timelines(session, provider_ids).items():
+        versions = organization_versions(provider_id, timeline)
+        if versions and not versions[-1].active:
+            out[provider_id] = versions[-1]
+    return out
 
 
 def still_named(session: Session, provider_id: str, version_id: int) -> bool:

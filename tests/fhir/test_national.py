@@ -290,6 +290,11 @@ def _org_name(r: dict[str, Any]) -> tuple[str, Callable[[dict[str, Any]], bool]]
     return value, lambda m: m["name"].lower().startswith(value.lower())
 
 
+@sample("Organization", "active")
+def _org_active(r: dict[str, Any]) -> tuple[str, Callable[[dict[str, Any]], bool]]:
+    return "true", lambda m: m["active"] is True
+
+
 def conformance_walk_calls_every_declared_search_parameter(
     client: TestClient,
     served: tuple[str, dict[str, dict[str, dict[str, Any]]]],

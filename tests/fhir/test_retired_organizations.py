@@ -1,7 +1,8 @@
 """An Organization whose last location stops naming its provider is retired, not deleted
 (IHE mCSD): readable as ``active: false`` with a version of its own, in instance history
-and the change feed as that version, left out of search, includes and exports (as retired
-HealthcareServices are), and active again with a new version once a location names it."""
+and the change feed as that version, left out of search (unless it asks for ``active=false``),
+includes and exports (as retired HealthcareServices are), and active again with a new version
+once a location names it."""
 
 from __future__ import annotations
 
@@ -273,3 +274,109 @@ def test_organization_reads_and_history_search_indexes(
         plan = sqlite_plan(engine, statement)
         # Every table (or alias of one) is searched through an index; nothing is scanned.
         assert not [step for step in plan if step.startswith("SCAN")], (statement[0], plan)
+
+
+# --- searching by active ------------------------------------------------------------------
+
+HENLEY_PROVIDER = "1-102642938"  # the provider of Henley House in the small national view
+
+
+def search_pages(client: TestClient, token: str, **params: Any) -> list[dict[str, Any]]:
+    """Every page of an Organization search, following its next links."""
+    pages = [get(client, token, "/fhir/Organization", **params)]
+    while nxt := next((link["url"] for link in pages[-1]["link"] if link["relation"] == "next"), None):
+        assert len(pages) < 10, "paging does not end"
+        response = client.get(nxt, headers=bearer(token))
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+    return pages
+
+
+def test_active_searches_current_or_retired_organizations(
+    client: TestClient, tracker: str, read_token: str, national: list[dict[str, Any]]
+) -> None:
+    push(client, tracker, moved("1-102", "2026-11-21T09:00:00Z", {"cqc_provider_id": TEST_CARE}))
+    retired = get(client, read_token, f"/fhir/Organization/{BEECH}")
+    assert retired["active"] is False
+
+    # Without active, and with active=true: the providers some location names now.
+    current = get(client, read_token, "/fhir/Organization", _count=50)
+    assert ids(current) == [HENLEY_PROVIDER, TEST_CARE]  # in _id order
+    assert ids(get(client, read_token, "/fhir/Organization", active="true", _count=50)) == ids(current)
+    assert ids(get(client, read_token, "/fhir/Organization", active="|true")) == ids(current)
+
+    # active=false: the retired one, exactly as a read gives it, and nothing to revinclude.
+    found = get(
+        client,
+        read_token,
+        "/fhir/Organization",
+        active="false",
+        _revinclude="Location:organization",
+        _total="accurate",
+    )
+    Bundle.model_validate(found)
+    assert [e["resource"] for e in found["entry"]] == [retired]
+    assert found["total"] == 1
+    assert ids(get(client, read_token, "/fhir/Organization", active="false", _id=BEECH)) == [BEECH]
+    assert ids(get(client, read_token, "/fhir/Organization", active="false", _id=TEST_CARE)) == []
+    by_identifier = get(client, read_token, "/fhir/Organization", active="false", identifier=f"|{BEECH}")
+    assert ids(by_identifier) == []  # a token with no system matches none of the CQC's
+    assert ids(get(client, read_token, "/fhir/Organization", active="false", identifier=BEECH)) == [BEECH]
+    assert ids(get(client, read_token, "/fhir/Organization", active="true", identifier=BEECH)) == []
+    both = get(client, read_token, "/fhir/Organization", active="true,false", _total="accurate")
+    assert sorted(ids(both)) == sorted([TEST_CARE, HENLEY_PROVIDER, BEECH]) and both["total"] == 3
+    anded = client.get("/fhir/Organization?active=true&active=false", headers=bearer(read_token))
+    assert anded.status_code == 200 and "entry" not in anded.json()
+
+
+def test_active_false_pages_through_retired_organizations(
+    client: TestClient, tracker: str, read_token: str, national: list[dict[str, Any]]
+) -> None:
+    third = {"cqc_provider_id": "1-200000009", "name": "Zeta Homes Ltd"}
+    push(client, tracker, location("1-103", "2026-11-21T08:00:00Z", provider=third))
+    push(client, tracker, location("1-103", "2026-11-21T09:00:00Z"))  # back to TEST_CARE: retires the third
+    push(client, tracker, moved("1-102", "2026-11-21T09:00:00Z", {"cqc_provider_id": TEST_CARE}))
+    push(client, tracker, moved(HENLEY, "2026-11-21T09:00:00Z", {"cqc_provider_id": TEST_CARE}))
+    retired = sorted([BEECH, HENLEY_PROVIDER, "1-200000009"])
+    reads = {provider: get(client, read_token, f"/fhir/Organization/{provider}") for provider in retired}
+    assert not any(r["active"] for r in reads.values())
+
+    pages = search_pages(client, read_token, active="false", _count=1, _total="accurate")
+    assert [ids(page) for page in pages] == [[provider] for provider in retired]
+    assert all(page["total"] == 3 for page in pages)
+    assert [page["entry"][0]["resource"] for page in pages] == [reads[p] for p in retired]
+
+    by_name = search_pages(client, read_token, active="false", _count=1, _sort="name")
+    names = [page["entry"][0]["resource"]["name"] for page in by_name]
+    assert names == sorted(names, key=str.casefold) and len(names) == 3
+    assert ids(get(client, read_token, "/fhir/Organization", _count=50)) == [TEST_CARE]
+
+
+def test_active_false_with_a_name(
+    client: TestClient, tracker: str, read_token: str, national: list[dict[str, Any]]
+) -> None:
+    test_care = {"cqc_provider_id": TEST_CARE, "name": "Test Care Ltd"}
+    push(client, tracker, moved("1-102", "2026-11-21T09:00:00Z", test_care))
+    assert ids(get(client, read_token, "/fhir/Organization", active="false", name="beech")) == [BEECH]
+    assert ids(
+        get(client, read_token, "/fhir/Organization", active="false", **{"name:contains": "care"})
+    ) == [BEECH]
+    assert ids(get(client, read_token, "/fhir/Organization", active="false", name="Test")) == []
+    assert ids(get(client, read_token, "/fhir/Organization", active="true", name="Beech")) == []
+    assert ids(get(client, read_token, "/fhir/Organization", name="Test")) == [TEST_CARE]
+
+
+@pytest.mark.parametrize("value", ["maybe", "TRUE", "http://hl7.org/fhir/x|yes"])
+def test_a_bad_active_value_is_a_400_naming_the_parameter(
+    client: TestClient, read_token: str, national: list[dict[str, Any]], value: str
+) -> None:
+    response = client.get("/fhir/Organization", params={"active": value}, headers=bearer(read_token))
+    if value.startswith("http"):  # another system's code matches nothing, as on HealthcareService
+        assert response.status_code == 200 and "entry" not in response.json()
+        return
+    assert response.status_code == 400, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    issue = outcome["issue"][0]
+    assert issue["code"] == "invalid" and issue["diagnostics"].startswith("active:")
+    assert f"unknown code {value!r}; allowed: false, true" in issue["diagnostics"]  # not an unknown parameter
