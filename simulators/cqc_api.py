@@ -326,19 +326,24 @@ def create_app(
             return JSONResponse({"statusCode": 404, "message": "Not found"}, status_code=404)
         return Response(orjson.dumps(record), media_type="application/json")
 
-    def listed(
+    @app.get("/public/v1/changes/{kind}")
+    async def changes(
         request: Request,
-        key: str | None,
-        agent: str | None,
-        window: tuple[str, str],
-        page: int,
-        per_page: int,
         kind: str,
+        startTimestamp: str,  # noqa: N803
+        endTimestamp: str,  # noqa: N803
+        key: Key = None,
+        agent: Agent = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        perPage: Annotated[int, Query(ge=1, le=10000)] = 1000,  # noqa: N803
     ) -> Response:
-        """A page of /changes/location or /changes/provider (``kind``)."""
+        """A page of the IDs of locations or providers (``kind``) changed in the window."""
+        if kind not in ("location", "provider"):
+            return JSONResponse({"statusCode": 404, "message": "Not found"}, status_code=404)
         if (refused := refuse(request, agent, key)) is not None:
             return refused
-        start, end = _moment(window[0]), _moment(window[1])
+        window = (startTimestamp, endTimestamp)
+        start, end = _moment(startTimestamp), _moment(endTimestamp)
         if start is None or end is None:
             message = "startTimestamp and endTimestamp must be ISO 8601 times, e.g. 2025-01-01T00:00:00Z"
             return JSONResponse({"statusCode": 400, "message": message}, status_code=400)
@@ -350,33 +355,9 @@ def create_app(
         ids = sim.listed_changes(start, end, providers=providers)
         extra = f"&startTimestamp={_stamp(start)}&endTimestamp={_stamp(end)}"
         return Response(
-            orjson.dumps(paged(f"/changes/{kind}", ids, "changes", page, per_page, extra)),
+            orjson.dumps(paged(f"/changes/{kind}", ids, "changes", page, perPage, extra)),
             media_type="application/json",
         )
-
-    @app.get("/public/v1/changes/location")
-    async def changes(
-        request: Request,
-        startTimestamp: str,
-        endTimestamp: str,
-        key: Key = None,  # noqa: N803
-        agent: Agent = None,
-        page: Annotated[int, Query(ge=1)] = 1,
-        perPage: Annotated[int, Query(ge=1, le=10000)] = 1000,  # noqa: N803
-    ) -> Response:
-        return listed(request, key, agent, (startTimestamp, endTimestamp), page, perPage, "location")
-
-    @app.get("/public/v1/changes/provider")
-    async def provider_changes(
-        request: Request,
-        startTimestamp: str,
-        endTimestamp: str,
-        key: Key = None,  # noqa: N803
-        agent: Agent = None,
-        page: Annotated[int, Query(ge=1)] = 1,
-        perPage: Annotated[int, Query(ge=1, le=10000)] = 1000,  # noqa: N803
-    ) -> Response:
-        return listed(request, key, agent, (startTimestamp, endTimestamp), page, perPage, "provider")
 
     return app
 

@@ -166,6 +166,11 @@ def _codes(parameter: str, values: list[str], system: str, allowed: Iterable[str
     return out
 
 
+def _booleans(parameter: str, values: list[str]) -> list[bool]:
+    """The values of a boolean token parameter (``true``, ``false``, ``|true``...)."""
+    return [code == "true" for code in _codes(parameter, values, "", ("true", "false"))]
+
+
 def _identifiers(values: list[str], system: str) -> list[str] | None:
     """The identifier values tokens ask for in ``system`` (or with no system given); None
     when one asks for any value in it (``system|``): every resource has one."""
@@ -302,8 +307,7 @@ def _service_plan(criteria: Criteria) -> _Plan:
         types = _codes("service-type", values, S.VACANCY_TYPE, [v.value for v in VacancyType])
         query = query.where(LINE.c.vacancy_type.in_(types))
     for _, values in criteria.each("active"):
-        flags = _codes("active", values, "", ("true", "false"))
-        query = query.where(LOC.c.active.in_([f == "true" for f in flags]))
+        query = query.where(LOC.c.active.in_(_booleans("active", values)))
     # Short-stay services are a JSON list of codes on the location; matched on its text.
     services = sa.cast(LOC.c.short_stay_services, sa.Text)
     for _, values in criteria.each("service-category"):
@@ -367,7 +371,7 @@ def _organization_activity(criteria: Criteria) -> set[bool]:
     when it is not given, as before the parameter was supported."""
     wanted = {True, False}
     for _, values in criteria.each("active"):
-        wanted &= {flag == "true" for flag in _codes("active", values, "", ("true", "false"))}
+        wanted &= set(_booleans("active", values))
     return wanted if criteria.values.get("active") else {True}
 
 

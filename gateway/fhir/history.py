@@ -71,9 +71,14 @@ def _instance_versions(
         if not found:
             return []
         return _service_versions(store.location_versions(session, found.group(1)), found.group(2))
-    org_versions = organization_versions(resource_id, store.provider_timeline(session, resource_id))
+    org_versions = _organization_versions(session, resource_id)
     resources = _organizations(session, resource_id, org_versions)
     return [(resource, i == 0) for i, resource in enumerate(resources)]
+
+
+def _organization_versions(session: Session, provider_id: str) -> list[OrganizationVersion]:
+    """Every version of the provider's Organization, oldest first."""
+    return organization_versions(provider_id, store.provider_timeline(session, provider_id))
 
 
 def read(session: Session, resource_type: str, resource_id: str) -> dict[str, Any]:
@@ -88,7 +93,7 @@ def read(session: Session, resource_type: str, resource_id: str) -> dict[str, An
         if orgs:
             return orgs[0]
         # No location names the provider now: its last version, inactive, if it was ever named.
-        retired = organization_versions(resource_id, store.provider_timeline(session, resource_id))
+        retired = _organization_versions(session, resource_id)
         if retired:
             return _organizations(session, resource_id, retired[-1:])[0]
     elif resource_type == "HealthcareService":
@@ -100,7 +105,7 @@ def read(session: Session, resource_type: str, resource_id: str) -> dict[str, An
 
 def vread(session: Session, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
     if resource_type == "Organization":
-        versions = organization_versions(resource_id, store.provider_timeline(session, resource_id))
+        versions = _organization_versions(session, resource_id)
         wanted = [v for v in versions if str(v.version_id) == version_id]
         if wanted:
             return _organizations(session, resource_id, wanted)[0]

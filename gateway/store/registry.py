@@ -21,8 +21,6 @@ from gateway.store.tables import (
     table,
 )
 
-_CHUNK = 900
-
 
 def replace_registry_locations(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert or replace registry location rows (keyed by CQC location ID). Each of them
@@ -35,8 +33,8 @@ def replace_registry_locations(session: Session, rows: Sequence[dict[str, Any]])
     t = table(RegistryLocation)
     ids = [row["cqc_location_id"] for row in rows]
     delete = sa.delete(t).where(t.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)))
-    for start in range(0, len(ids), _CHUNK):
-        session.execute(delete, {"ids": ids[start : start + _CHUNK]})
+    for chunk in chunks(ids):
+        session.execute(delete, {"ids": chunk})
     generation = next_registry_generation(session)
     bulk_insert(session, t, [{**row, "generation": generation} for row in rows])
     # The national view places a location where the registry says it is.
@@ -89,8 +87,8 @@ def _split_unchanged(
     query = sa.select(*compared).where(t.c[key].in_(sa.bindparam("ids", expanding=True)))
     keys = [row[key] for row in rows]
     held: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(keys), _CHUNK):
-        for found in session.execute(query, {"ids": keys[start : start + _CHUNK]}).mappings():
+    for chunk in chunks(keys):
+        for found in session.execute(query, {"ids": chunk}).mappings():
             held[found[key]] = dict(found)
     changed, unchanged = [], []
     for row in rows:
@@ -105,8 +103,8 @@ def _split_unchanged(
 
 def _mark_synced(session: Session, t: sa.Table, key: str, keys: Sequence[str], synced_at: datetime) -> None:
     touch = sa.update(t).where(t.c[key].in_(sa.bindparam("ids", expanding=True))).values(synced_at=synced_at)
-    for start in range(0, len(keys), _CHUNK):
-        session.execute(touch, {"ids": list(keys[start : start + _CHUNK])})
+    for chunk in chunks(keys):
+        session.execute(touch, {"ids": chunk})
 
 
 def next_registry_generation(session: Session) -> int:
@@ -133,8 +131,8 @@ def replace_registry_providers(session: Session, rows: Sequence[dict[str, Any]])
     stamp = claim_change_clock(session)
     t = table(RegistryProvider)
     ids = [row["cqc_provider_id"] for row in rows]
-    for start in range(0, len(ids), _CHUNK):
-        session.execute(sa.delete(t).where(t.c.cqc_provider_id.in_(ids[start : start + _CHUNK])))
+    for chunk in chunks(ids):
+        session.execute(sa.delete(t).where(t.c.cqc_provider_id.in_(chunk)))
     session.execute(sa.insert(t), list(rows))
     add_registry_versions(session, _newest_naming_locations(session, ids), stamp)
 
@@ -230,8 +228,8 @@ def held_provider_ids(session: Session, provider_ids: Iterable[str]) -> set[str]
     query = sa.select(key).where(key.in_(sa.bindparam("ids", expanding=True)))
     wanted = sorted(set(provider_ids))
     out: set[str] = set()
-    for start in range(0, len(wanted), _CHUNK):
-        out.update(session.scalars(query, {"ids": wanted[start : start + _CHUNK]}))
+    for chunk in chunks(wanted):
+        out.update(session.scalars(query, {"ids": chunk}))
     return out
 
 

@@ -134,7 +134,7 @@ def test_full_then_incremental_sync_mirror_the_registry(
     sim.deregister("1-900000011", at=start)
     # The API's windows are in whole seconds and end at 'now': a full sync that ended in
     # the second it started leaves nothing to fetch until the next second begins.
-    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    wait_past(start)
     incremental = run(sync_cqc_incremental, settings, factory, url)
     assert incremental.status == "succeeded", incremental.error_message
     assert incremental.accepted == 2
@@ -211,7 +211,7 @@ def test_a_location_whose_detail_keeps_failing_is_skipped_and_fetched_again(
     start = datetime.fromisoformat(cursor["incremental_end"].replace("Z", "+00:00"))
     sim.change_location("1-900000010", {"numberOfBeds": 99}, at=start)
     sim.settings.failing_ids = ["1-900000010", "1-900000020"]
-    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    wait_past(start)
     incremental = run(sync_cqc_incremental, settings, factory, url)
     assert incremental.status == "succeeded", incremental.error_message
     assert incremental.accepted == 0
@@ -281,6 +281,12 @@ def quiet(sim: CqcApiSimulator) -> None:
     sim.settings.vanished_ids = []
 
 
+def wait_past(start: datetime) -> None:
+    """Wait until the second after ``start`` has begun: the API's windows are in whole
+    seconds, so a run must end after a change stamped ``start`` for its window to hold it."""
+    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+
+
 def moment(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -308,7 +314,7 @@ def test_a_change_the_registry_lists_late_is_fetched_by_the_next_run(
     # lists only after that window was asked for.
     sim.change_location("1-900000011", {"numberOfBeds": 77}, at=start)
     sim.change_location("1-900000010", {"numberOfBeds": 99}, at=start, listed_at=start + timedelta(days=1))
-    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    wait_past(start)
     first = run(sync_cqc_incremental, settings, factory, url)
     assert first.status == "succeeded", first.error_message
     # The changed location, and its provider's detail (held already: unchanged).
@@ -362,7 +368,7 @@ def test_an_incremental_run_that_fails_leaves_its_window_to_the_next(
     cursor = cursor_of(factory)
     start = moment(cursor["incremental_end"])
     sim.change_location("1-900000010", {"numberOfBeds": 99}, at=start)
-    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    wait_past(start)
     failed = run(sync_cqc_incremental, settings, factory, url, key="wrong")
     assert failed.status == "failed" and failed.error_class == "configuration"
     assert cursor_of(factory) == cursor
@@ -403,7 +409,7 @@ def test_providers_are_fetched_with_their_locations(
         devon, {"name": "Burridge Farm Holdings Ltd", "companiesHouseNumber": "09999999"}, at=start
     )
     sim.provider_calls.clear()
-    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    wait_past(start)
     incremental = run(sync_cqc_incremental, settings, factory, url)
     assert incremental.status == "succeeded", incremental.error_message
     assert (incremental.records_seen, incremental.accepted) == (3, 3)
@@ -483,7 +489,7 @@ def test_a_location_fetched_unchanged_brings_its_provider_when_none_is_held(
     beds = sim.truth()["1-900000010"]["numberOfBeds"]
     sim.change_location("1-900000010", {"numberOfBeds": beds}, at=start)  # listed, nothing new
     sim.provider_calls.clear()
-    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    wait_past(start)
     incremental = run(sync_cqc_incremental, settings, factory, url)
     assert incremental.status == "succeeded", incremental.error_message
     assert (incremental.records_seen, incremental.accepted, incremental.unchanged) == (2, 1, 1)
@@ -522,7 +528,7 @@ def test_a_provider_renamed_while_none_of_its_locations_changes_is_fetched_by_th
     start = moment(cursor_of(factory)["incremental_end"])
     sim.change_provider(HENLEY_PROVIDER, {"name": "Evergreen Homes Ltd"}, at=start)
     sim.provider_calls.clear()
-    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    wait_past(start)
     renamed = run(sync_cqc_incremental, settings, factory, url)
     assert renamed.status == "succeeded", renamed.error_message
     assert (renamed.records_seen, renamed.accepted, renamed.unchanged) == (1, 1, 0)
@@ -553,7 +559,7 @@ def test_a_changed_provider_the_registry_does_not_track_is_not_fetched(
     devon = "1-101657606"  # Burridge Farm's provider: held
     sim.change_provider(devon, {"name": "Burridge Farm Holdings Ltd"}, at=start)
     sim.provider_calls.clear()
-    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    wait_past(start)
     incremental = run(sync_cqc_incremental, settings, factory, url)
     assert incremental.status == "succeeded", incremental.error_message
     assert sim.provider_calls == [devon]
@@ -573,7 +579,7 @@ def test_a_failing_changes_listing_fails_the_run_and_leaves_the_cursor(
     sim.change_location("1-900000010", {"numberOfBeds": 99}, at=start)
     sim.change_provider(HENLEY_PROVIDER, {"name": "Evergreen Homes Ltd"}, at=start)
     sim.settings.failing_changes = [listing]
-    time.sleep(max(0.0, (start + timedelta(seconds=1) - utcnow()).total_seconds()))
+    wait_past(start)
     held = registry(factory), providers_held(factory)
     failed = run(sync_cqc_incremental, settings, factory, url)
     assert failed.status == "failed" and failed.error_class == "transient"
