@@ -58,6 +58,11 @@ class PayloadTooLarge(GatewayError):
     title = "Payload too large"
 
 
+class UnsupportedMediaType(GatewayError):
+    status_code = 415
+    title = "Unsupported media type"
+
+
 class Unprocessable(GatewayError):
     status_code = 422
     title = "Unprocessable request"

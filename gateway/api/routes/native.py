@@ -8,8 +8,8 @@ from fastapi import APIRouter, Header, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from gateway.api.bodies import read_body
 from gateway.api.deps import FactoryDep, Reader, SessionDep, Submitter
-from gateway.errors import PayloadTooLarge
 from gateway.ingest.submissions import receive_submission
 from gateway.locations import get_location_detail, get_location_history
 from gateway.model.capacity import CQC_ID_PATTERN
@@ -34,10 +34,7 @@ async def post_submission(
     factory: FactoryDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
-    limit = request.app.state.settings.max_submission_bytes
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"the body is {len(body)} bytes; the limit is {limit}")
+    body = await read_body(request, request.app.state.settings.max_submission_bytes)
     outcome = await run_in_threadpool(
         receive_submission,
         factory,
