@@ -79,6 +79,32 @@ def create_token(
     return token, plain
 
 
+def revoke_tokens(
+    session: Session, *, token_id: str | None = None, name: str | None = None
+) -> list[ApiToken]:
+    """Revoke the token ``token_id``, or every token named ``name`` not yet revoked; the
+    tokens revoked now. ValueError when there is none to revoke (so a mistyped id is never
+    taken for done). Processes that trusted one stop within ``GATEWAY_AUTH_CACHE_S``."""
+    if (token_id is None) == (name is None):
+        raise ValueError("name a token by its id or by its name (one of them)")
+    if token_id is not None:
+        token = repository.token_by_id(session, token_id)
+        if token is None:
+            raise ValueError(f"no token has the id {token_id!r} ('gateway token list' shows them)")
+        if token.revoked_at is not None:
+            raise ValueError(f"the token {token_id!r} was already revoked at {token.revoked_at.isoformat()}")
+        found = [token]
+    else:
+        found = [t for t in repository.tokens_named(session, name or "") if t.revoked_at is None]
+        if not found:
+            raise ValueError(f"no token named {name!r} is still in use ('gateway token list' shows them)")
+    now = utcnow()
+    for token in found:
+        token.revoked_at = now
+    session.flush()
+    return found
+
+
 def authenticate(session: Session, authorization: str | None) -> Principal:
     """The principal behind an ``Authorization: Bearer ...`` header, or NotAuthenticated."""
     if not authorization:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -26,6 +27,22 @@ app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 console = Console()
 T = TypeVar("T")
+
+
+@contextmanager
+def _database(*, migrate: bool = True) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the database GATEWAY_DATABASE_URL names (brought to the latest schema
+    first unless ``migrate`` is false); its connections are closed when the block ends."""
+    from gateway.store.db import create_engine, session_factory, upgrade
+
+    url = get_settings().database_url
+    if migrate:
+        upgrade(url)
+    engine = create_engine(url)
+    try:
+        yield session_factory(engine)
+    finally:
+        engine.dispose()
 
 
 def _split(values: list[str]) -> list[str]:
@@ -52,13 +69,10 @@ def token_create(
 ) -> None:
     """Mint a token and print it once: only its digest is stored."""
     from gateway.auth import create_token
-    from gateway.store.db import create_engine, session_factory, transaction, upgrade
+    from gateway.store.db import transaction
 
-    settings = get_settings()
-    upgrade(settings.database_url)
-    factory = session_factory(create_engine(settings.database_url))
     try:
-        with transaction(factory) as session:
+        with _database() as factory, transaction(factory) as session:
             token, plain = create_token(
                 session, name=name, scopes=_split(scopes), regions=_split(regions or [])
             )
@@ -71,15 +85,32 @@ def token_create(
     print(plain)
 
 
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str | None, typer.Argument(help="The token's id ('gateway token list')")] = None,
+    name: Annotated[str | None, typer.Option(help="Revoke every token of this name still in use")] = None,
+) -> None:
+    """Revoke a token, by id or by name: it stops working within GATEWAY_AUTH_CACHE_S."""
+    from gateway.auth import revoke_tokens
+    from gateway.store.db import transaction
+
+    try:
+        with _database(migrate=False) as factory, transaction(factory) as session:
+            revoked = [(t.id, t.name) for t in revoke_tokens(session, token_id=token_id, name=name)]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    for revoked_id, revoked_name in revoked:
+        console.print(f"revoked {revoked_id} ({revoked_name})")
+    console.print(f"gateway processes stop taking it within {get_settings().auth_cache_s:g} s")
+
+
 @token_app.command("list")
 def token_list() -> None:
     """List tokens (names, scopes, regions; never the tokens themselves)."""
     from gateway.store import repository
-    from gateway.store.db import create_engine, session_factory
 
-    factory = session_factory(create_engine(get_settings().database_url))
     table = Table("id", "name", "scopes", "regions", "created", "revoked")
-    with factory() as session:
+    with _database(migrate=False) as factory, factory() as session:
         for t in repository.list_tokens(session):
             table.add_row(
                 t.id,
@@ -157,7 +188,6 @@ def sync_command(
     import httpx
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from gateway.store.db import create_engine, session_factory, upgrade
     from gateway.store.tables import SUCCEEDED
     from gateway.sync.sources import PULLED_SOURCES, SyncContext
 
@@ -168,11 +198,8 @@ def sync_command(
     if not spec.configured(settings):
         raise typer.BadParameter(f"{source} is not configured (see the README's settings)")
     job = next((j for j in spec.jobs if j.kind == ("full" if full else "incremental")), spec.jobs[0])
-    upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
-    factory = session_factory(engine)
 
-    async def with_progress() -> object:
+    async def with_progress(factory: sessionmaker[Session]) -> object:
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -188,11 +215,9 @@ def sync_command(
             async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
                 return await job.run(SyncContext(factory, http, settings, progress=report))
 
-    try:
+    with _database() as factory:
         # The source's lease, as the gateway's scheduler takes it: never two runs at once.
-        result = _holding_lease(factory, source, with_progress, f"a sync of {source}")
-    finally:
-        engine.dispose()
+        result = _holding_lease(factory, source, lambda: with_progress(factory), f"a sync of {source}")
     row = result.model_dump(mode="json")  # type: ignore[attr-defined]
     table = Table("measure", "value", title=f"sync run {row['id']} of {source}: {row['status']}")
     for key in (
@@ -238,21 +263,16 @@ def _holding_lease(
 def reconcile_command() -> None:
     """Compare every tracker with the CQC registry once and print the findings' counts."""
     from gateway.reconcile.service import ReconcileSummary, reconcile
-    from gateway.store.db import create_engine, session_factory, transaction, upgrade
+    from gateway.store.db import transaction
 
     settings = get_settings()
-    upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
-    factory = session_factory(engine)
+    with _database() as factory:
 
-    def work() -> ReconcileSummary:
-        with transaction(factory) as session:
-            return reconcile(session, recent=timedelta(seconds=settings.push_freshness_target_s))
+        def work() -> ReconcileSummary:
+            with transaction(factory) as session:
+                return reconcile(session, recent=timedelta(seconds=settings.push_freshness_target_s))
 
-    try:
         summary = _holding_lease(factory, "reconcile", lambda: asyncio.to_thread(work), "reconciliation")
-    finally:
-        engine.dispose()
     table = Table("finding kind", "open", title="reconciliation")
     for kind, count in sorted(summary.open_by_kind.items()):
         table.add_row(kind, str(count))
@@ -275,7 +295,6 @@ def discard_bodies_command(
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
     from gateway.ingest.retention import discard_old_bodies
-    from gateway.store.db import create_engine, session_factory, upgrade
 
     settings = get_settings()
     days = older_than_days if older_than_days is not None else settings.push_body_retention_days
@@ -283,28 +302,25 @@ def discard_bodies_command(
         raise typer.BadParameter(
             "give --older-than-days, or set GATEWAY_PUSH_BODY_RETENTION_DAYS", param_hint="--older-than-days"
         )
-    upgrade(settings.database_url)
-    engine = create_engine(settings.database_url)
-    factory = session_factory(engine)
-    try:
-        with Progress(
+    with (
+        _database() as factory,
+        Progress(
             TextColumn("discarding push bodies older than {task.fields[days]} days"),
             TextColumn("{task.completed} discarded"),
             TimeElapsedColumn(),
             console=console,
-        ) as progress:
-            task = progress.add_task("discard", total=None, days=f"{days:g}")
+        ) as progress,
+    ):
+        task = progress.add_task("discard", total=None, days=f"{days:g}")
 
-            def work() -> int:
-                return discard_old_bodies(
-                    factory, timedelta(days=days), progress=lambda n: progress.update(task, completed=n)
-                )
-
-            discarded = _holding_lease(
-                factory, "push-body-retention", lambda: asyncio.to_thread(work), "push body retention"
+        def work() -> int:
+            return discard_old_bodies(
+                factory, timedelta(days=days), progress=lambda n: progress.update(task, completed=n)
             )
-    finally:
-        engine.dispose()
+
+        discarded = _holding_lease(
+            factory, "push-body-retention", lambda: asyncio.to_thread(work), "push body retention"
+        )
     console.print(f"discarded the raw bodies of {discarded} pushes received more than {days:g} days ago")
 
 

@@ -365,6 +365,14 @@ def add_token(session: Session, token: ApiToken) -> None:
     session.flush()
 
 
+def token_by_id(session: Session, token_id: str) -> ApiToken | None:
+    return session.get(ApiToken, token_id)
+
+
+def tokens_named(session: Session, name: str) -> list[ApiToken]:
+    return list(session.scalars(sa.select(ApiToken).where(col(ApiToken.name) == name)))
+
+
 def list_tokens(session: Session) -> list[ApiToken]:
     return list(session.scalars(sa.select(ApiToken).order_by(col(ApiToken.created_at))))
 
