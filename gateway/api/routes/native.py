@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime
 
 from gateway.api.bodies import read_body
 from gateway.api.deps import FactoryDep, Reader, SessionDep, Submitter
+from gateway.ingest.submission_log import MAX_LIMIT, list_submissions, submission_detail
 from gateway.ingest.submissions import receive_submission
 from gateway.locations import get_location_detail, get_location_history
 from gateway.model.capacity import CQC_ID_PATTERN
@@ -45,6 +47,42 @@ async def post_submission(
     )
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+
+
+@router.get(
+    "/submissions", summary="Pushes and their answers, newest first (a tracker's own; an admin's all)"
+)
+def read_submissions(
+    session: SessionDep,
+    principal: Submitter,
+    source: Annotated[str | None, Query(max_length=80, description="Admin: one source's pushes")] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Received at or after (with a UTC offset)")
+    ] = None,
+    status_code: Annotated[int | None, Query(ge=100, le=599, description="Only pushes answered so")] = None,
+    with_rejections: Annotated[
+        bool, Query(description="Only pushes refused or with rejected records")
+    ] = False,
+    before: Annotated[str | None, Query(max_length=36, description="The previous page's next_before")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+) -> dict[str, Any]:
+    return list_submissions(
+        session,
+        principal,
+        source=source,
+        since=since,
+        status_code=status_code,
+        with_rejections=with_rejections,
+        before=before,
+        limit=limit,
+    )
+
+
+@router.get("/submissions/{submission_id}", summary="One push and the answer it was given")
+def read_submission(
+    submission_id: Annotated[str, Path(max_length=36)], session: SessionDep, principal: Submitter
+) -> dict[str, Any]:
+    return submission_detail(session, principal, submission_id)
 
 
 @router.get("/locations/{cqc_location_id}", summary="One location of the national view")
