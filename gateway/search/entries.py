@@ -145,7 +145,7 @@ class Entry:
     out_of_hours: bool | None
     updated: float  # the provider's last update, as a POSIX timestamp
     sets: tuple[frozenset[str], ...]  # in the order of SETS
-    notes: str  # lower case
+    notes: str  # lower case, spacing made single (as keywords are)
     short_stay_cost: float | None  # the short-stay weekly cost (GBP), if the provider gave one
     lines: tuple[Line, ...]  # in line-key order
     shown: dict[str, Any]  # the result without distance_km and vacancies
@@ -200,7 +200,7 @@ def _entry(row: Sequence[Any], lines: list[Line]) -> Entry:
         ooh,
         updated.timestamp(),
         tuple(_lower(text) for text in sets_text),
-        (notes or "").lower(),
+        " ".join((notes or "").lower().split()),
         short_stay_cost,
         tuple(lines),
         shown,

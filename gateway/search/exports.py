@@ -12,6 +12,7 @@ import csv
 import io
 import tempfile
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from openpyxl import Workbook
@@ -66,6 +67,10 @@ _ADMISSION_STATUS = {
     None: "Admission status not given",
 }
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_UPDATED = HEADERS.index("Last updated by provider")
+# Report columns that hold a time (ISO text in JSON and CSV, a date-time in Excel).
+_TIME_COLUMNS = frozenset({"last_updated"})
+_UTC_NOTE = "Times are UTC."
 
 
 def spreadsheet_cell(value: Any) -> Any:
@@ -80,6 +85,20 @@ def _cells(values: Iterable[Any], missing: Any = None) -> list[Any]:
     """A row as written to CSV or Excel: every cell through ``spreadsheet_cell``, a
     missing value as ``missing``."""
     return [missing if v is None else spreadsheet_cell(v) for v in values]
+
+
+def excel_time(value: Any) -> Any:
+    """An ISO time as Excel's own date-time (UTC, as Excel holds no time zone), so a
+    spreadsheet sorts and filters it as a date; anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return spreadsheet_cell(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
 
 
 def _display(code: str | None) -> str:
@@ -142,6 +161,14 @@ def _preamble(filters: list[tuple[str, str]]) -> list[str]:
     return [f"Exported at: {utcnow().isoformat(timespec='seconds')}", f"Filters: {described}"]
 
 
+def _results(factory: sessionmaker[Session], q: SearchQuery) -> Iterator[dict[str, Any]]:
+    """Every result of ``q``, from the index's snapshot as of now. The database is read
+    (and its connection given back) before the first result: an export streams for as
+    long as its client takes to download it, and must not hold a connection meanwhile."""
+    with factory() as session:
+        return iterate_all(session, q)
+
+
 def csv_stream(
     factory: sessionmaker[Session], q: SearchQuery, filters: list[tuple[str, str]]
 ) -> Iterator[str]:
@@ -151,14 +178,13 @@ def csv_stream(
     for line in ["National Care Capacity Gateway: vacancy search", *_preamble(filters)]:
         writer.writerow([f"# {line}"])
     writer.writerow(HEADERS)
-    with factory() as session:
-        for result in iterate_all(session, q):
-            for row in rows(result):
-                writer.writerow(_cells(row, ""))
-            if buffer.tell() > 64_000:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
+    for result in _results(factory, q):
+        for row in rows(result):
+            writer.writerow(_cells(row, ""))
+        if buffer.tell() > 64_000:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
     yield buffer.getvalue()
 
 
@@ -168,13 +194,14 @@ def xlsx_stream(
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Vacancies")
     sheet.append(HEADERS)
-    with factory() as session:
-        for result in iterate_all(session, q):
-            for row in rows(result):
-                sheet.append(_cells(row))
+    for result in _results(factory, q):
+        for row in rows(result):
+            cells = _cells(row)
+            cells[_UPDATED] = excel_time(row[_UPDATED])
+            sheet.append(cells)
     about = workbook.create_sheet("About this export")
     about.append(["National Care Capacity Gateway: vacancy search"])
-    for line in _preamble(filters):
+    for line in [*_preamble(filters), _UTC_NOTE]:
         about.append([line])
     with tempfile.TemporaryFile() as handle:
         workbook.save(handle)
@@ -183,11 +210,11 @@ def xlsx_stream(
             yield chunk
 
 
-def table_response(rows: list[dict[str, Any]], name: str, fmt: str) -> Any:
-    """A small report table as CSV or Excel (reports are a few hundred rows at most)."""
+def table_response(rows: list[dict[str, Any]], name: str, fmt: str, columns: list[str]) -> Any:
+    """A small report table as CSV or Excel (reports are a few hundred rows at most), with
+    ``columns`` as its header whatever the rows hold (a row without one: a blank cell)."""
     from fastapi.responses import Response
 
-    columns = list(rows[0]) if rows else []
     stamp = f"Exported at: {utcnow().isoformat(timespec='seconds')}"
     if fmt == "csv":
         buffer = io.StringIO()
@@ -204,10 +231,10 @@ def table_response(rows: list[dict[str, Any]], name: str, fmt: str) -> Any:
         )
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(name[:31])
-    sheet.append([stamp])
+    sheet.append([f"{stamp} {_UTC_NOTE}"])
     sheet.append(_cells(columns))
     for row in rows:
-        sheet.append(_cells(row.get(c) for c in columns))
+        sheet.append([(excel_time if c in _TIME_COLUMNS else spreadsheet_cell)(row.get(c)) for c in columns])
     out = io.BytesIO()
     workbook.save(out)
     return Response(

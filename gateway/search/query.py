@@ -6,6 +6,7 @@ naming the parameter and why.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -20,9 +21,12 @@ from gateway.model.vocab import (
     ShortStayService,
     VacancyType,
 )
-from gateway.places import district_of, normalise_postcode
+from gateway.places import normalise_postcode
 
 MAX_RADIUS_KM = 500.0
+_KEYWORD_SEPARATORS = re.compile(r"[,;]")
+# A postcode's district alone ('LS1') or its sector ('LS1 4'): searched from the district.
+_PART_OF_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?: [0-9])?$")
 UPDATED_WITHIN = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
@@ -85,6 +89,14 @@ def codes(parameter: str, values: list[str], vocabulary: type[StrEnum]) -> list[
     return sorted(set(out))
 
 
+def keywords(values: list[str]) -> list[str]:
+    """The notes keywords searched for, lower case: each value split at commas and
+    semicolons, as a search box is filled in ('Hoist, Bariatric' is two keywords, each
+    to be found; 'pets allowed' stays one), spacing made single, blanks left out."""
+    found = (" ".join(part.split()).lower() for value in values for part in _KEYWORD_SEPARATORS.split(value))
+    return sorted({k for k in found if k})
+
+
 def parse_duration(parameter: str, value: str | None) -> timedelta | None:
     """'24h', '7d', 'any', or an ISO-like count of hours/days ('36h', '3d')."""
     if value is None or value == "any":
@@ -99,7 +111,16 @@ def parse_duration(parameter: str, value: str | None) -> timedelta | None:
     )
 
 
+def district_searched(value: str) -> str | None:
+    """The district of a searched postcode district or sector ('ls1', 'LS1 4' -> 'LS1'),
+    in any case and spacing; None when ``value`` is neither."""
+    match = _PART_OF_POSTCODE.match(" ".join(value.split()).upper())
+    return match.group(1) if match else None
+
+
 def check_postcode(value: str | None, radius_km: float | None) -> tuple[str | None, float | None]:
+    """The searched postcode written the standard way (a whole postcode, else its district
+    when only the district or sector was given), and the radius; bad ones refused."""
     if radius_km is not None and radius_km <= 0:
         raise refuse("radius_km", "must be greater than 0")
     if radius_km is not None and radius_km > MAX_RADIUS_KM:
@@ -108,9 +129,9 @@ def check_postcode(value: str | None, radius_km: float | None) -> tuple[str | No
         if radius_km is not None:
             raise refuse("radius_km", "needs a postcode to measure from")
         return None, None
-    normal = normalise_postcode(value)
-    if normal is None and district_of(value) is None:
-        raise refuse("postcode", f"{value!r} is not a UK postcode")
+    normal = normalise_postcode(value) or district_searched(value)
+    if normal is None:
+        raise refuse("postcode", f"{value!r} is not a UK postcode (e.g. LS1 4AP) or postcode district (LS1)")
     return normal, radius_km
 
 

@@ -39,6 +39,24 @@ VACANCIES = sa.case(
     (LINE.c.maximum_capacity > LINE.c.occupied, LINE.c.maximum_capacity - LINE.c.occupied), else_=0
 )
 COUNTS = ("maximum_capacity", "occupied", "reserved", "admittable", "unavailable")
+ROW_COLUMNS = [
+    *COUNTS,
+    "vacancies_total",
+    "admittable_pct",
+    "unavailable_pct",
+    "reserved_pct",
+    "occupied_pct",
+]
+# The columns of the occupancy report's rows, and of its drill-down's locations.
+GROUP_COLUMNS = [
+    "group",
+    "group_display",
+    *ROW_COLUMNS,
+    "locations_with_vacancy_data",
+    "locations_updated_last_7_days",
+    "cqc_registered_care_homes",
+]
+LOCATION_COLUMNS = ["cqc_location_id", "name", "source", "last_updated", *ROW_COLUMNS]
 LOCATION_COUNTS = {
     "locations_with_vacancy_data": "locations in the group with vacancy lines in the national view",
     "locations_updated_last_7_days": "of those, locations whose provider updated in the last 7 days",
@@ -76,6 +94,9 @@ def _filters(
 
 
 def _row(values: dict[str, int]) -> dict[str, Any]:
+    """A report row's counts and percentages; a count missing (a report no line matched)
+    is 0."""
+    values = {k: values.get(k, 0) for k in (*COUNTS, "vacancies_total")}
     capacity = values["maximum_capacity"]
 
     def pct(part: int) -> float:
@@ -263,14 +284,15 @@ def unavailable(
         REG, REG.c.cqc_location_id == LOC.c.cqc_location_id
     )
     stmt = (
-        sa.select(key, LINE.c.unavailable, LINE.c.unavailable_reasons)
+        sa.select(key, LINE.c.unavailable, LINE.c.unavailable_reasons, LINE.c.consistent)
         .select_from(joined)
         .where(*conditions, LINE.c.unavailable > 0)
     )
     areas: dict[Any, dict[str, Any]] = {}
     national: dict[str, int] = defaultdict(int)
-    total = 0
-    for area, beds, reasons in session.execute(stmt):
+    total = inconsistent = 0
+    for area, beds, reasons, consistent in session.execute(stmt):
+        inconsistent += consistent is False
         row = areas.setdefault(
             area,
             {
@@ -291,7 +313,9 @@ def unavailable(
     ]
     return {
         "group_by": group_by,
+        "inconsistent_lines": inconsistent,
         "rows": rows,
         "total": {"group": "England", "unavailable_beds": total, "by_reason": dict(sorted(national.items()))},
-        "note": "beds of a line with several reasons count under each of its reasons",
+        "note": "beds of a line with several reasons count under each of its reasons; lines are counted "
+        "as providers sent them, inconsistent_lines of them breaking the capacity invariant",
     }

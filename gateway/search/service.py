@@ -17,18 +17,20 @@ from sqlalchemy.orm import Session
 from gateway.errors import Unprocessable
 from gateway.places import district_centroid, normalise_postcode
 from gateway.search.index import Snapshot, index_for
-from gateway.search.query import SearchQuery
+from gateway.search.query import SearchQuery, district_searched
 from gateway.store.tables import utcnow
 
 
 def resolve_point(snapshot: Snapshot, postcode: str) -> tuple[float, float, str]:
     """A searched postcode as a point: the exact postcode where the registry knows it,
-    else its district's centroid; (latitude, longitude, how it was found)."""
+    else its district's centroid (a district or sector searched alone too); (latitude,
+    longitude, how it was found)."""
     normal = normalise_postcode(postcode)
     if normal is not None and normal in snapshot.points:
         lat, lon = snapshot.points[normal]
         return lat, lon, "postcode"
-    centroid = district_centroid(normal or f"{postcode.strip().upper()} 1AA")
+    district = district_searched(postcode)
+    centroid = district_centroid(normal or (f"{district} 1AA" if district else None))
     if centroid is None:
         raise Unprocessable(
             f"postcode: {postcode!r} is not a postcode of England the gateway knows",

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
+from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.search import exports
 from gateway.search.exports import spreadsheet_cell
+from gateway.search.query import SearchQuery
 from tests.conftest import TokenMaker, bearer
 from tests.factories import batch, location
 
 NAME, NOTES = "=1+1", "@SUM(A1)"
+URL = "/api/v1/vacancies"
+exports_rows = exports.rows
 
 
 @pytest.mark.parametrize(
@@ -107,3 +115,51 @@ def test_csv_exports_carry_a_byte_order_mark_so_spreadsheets_read_utf8(
     text = client.get("/api/v1/vacancies", params={"format": "csv"}, headers=bearer(token)).text
     [row] = [r for r in csv_table(text, 3) if r["CQC location ID"] == "1-10"]
     assert (row["Location name"], row["Notes"]) == ("Café Lodge", "£50 a week towards outings")
+
+
+def test_excel_exports_hold_last_updates_as_dates(client: TestClient, make_token: TokenMaker) -> None:
+    """A spreadsheet sorts and filters "last updated" as a date only when the cell is one:
+    Excel's date-time in UTC (the file says so), while CSV keeps the ISO time."""
+    token = make_token()
+    record = location("1-11", updated_at="2026-11-20T09:30:00+01:00")
+    client.post("/api/v1/submissions", content=orjson.dumps(batch(record)), headers=bearer(token))
+    utc = datetime(2026, 11, 20, 8, 30)
+
+    workbook = load_workbook(
+        io.BytesIO(client.get(URL, params={"format": "xlsx"}, headers=bearer(token)).content)
+    )
+    header, row = (list(r) for r in workbook["Vacancies"].iter_rows(min_row=1, max_row=2))
+    updated = {h.value: cell for h, cell in zip(header, row, strict=True)}["Last updated by provider"]
+    assert (updated.value, updated.is_date) == (utc, True)
+    assert "Times are UTC." in [r[0] for r in workbook["About this export"].values]
+    text = client.get(URL, params={"format": "csv"}, headers=bearer(token)).text
+    assert csv_table(text, 3)[0]["Last updated by provider"] == "2026-11-20T08:30:00+00:00"
+
+    params = {"group": "north-west", "format": "xlsx"}
+    content = client.get("/api/v1/reports/occupancy", params=params, headers=bearer(token)).content
+    sheet = load_workbook(io.BytesIO(content)).worksheets[0]
+    assert "UTC" in sheet.cell(row=1, column=1).value
+    names = [cell.value for cell in sheet[2]]
+    last = sheet.cell(row=3, column=names.index("last_updated") + 1)
+    assert (last.value, last.is_date) == (utc, True)
+
+
+@pytest.mark.parametrize("stream", [exports.csv_stream, exports.xlsx_stream])
+def test_an_export_gives_its_database_connection_back_before_streaming(
+    token: str,
+    engine: sa.Engine,
+    factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    stream: Callable[..., Iterator[Any]],
+) -> None:
+    """A national export streams for as long as its client takes to download it; holding
+    a pooled connection all that while would starve searches when a few run at once."""
+    held: list[int] = []
+
+    def rows(result: dict[str, Any]) -> Iterator[list[Any]]:
+        held.append(engine.pool.checkedout())  # type: ignore[attr-defined]
+        return exports_rows(result)
+
+    monkeypatch.setattr(exports, "rows", rows)
+    chunks = list(stream(factory, SearchQuery(), [("language", "English")]))
+    assert chunks and held == [0]

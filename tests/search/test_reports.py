@@ -3,16 +3,23 @@ a group spelt as the search takes one."""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from openpyxl import load_workbook
 
 from tests.conftest import TokenMaker, bearer
 from tests.factories import batch, location, vacancy
 
 URL = "/api/v1/reports/occupancy"
+COLUMNS = [
+    *("maximum_capacity", "occupied", "reserved", "admittable", "unavailable", "vacancies_total"),
+    *("admittable_pct", "unavailable_pct", "reserved_pct", "occupied_pct"),
+]
 COUNTED = ("maximum_capacity", "occupied", "reserved", "admittable", "unavailable", "vacancies_total")
 
 
@@ -104,3 +111,99 @@ def test_an_unknown_drill_down_group_is_a_422_naming_it(
     [error] = response.json()["errors"]
     assert error["parameter"] == "group"
     assert group in error["message"] and allowed in error["message"]
+
+
+def test_a_report_no_line_matches_is_a_zero_total_not_an_error(client: TestClient, token: str) -> None:
+    # No home of the fixture admits out of hours.
+    empty = report(client, token, out_of_hours=True)
+    assert empty["rows"] == [] and empty["inconsistent_lines"] == 0
+    total = empty["total"]
+    for key in COUNTED:
+        assert total[key] == 0, key
+    assert total["admittable_pct"] == total["occupied_pct"] == 0.0
+    assert total["locations_with_vacancy_data"] == 0
+    for fmt in ("csv", "xlsx"):
+        response = client.get(URL, params={"out_of_hours": True, "format": fmt}, headers=bearer(token))
+        assert response.status_code == 200, response.text
+
+
+def exported(client: TestClient, token: str, url: str, params: dict[str, Any]) -> dict[str, list[list[Any]]]:
+    """A report's CSV and Excel exports as rows of cells (the export stamp left out)."""
+    tables = {}
+    text = client.get(url, params={**params, "format": "csv"}, headers=bearer(token))
+    assert text.status_code == 200, text.text
+    tables["csv"] = list(csv.reader(io.StringIO(text.text.lstrip("\ufeff"))))[1:]
+    xlsx = client.get(url, params={**params, "format": "xlsx"}, headers=bearer(token))
+    assert xlsx.status_code == 200, xlsx.text
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    assert sheet is not None
+    tables["xlsx"] = [list(row) for row in sheet.values][1:]
+    return tables
+
+
+def test_an_empty_drill_down_exports_its_header(client: TestClient, token: str) -> None:
+    params = {"group_by": "local_authority", "group": "Bolton"}
+    for fmt, table in exported(client, token, URL, params).items():
+        assert table == [["cqc_location_id", "name", "source", "last_updated", *COLUMNS]], fmt
+    full = exported(client, token, URL, {"group": "north-west"})["csv"]
+    assert full[0] == ["cqc_location_id", "name", "source", "last_updated", *COLUMNS]
+    assert sorted(row[0] for row in full[1:]) == ["1-1", "1-2"]
+
+
+@pytest.fixture
+def reasons_token(client: TestClient, make_token: TokenMaker) -> str:
+    """London gives one reason, the North West two others, Midlands none at all."""
+    token = make_token(name="reasons")
+
+    def unavailable(beds: int, reasons: list[str]) -> dict[str, Any]:
+        return vacancy(
+            maximum_capacity=10,
+            occupied=10 - beds,
+            reserved=0,
+            admittable=0,
+            unavailable=beds,
+            unavailable_reasons=reasons,
+        )
+
+    records = [
+        location("1-31", address={"postcode": "NW1 1AA"}, vacancies=[unavailable(2, ["safeguarding"])]),
+        location("1-32", vacancies=[unavailable(3, ["refurbishment", "outbreak-covid"])]),
+        location("1-33", address={"postcode": "B1 1AA"}, vacancies=[unavailable(1, [])]),
+    ]
+    response = client.post(
+        "/api/v1/submissions", content=orjson.dumps(batch(*records)), headers=bearer(token)
+    )
+    assert response.json()["summary"]["accepted"] == 3, response.text
+    return token
+
+
+def test_unavailable_exports_have_a_column_for_every_reason(client: TestClient, reasons_token: str) -> None:
+    reasons = ["not-given", "outbreak-covid", "refurbishment", "safeguarding"]
+    expected = [
+        ["group", "unavailable_beds", *reasons],
+        ["london", 2, 0, 0, 0, 2],
+        ["midlands", 1, 1, 0, 0, 0],
+        ["north-west", 3, 0, 3, 3, 0],
+        ["England", 6, 1, 3, 3, 2],
+    ]
+    tables = exported(client, reasons_token, "/api/v1/reports/unavailable", {})
+    assert tables["xlsx"] == expected
+    assert tables["csv"] == [[str(cell) for cell in row] for row in expected]
+
+
+def test_the_unavailable_report_says_how_many_lines_were_inconsistent(
+    client: TestClient, reasons_token: str
+) -> None:
+    url = "/api/v1/reports/unavailable"
+    before = client.get(url, headers=bearer(reasons_token)).json()
+    assert before["inconsistent_lines"] == 0
+    odd = vacancy(maximum_capacity=5, occupied=4, reserved=0, admittable=0, unavailable=3)
+    response = client.post(
+        "/api/v1/submissions",
+        content=orjson.dumps(batch(location("1-34", vacancies=[odd]))),
+        headers=bearer(reasons_token),
+    )
+    assert response.json()["summary"]["accepted"] == 1, response.text
+    after = client.get(url, headers=bearer(reasons_token)).json()
+    assert after["inconsistent_lines"] == 1
+    assert after["total"]["unavailable_beds"] == before["total"]["unavailable_beds"] + 3  # as sent

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.places import haversine_km
+from gateway.places import district_centroid, haversine_km
 from gateway.store.db import transaction
 from gateway.store.registry import replace_registry_locations
 from gateway.store.tables import RegistryLocation, utcnow
@@ -250,3 +250,61 @@ def test_boolean_words_and_repeated_values(client: TestClient, token: str) -> No
         headers=bearer(token),
     )
     assert sorted(ids(both)) == ["1-2", "1-5"]
+
+
+@pytest.mark.parametrize("searched", ["M1", "m1", " m1 ", "M1 1", "m1  1"])
+def test_a_postcode_district_or_sector_is_searched_from_the_district_centroid(
+    client: TestClient, token: str, searched: str
+) -> None:
+    response = get(client, token, postcode=searched, radius_km=15)
+    found = ids(response)
+    centroid = district_centroid("M1 1AA")
+    assert centroid is not None
+    assert response.json()["origin"] == {
+        "postcode": "M1",
+        "latitude": centroid[0],
+        "longitude": centroid[1],
+        "found_by": "district",
+    }
+    assert found == ids(get(client, token, postcode="M1 1AA", radius_km=15))  # at the M1 centroid
+    assert "1-4" not in found and "1-1" in found
+
+
+@pytest.mark.parametrize("searched", ["ZZ9", "EH1", "M1 1A", "M1 12", "1M"])
+def test_an_unknown_or_malformed_partial_postcode_is_a_422(
+    client: TestClient, token: str, searched: str
+) -> None:
+    response = get(client, token, postcode=searched)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["errors"]
+    assert error["parameter"] == "postcode"
+
+
+@pytest.mark.parametrize(
+    ("notes", "found"),
+    [
+        ("Hoist, Bariatric", ["1-1"]),  # as typed into one "notes contain" box
+        ("hoist;bariatric bed", ["1-1"]),
+        ("BARIATRIC   bed", ["1-1"]),
+        ("hoist, pets", []),
+        ("hoist bariatric", []),  # one keyword, not in the notes as such
+        (["hoist,", "bariatric"], ["1-1"]),
+    ],
+)
+def test_notes_keywords_may_be_listed_in_one_value(
+    client: TestClient, token: str, notes: str | list[str], found: list[str]
+) -> None:
+    assert ids(get(client, token, notes=notes)) == found
+
+
+def test_an_export_holds_every_page_and_does_not_echo_paging_as_a_filter(
+    client: TestClient, token: str
+) -> None:
+    searched = get(client, token, postcode="M1 1AA", radius_km=15, sort="price")
+    text = get(
+        client, token, postcode="M1 1AA", radius_km=15, sort="price", page=2, page_size=1, format="csv"
+    ).text
+    lines = text.splitlines()
+    assert lines[2] == "# Filters: postcode=M1 1AA; radius_km=15; sort=price"
+    table = list(csv.DictReader(io.StringIO("\n".join(lines[3:]))))
+    assert [row["CQC location ID"] for row in table] == ids(searched)  # every page, in the search's order

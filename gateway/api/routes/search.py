@@ -27,6 +27,7 @@ from gateway.search.query import (
     Sort,
     check_postcode,
     codes,
+    keywords,
     parse_duration,
     stay_types,
 )
@@ -47,6 +48,7 @@ def _listed(vocabulary: type[StrEnum]) -> str:
     return "codes (or display names): " + ", ".join(m.value for m in vocabulary)
 
 
+_NOT_FILTERS = frozenset({"format", "page", "page_size"})
 VACANCY_PARAMETERS = QueryParameters(
     [
         Param("postcode", description="any England postcode, in any case and spacing; results closest first"),
@@ -72,7 +74,11 @@ VACANCY_PARAMETERS = QueryParameters(
         Param("brand", many=True, description="brand names or ids"),
         Param("max_weekly_price", "number", description="weekly price at most (pounds)", minimum=0),
         Param("language", many=True, description="languages spoken (all of them)"),
-        Param("notes", many=True, description="keywords that must all appear in the notes"),
+        Param(
+            "notes",
+            many=True,
+            description="keywords that must all appear in the notes (one value may list several: a, b)",
+        ),
         Param("funding", many=True, description="funding accepted: " + _listed(FundingSource)),
         Param("updated_within", description="24h, 7d, any, or e.g. 36h / 3d"),
         Param("out_of_hours", "boolean", description="admits out of hours"),
@@ -118,7 +124,7 @@ async def find_vacancies(request: Request, factory: FactoryDep, _: Reader) -> An
         brands=p["brand"],
         max_weekly_price=p["max_weekly_price"],
         languages=p["language"],
-        notes=p["notes"],
+        notes=keywords(p["notes"]),
         funding=codes("funding", p["funding"], FundingSource),
         updated_within=parse_duration("updated_within", p["updated_within"]),
         out_of_hours=p["out_of_hours"],
@@ -129,7 +135,8 @@ async def find_vacancies(request: Request, factory: FactoryDep, _: Reader) -> An
     )
     if format == "json":
         return Response(await run_in_threadpool(_search_json, factory, q), media_type="application/json")
-    filters = [(k, v) for k, v in request.query_params.multi_items() if k != "format"]
+    # An export holds every page of the query, so paging is no filter of it.
+    filters = [(k, v) for k, v in request.query_params.multi_items() if k not in _NOT_FILTERS]
     stream = exports.csv_stream if format == "csv" else exports.xlsx_stream
     media = "text/csv" if format == "csv" else exports.XLSX
     return StreamingResponse(
@@ -166,8 +173,12 @@ def occupancy_report(
     )
     if format == "json":
         return report
-    rows = report.get("locations") or [*report["rows"], report["total"]]
-    return exports.table_response(rows, f"occupancy-by-{group_by}", format)
+    if "locations" in report:  # a drill-down: its locations, even when it has none
+        return exports.table_response(
+            report["locations"], f"occupancy-by-{group_by}", format, reports.LOCATION_COLUMNS
+        )
+    rows = [*report["rows"], report["total"]]
+    return exports.table_response(rows, f"occupancy-by-{group_by}", format, reports.GROUP_COLUMNS)
 
 
 @router.get("/reports/unavailable", summary="Vacancies not available for admission, by reason and area")
@@ -183,8 +194,16 @@ def unavailable_report(
     )
     if format == "json":
         return report
+    # A column for every reason given anywhere (the national row has them all), each
+    # area's count under it or 0: not only the reasons the first area happens to give.
+    reasons = list(report["total"]["by_reason"])
     flat = [
-        {"group": row["group"], "unavailable_beds": row["unavailable_beds"], **row["by_reason"]}
+        {
+            "group": row["group"],
+            "unavailable_beds": row["unavailable_beds"],
+            **{reason: row["by_reason"].get(reason, 0) for reason in reasons},
+        }
         for row in [*report["rows"], report["total"]]
     ]
-    return exports.table_response(flat, f"unavailable-by-{group_by}", format)
+    columns = ["group", "unavailable_beds", *reasons]
+    return exports.table_response(flat, f"unavailable-by-{group_by}", format, columns)
