@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from gateway.errors import Unprocessable
 from gateway.model.vocab import LONG_TERM_VACANCY_TYPES, NhsRegion, VacancyType
-from gateway.search.query import codes
+from gateway.search.query import codes, stay_types
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table, utcnow
 
 LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
@@ -73,15 +73,13 @@ def _filters(
     provider_types: list[str],
 ) -> list[sa.ColumnElement[bool]]:
     conditions: list[sa.ColumnElement[bool]] = [LOC.c.active.is_(True), LINE.c.vacancy_type.is_not(None)]
-    if stay == "long-term":
+    # As in the search: short stays are filled from a location's long-term vacancies, so
+    # either stay counts long-term lines only (a short stay, of locations offering one).
+    stay, vacancy_types = stay_types(stay, vacancy_types)
+    if stay is not None:
         conditions.append(LINE.c.vacancy_type.in_([v.value for v in LONG_TERM_VACANCY_TYPES]))
-    elif stay == "short-stay":
+    if stay == "short-stay":
         conditions.append(sa.func.length(sa.cast(LOC.c.short_stay_services, sa.String)) > 2)
-    elif stay is not None:
-        raise Unprocessable(
-            "stay: allowed: long-term, short-stay",
-            errors=[{"parameter": "stay", "message": f"unknown value {stay!r}"}],
-        )
     if vacancy_types:
         conditions.append(LINE.c.vacancy_type.in_(vacancy_types))
     if out_of_hours is not None:

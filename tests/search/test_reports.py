@@ -207,3 +207,34 @@ def test_the_unavailable_report_says_how_many_lines_were_inconsistent(
     after = client.get(url, headers=bearer(reasons_token)).json()
     assert after["inconsistent_lines"] == 1
     assert after["total"]["unavailable_beds"] == before["total"]["unavailable_beds"] + 3  # as sent
+
+
+def test_a_short_stay_report_counts_the_long_term_lines_short_stays_are_filled_from(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    token = make_token()
+    offering = location(
+        "1-7",
+        short_stay_services=["respite-care"],
+        vacancies=[line("general-nursing", 10, 6), line("community-rehab-nhs-la", 5, 1)],
+    )
+    elsewhere = location("1-8", vacancies=[line("general-nursing", 20, 10)])  # offers no short stay
+    client.post(
+        "/api/v1/submissions", content=orjson.dumps(batch(offering, elsewhere)), headers=bearer(token)
+    )
+
+    def total(**params: str) -> dict[str, Any]:
+        response = client.get(URL, params=params, headers=bearer(token))
+        assert response.status_code == 200, response.text
+        found: dict[str, Any] = response.json()["total"]
+        return found
+
+    short = total(stay="short-stay")
+    assert (short["maximum_capacity"], short["occupied"]) == (10, 6)  # not the rehab line's 5 beds
+    assert total(stay="long-term")["maximum_capacity"] == 30
+    assert total()["maximum_capacity"] == 35
+    refused = client.get(
+        URL, params={"stay": "short-stay", "vacancy_type": "community-rehab-nhs-la"}, headers=bearer(token)
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["parameter"] == "vacancy_type"
