@@ -35,7 +35,10 @@ TYPE_HISTORY_DOC = (
     "again with _since = the previous Bundle's meta.lastUpdated to see every change exactly once."
 )
 INTERACTION_DOC = {
-    "history-instance": "Every version of the resource, newest first.",
+    "history-instance": (
+        "Every version of the resource, newest first; _since keeps those recorded at or after it, "
+        "_count pages them with next links."
+    ),
     "history-type": TYPE_HISTORY_DOC,
 }
 

@@ -101,7 +101,7 @@ def parse(request: SearchRequest) -> tuple[Criteria, dict[str, str]]:
             )
         elif modifier and not (
             (param.type is P.ParamType.STRING and modifier in P.STRING_MODIFIERS)
-            or (param.type is P.ParamType.REFERENCE and modifier in ("Location", "Organization"))
+            or (param.type is P.ParamType.REFERENCE and modifier == P.REFERENCE_TARGETS.get(name))
         ):
             problem = f"modifier {modifier!r} is not supported on {name}"
         if problem is not None:

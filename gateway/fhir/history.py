@@ -116,15 +116,67 @@ def vread(session: Session, resource_type: str, resource_id: str, version_id: st
     raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
 
 
-def instance_history(session: Session, base: str, resource_type: str, resource_id: str) -> dict[str, Any]:
-    """Every version of one resource as a history Bundle, newest first (R4: "sorted with
-    oldest versions last"), unlike the type's change feed, which mCSD polls oldest first."""
+INSTANCE_HISTORY_PARAMETERS = ("_since", "_count", "_cursor", "_format")
+
+
+def _recorded(resource: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(resource["meta"]["lastUpdated"]).replace("Z", "+00:00"))
+
+
+def instance_history(
+    session: Session,
+    base: str,
+    resource_type: str,
+    resource_id: str,
+    items: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """The versions of one resource as a history Bundle, newest first (R4: "sorted with
+    oldest versions last"), unlike the type's change feed, which mCSD polls oldest first.
+
+    ``_since`` keeps the versions recorded at or after it; ``_count`` pages them, a ``next``
+    link resuming after the last version shown (by its id, so versions recorded between
+    pages neither repeat nor push others out). Other parameters are refused (400): ignored,
+    they would answer another question than the one asked.
+    """
+    items = items or []
+    for key, _ in items:
+        if key not in INSTANCE_HISTORY_PARAMETERS:
+            raise P.bad(
+                key, f"not supported on history; use {', '.join(sorted(INSTANCE_HISTORY_PARAMETERS))}"
+            )
+    given = dict(items)
+    since = P.parse_date("_since", given["_since"]).low if "_since" in given else None
+    count = P.parse_count(given.get("_count")) if "_count" in given else None
+    assert isinstance(since, datetime | None)
     versions = _instance_versions(session, resource_type, resource_id)
     if not versions:
         raise NotFound(f"{resource_type}/{resource_id} is not known to the gateway")
-    entries = [history_entry(base, resource, first) for resource, first in reversed(versions)]
-    url = f"{base}/{resource_type}/{resource_id}/_history"
-    return bundle("history", entries, [("self", url)], total=len(entries))
+    newest_first = [
+        (resource, first)
+        for resource, first in reversed(versions)
+        if since is None or _recorded(resource) >= since
+    ]
+    if "_cursor" in given:
+        after = decode_cursor(given["_cursor"]).get("before")
+        shown = [str(resource["meta"]["versionId"]) for resource, _ in newest_first]
+        if not isinstance(after, str) or after not in shown:
+            raise P.bad("_cursor", "not a paging cursor this gateway made; follow the Bundle's links")
+        following = newest_first[shown.index(after) + 1 :]
+    else:
+        following = newest_first
+    page = following if count is None else following[:count]
+    path = f"{resource_type}/{resource_id}/_history"
+    links = [("self", page_url(base, path, items))]
+    if len(following) > len(page) and page:
+        cursor = encode_cursor({"before": str(page[-1][0]["meta"]["versionId"])})
+        links.append(
+            (
+                "next",
+                page_url(base, path, [*((k, v) for k, v in items if k != "_cursor"), ("_cursor", cursor)]),
+            )
+        )
+    entries = [history_entry(base, resource, first) for resource, first in page]
+    return bundle("history", entries, links, total=len(newest_first))
 
 
 def _feed(
@@ -209,6 +261,10 @@ def type_history(
     given = dict(items)
     since = P.parse_date("_since", given["_since"]).low if "_since" in given else None
     count = P.parse_count(given.get("_count"))
+    if count == 0:
+        # A page of nothing still hands out the horizon: a consumer polling on from it
+        # would skip every change in between.
+        raise P.bad("_count", "the change feed pages at least one version at a time")
     after: tuple[datetime, int, str] | None = None
     if "_cursor" in given:
         cursor = decode_cursor(given["_cursor"])

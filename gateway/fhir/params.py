@@ -187,6 +187,10 @@ REVINCLUDES = {
     "HealthcareService": set(),
     "Organization": {"Location:organization", "HealthcareService:organization"},
 }
+# The resource type each reference parameter points to (the same for every type here):
+# its only type modifier (``organization:Organization``) and the target an ``_include``
+# may name (``Location:organization:Organization``).
+REFERENCE_TARGETS = {"organization": "Organization", "location": "Location"}
 STRING_MODIFIERS = {"", "contains", "exact"}
 DEFAULT_COUNT, MAX_COUNT = 20, 500
 DEFAULT_NEAR_KM, MAX_NEAR_KM = 50.0, 500.0

@@ -113,11 +113,7 @@ def search(session: Session, request: SearchRequest) -> dict[str, Any]:
     _check_includes("_include", includes, P.INCLUDES[request.resource_type], request)
     _check_includes("_revinclude", revincludes, P.REVINCLUDES[request.resource_type], request)
     sort, key = _sort_key(request.resource_type, result.get("_sort"), criteria)
-    after = None
-    if "_cursor" in result:
-        after = decode_cursor(result["_cursor"]).get("after")
-        if not isinstance(after, list) or not after or not isinstance(after[-1], str):
-            raise P.bad("_cursor", "not a paging cursor this gateway made; follow the Bundle's links")
+    after = _cursor_after(result["_cursor"], sort) if "_cursor" in result else None
     if _pages_in_sql(request.resource_type, sort, criteria):
         page, total, more = _sql_page(
             session, request.resource_type, criteria, after[0] if after else None, count, total_mode != "none"
@@ -130,7 +126,7 @@ def search(session: Session, request: SearchRequest) -> dict[str, Any]:
     self_items = [(k, v) for k, v in request.items if k != "_cursor"]
     links = [("self", page_url(request.base, request.resource_type, request.items))]
     if more and page:
-        cursor = encode_cursor({"after": key(page[-1])})
+        cursor = encode_cursor({"sort": sort, "after": key(page[-1])})
         links.append(
             ("next", page_url(request.base, request.resource_type, [*self_items, ("_cursor", cursor)]))
         )
@@ -141,8 +137,47 @@ def search(session: Session, request: SearchRequest) -> dict[str, Any]:
     return bundle("searchset", entries, links, total=None if total_mode == "none" else total)
 
 
+def _cursor_after(text: str, sort: str) -> list[Any]:
+    """The sort key a ``next`` link's cursor resumes after. The cursor names the ``_sort``
+    it was made for: keys of different sorts do not compare (a cursor kept while ``_sort``
+    changed would otherwise fail the search). Links made before cursors named their sort
+    are still followed when their key has the sort's shape."""
+    cursor = decode_cursor(text)
+    after = cursor.get("after")
+    if cursor.get("sort", sort) != sort:
+        raise P.bad("_cursor", f"this cursor pages another _sort than {sort!r}; follow the Bundle's links")
+    name = sort.lstrip("-")
+    if name == "_id":
+        shape: tuple[type | tuple[type, ...], ...] = (str,)
+    elif name == "name":
+        shape = (str, str)
+    else:
+        shape = (int, (int, float), str)
+    if (
+        not isinstance(after, list)
+        or len(after) != len(shape)
+        or not all(
+            isinstance(part, kind) and not isinstance(part, bool)
+            for part, kind in zip(after, shape, strict=True)
+        )
+    ):
+        raise P.bad("_cursor", "not a paging cursor this gateway made; follow the Bundle's links")
+    return after
+
+
 def _split_set(value: str | None) -> set[str]:
-    return {part for part in (value or "").split(",") if part}
+    """The ``_include`` (``_revinclude``) values, each as ``Type:parameter``: a third part
+    naming the parameter's own target type (``Location:organization:Organization``) says
+    nothing more; any other is left whole, to be refused as unsupported."""
+    out = set()
+    for part in (value or "").split(","):
+        source, _, target = part.partition(":")
+        name, _, target_type = target.partition(":")
+        if target_type and target_type == P.REFERENCE_TARGETS.get(name):
+            part = f"{source}:{name}"
+        if part:
+            out.add(part)
+    return out
 
 
 def _check_includes(parameter: str, wanted: set[str], allowed: set[str], request: SearchRequest) -> None:

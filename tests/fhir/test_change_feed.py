@@ -134,3 +134,14 @@ def test_organization_feed_and_http_history(
     assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
     unknown = client.get("/fhir/Location/_history", params={"_sort": "x"}, headers=bearer(read_token))
     assert unknown.status_code == 400
+
+
+def test_a_feed_page_of_nothing_is_refused_so_no_horizon_skips_changes(
+    client: TestClient, read_token: str, factory: sessionmaker[Session], national: list[dict[str, Any]]
+) -> None:
+    response = client.get("/fhir/Location/_history", params={"_count": "0"}, headers=bearer(read_token))
+    assert response.status_code == 400
+    assert "_count" in response.json()["issue"][0]["diagnostics"]
+    # The versions such a page would have stepped over are all there from the same _since.
+    entries, _ = poll(factory, "Location", None, count=1)
+    assert sorted(e["resource"]["id"] for e in entries) == ["1-10000302982", "1-101", "1-102"]

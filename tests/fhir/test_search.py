@@ -142,3 +142,79 @@ def test_tokens_with_neither_system_nor_code_or_an_unknown_code_are_refused(
     response = client.get("/fhir/Location", params=params, headers=bearer(read_token))
     assert response.status_code == 400
     assert needle in response.json()["issue"][0]["diagnostics"]
+
+
+def test_a_cursor_kept_while_the_sort_changes_is_refused_not_a_server_error(
+    client: TestClient, read_token: str, national: list[dict[str, Any]]
+) -> None:
+    by_id = get(client, read_token, "/fhir/HealthcareService", _count=1)
+    cursor = next(ln["url"] for ln in by_id["link"] if ln["relation"] == "next").split("_cursor=")[1]
+    for sort in ("admittable", "-weekly-price", "_lastUpdated"):
+        response = client.get(
+            "/fhir/HealthcareService",
+            params={"_count": "1", "_sort": sort, "_cursor": cursor},
+            headers=bearer(read_token),
+        )
+        assert response.status_code == 400, response.text
+        assert "_cursor" in response.json()["issue"][0]["diagnostics"]
+    by_price = get(client, read_token, "/fhir/HealthcareService", _count=1, _sort="weekly-price")
+    url = next(ln["url"] for ln in by_price["link"] if ln["relation"] == "next")
+    response = client.get(url.replace("weekly-price", "_id"), headers=bearer(read_token))
+    assert response.status_code == 400 and "_cursor" in response.json()["issue"][0]["diagnostics"]
+    followed = client.get(url, headers=bearer(read_token))  # the link as given still pages
+    assert followed.status_code == 200 and ids(followed.json()) == ["1-101-general-nursing"]
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter", "value", "expected"),
+    [
+        ("Location", "_include", "Location:organization:Organization", ["1-200000002"]),
+        ("Location", "_revinclude", "HealthcareService:location:Location", ["1-102-community-rehab-nhs-la"]),
+    ],
+)
+def test_an_include_naming_its_target_type_is_the_include(
+    client: TestClient,
+    read_token: str,
+    national: list[dict[str, Any]],
+    path: str,
+    parameter: str,
+    value: str,
+    expected: list[str],
+) -> None:
+    found = get(client, read_token, f"/fhir/{path}", _id="1-102", **{parameter: value})
+    included = [e["resource"]["id"] for e in found["entry"] if e["search"]["mode"] == "include"]
+    assert ids(found) == ["1-102"] and included == expected
+    wrong = client.get(
+        f"/fhir/{path}",
+        params={"_id": "1-102", parameter: value.rsplit(":", 1)[0] + ":Patient"},
+        headers=bearer(read_token),
+    )
+    assert wrong.status_code == 400 and parameter in wrong.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "value", "status", "expected"),
+    [
+        ("Location", "organization:Organization", "1-200000002", 200, ["1-102"]),
+        ("Location", "organization:Location", "1-200000002", 400, None),
+        ("HealthcareService", "location:Location", "1-102", 200, ["1-102-community-rehab-nhs-la"]),
+        ("HealthcareService", "location:Organization", "1-102", 400, None),
+        ("HealthcareService", "organization:Location", "1-200000002", 400, None),
+    ],
+)
+def test_a_reference_type_modifier_must_name_the_parameters_target(
+    client: TestClient,
+    read_token: str,
+    national: list[dict[str, Any]],
+    path: str,
+    key: str,
+    value: str,
+    status: int,
+    expected: list[str] | None,
+) -> None:
+    response = client.get(f"/fhir/{path}", params={key: value}, headers=bearer(read_token))
+    assert response.status_code == status, response.text
+    if expected is None:
+        assert f"modifier {key.split(':')[1]!r}" in response.json()["issue"][0]["diagnostics"]
+    else:
+        assert ids(response.json()) == expected

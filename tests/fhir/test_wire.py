@@ -131,3 +131,71 @@ def test_capability_statement_says_which_way_each_history_runs(client: TestClien
         assert "newest first" in docs["history-instance"]
         assert "oldest first" in docs["history-type"] and "_since" in docs["history-type"]
         assert "documentation" not in next(i for i in resource["interaction"] if i["code"] == "read")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["Location/1-101", "HealthcareService/1-101-general-nursing", "Organization/1-200000001"],
+)
+def test_instance_history_honours_since_and_pages_by_count(
+    client: TestClient, tracker: str, read_token: str, national: list[dict[str, Any]], path: str
+) -> None:
+    first = get(client, read_token, f"/fhir/{path}")
+    for hour in ("10", "11", "12"):
+        push(client, tracker, location("1-101", updated_at=f"2026-11-21T{hour}:00:00Z", notes=f"at {hour}"))
+    every = versions(get(client, read_token, f"/fhir/{path}/_history"))
+    assert len(every) == 4 and every[-1] == int(first["meta"]["versionId"])
+    # _since: the versions recorded at or after it, not every version.
+    second = get(client, read_token, f"/fhir/{path}/_history/{every[-2]}")
+    since = get(client, read_token, f"/fhir/{path}/_history", _since=second["meta"]["lastUpdated"])
+    assert versions(since) == every[:3] and since["total"] == 3
+    later = get(client, read_token, f"/fhir/{path}/_history", _since="2099-01-01")
+    assert "entry" not in later and later["total"] == 0
+    # _count: pages of that size, newest first, by next links, with a version recorded
+    # between pages neither shown on the next page nor pushing one out.
+    pages = [get(client, read_token, f"/fhir/{path}/_history", _count=3)]
+    assert versions(pages[0]) == every[:3] and pages[0]["total"] == 4
+    push(client, tracker, location("1-101", updated_at="2026-11-21T13:00:00Z", notes="at 13"))
+    while url := next((ln["url"] for ln in pages[-1]["link"] if ln["relation"] == "next"), None):
+        response = client.get(url, headers=bearer(read_token))
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+    assert [versions(p) for p in pages] == [every[:3], every[3:]]
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"_at": "2026-11-21"}, "_at"),
+        ({"_list": "x"}, "_list"),
+        ({"_since": "yesterday"}, "not a FHIR date"),
+        ({"_count": "many"}, "_count"),
+        ({"_cursor": "garbage"}, "cursor"),
+    ],
+)
+def test_instance_history_refuses_what_it_does_not_support(
+    client: TestClient, read_token: str, national: list[dict[str, Any]], params: dict[str, str], needle: str
+) -> None:
+    response = client.get("/fhir/Location/1-101/_history", params=params, headers=bearer(read_token))
+    assert response.status_code == 400
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome" and needle in outcome["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "_format=application/fhir+json",  # '+' unescaped, as FHIR's own examples write it
+        "_format=application/fhir%2Bjson;%20fhirVersion=4.0",
+        "_format=application/json+fhir",
+    ],
+)
+def test_format_names_fhir_json_as_clients_write_it(
+    client: TestClient, read_token: str, national: list[dict[str, Any]], query: str
+) -> None:
+    for path in ("/fhir/Location", "/fhir/Location/1-101", "/fhir/metadata"):
+        response = client.get(f"{path}?{query}", headers=bearer(read_token))
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/fhir+json")
+    refused = client.get("/fhir/Location?_format=application/fhir+xml", headers=bearer(read_token))
+    assert refused.status_code == 406 and refused.json()["resourceType"] == "OperationOutcome"

@@ -39,10 +39,12 @@ class FhirResponse(Response):
 
 
 def check_format(request: Request) -> None:
-    """``_format`` overrides ``Accept``; only JSON is served."""
+    """``_format`` overrides ``Accept``; only JSON is served. A ``+`` left unescaped in a
+    query string (``_format=application/fhir+json``, as FHIR's own examples write it)
+    arrives as a space, and a MIME type may carry parameters (``; fhirVersion=4.0``)."""
     wanted = request.query_params.get("_format")
     if wanted is not None:
-        if wanted not in JSON_FORMATS:
+        if wanted.split(";")[0].strip().replace(" ", "+").lower() not in JSON_FORMATS:
             raise NotAcceptable(
                 f"_format: {wanted!r} is not served; this server speaks application/fhir+json"
             )
@@ -149,7 +151,10 @@ def read_instance_history(
     resource_type: str, resource_id: str, request: Request, session: SessionDep, _: Reader
 ) -> Response:
     _versioned(resource_type)
-    return FhirResponse(history.instance_history(session, base_url(request), resource_type, resource_id))
+    items = list(request.query_params.multi_items())
+    return FhirResponse(
+        history.instance_history(session, base_url(request), resource_type, resource_id, items)
+    )
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}", summary="Version read")
