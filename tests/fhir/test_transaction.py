@@ -3,6 +3,7 @@ push path (validation, authorisation, provenance, versions, raw keeping, idempot
 
 from __future__ import annotations
 
+import gzip
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ import orjson
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
 
 from adapters.fhir import systems as S
 from adapters.fhir.inbound.transaction import map_bundle
@@ -305,3 +307,27 @@ def test_a_new_location_without_a_region_is_rejected_at_its_location(
         ("Bundle.entry[0].resource", "nhs_region is required for a location the gateway does not know yet")
     ]
     assert diagnostics(entries[1])[0][1].startswith("not applied: location 1-100000001 was rejected")
+
+
+def test_a_compressed_bundle_is_taken_and_size_and_coding_faults_are_outcomes(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    token = make_token()
+    body = orjson.dumps(transaction(*resources(location("1-100000001"))))
+    taken = post(client, token, gzip.compress(body), **{"Content-Encoding": "gzip"})
+    assert taken.status_code == 200, taken.text
+    assert statuses(taken) == ["200 OK"] * len(taken.json()["entry"])
+    with factory() as session:
+        assert list(session.scalars(sa.select(col(Submission.body)))) == [body]  # kept as JSON
+
+    refused = post(client, token, body, **{"Content-Encoding": "br"})
+    assert refused.status_code == 415
+    assert refused.json()["resourceType"] == "OperationOutcome"
+    assert "'br'" in refused.json()["issue"][0]["diagnostics"]
+
+    padded = gzip.compress(body + b" " * 100_000)
+    client.app.state.settings.max_submission_bytes = len(padded) + 100  # type: ignore[attr-defined]
+    too_big = post(client, token, padded, **{"Content-Encoding": "gzip"})
+    assert too_big.status_code == 413
+    assert too_big.json()["resourceType"] == "OperationOutcome"
+    assert "once decompressed" in too_big.json()["issue"][0]["diagnostics"]

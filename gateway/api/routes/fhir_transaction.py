@@ -1,7 +1,8 @@
 """``POST /fhir``: a regional tracker's transaction (or batch) Bundle (FHIR in).
 
 Thin: the work is in ``gateway.fhir.transactions``. Scope ``submit``, the same body size
-limit and ``Idempotency-Key`` as the native push; every error is an OperationOutcome.
+limit, content codings (gzip, deflate) and ``Idempotency-Key`` as the native push; every
+error is an OperationOutcome.
 """
 
 from __future__ import annotations
@@ -11,17 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from gateway.api.bodies import read_body
 from gateway.api.deps import FactoryDep, Submitter
 from gateway.api.routes.fhir import FhirResponse, check_format
-from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.errors import UnsupportedMediaType
 from gateway.fhir.transactions import receive_transaction
 
 CONTENT_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
-
-
-class UnsupportedMediaType(GatewayError):
-    status_code = 415
-    title = "Unsupported media type"
 
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"], dependencies=[Depends(check_format)])
@@ -47,10 +44,7 @@ async def post_transaction(
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() not in CONTENT_TYPES:
         raise UnsupportedMediaType(f"Content-Type {content_type!r} is not taken; send application/fhir+json")
-    limit = request.app.state.settings.max_submission_bytes
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"the body is {len(body)} bytes; the limit is {limit}")
+    body = await read_body(request, request.app.state.settings.max_submission_bytes)
     outcome = await run_in_threadpool(
         receive_transaction, factory, principal, body, idempotency_key=idempotency_key
     )
