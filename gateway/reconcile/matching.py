@@ -2,9 +2,16 @@
 
 Candidates are the registry's locations in the same postcode district or the same local
 authority. Each is scored by name similarity (rapidfuzz token-sort ratio over normalised
-names) less a penalty for distance beyond a few kilometres. The best is linked
-automatically when it scores at least ``LINK_SCORE`` and clearly beats the runner-up;
-otherwise it is queued for review (score at least ``REVIEW_SCORE``) or left unmatched.
+names without the kind of place at their end, as the name-mismatch rule compares them)
+less a penalty for distance beyond a few kilometres. The kind of place is left out of the
+score because trackers add or drop it ("Highfield" / "Highfield Care Home"), and a long
+one both names share would make different homes look alike ("Beech House Nursing Home" /
+"Birch House Nursing Home"). The best is linked automatically when it scores at least
+``LINK_SCORE`` and clearly beats the runner-up: by ``LINK_MARGIN`` in score, or, scoring
+about the same, by as much in whole-name similarity when the tracker's name says what
+kind of place it is (of "Heather Gardens Nursing Home" and "Heather Gardens Residential
+Home", "The Heather Gardens Nursing Home" is the first; "Heather Gardens" is queued).
+Otherwise it is queued for review (score at least ``REVIEW_SCORE``) or left unmatched.
 """
 
 from __future__ import annotations
@@ -13,7 +20,13 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.reconcile.rules import name_similarity, normalise_postcode
+from gateway.reconcile.rules import (
+    core_name,
+    name_agreement,
+    name_similarity,
+    normalise_name,
+    normalise_postcode,
+)
 
 LINK_SCORE = 90.0
 LINK_MARGIN = 5.0
@@ -38,8 +51,9 @@ class ScoredCandidate:
     cqc_location_id: str
     name: str
     score: float
-    similarity: float
+    similarity: float  # of the names without the kind of place
     distance_km: float | None
+    whole_name_similarity: float = 0.0  # of the whole names: tells same-scoring candidates apart
 
 
 @dataclass(frozen=True)
@@ -94,8 +108,11 @@ def match_home(
 ) -> MatchDecision:
     """Score every candidate and decide: link, review or none."""
     scored: list[ScoredCandidate] = []
+    # Whole names tell candidates apart only when the tracker's names a kind of place: else
+    # the shorter registry name would win, for its length alone.
+    names_kind = core_name(name) != normalise_name(name)
     for candidate in index.candidates(postcode, local_authority):
-        similarity = name_similarity(name, candidate.name)
+        similarity = name_agreement(name, candidate.name)
         distance = None
         if point is not None and candidate.latitude is not None and candidate.longitude is not None:
             distance = haversine_km(point[0], point[1], candidate.latitude, candidate.longitude)
@@ -111,14 +128,19 @@ def match_home(
                 round(similarity - penalty, 1),
                 round(similarity, 1),
                 None if distance is None else round(distance, 2),
+                round(name_similarity(name, candidate.name), 1) if names_kind else 0.0,
             )
         )
-    scored.sort(key=lambda c: (-c.score, c.cqc_location_id))
+    scored.sort(key=lambda c: (-c.score, -c.whole_name_similarity, c.cqc_location_id))
     best = scored[0] if scored else None
     runner_up = scored[1] if len(scored) > 1 else None
     if best is None or best.score < REVIEW_SCORE:
         return MatchDecision("none", best, runner_up)
-    clear = runner_up is None or best.score - runner_up.score >= LINK_MARGIN
+    clear = (
+        runner_up is None
+        or best.score - runner_up.score >= LINK_MARGIN
+        or best.whole_name_similarity - runner_up.whole_name_similarity >= LINK_MARGIN
+    )
     if best.score >= LINK_SCORE and clear:
         return MatchDecision("link", best, runner_up)
     return MatchDecision("review", best, runner_up)

@@ -99,7 +99,7 @@ def normalise_name(name: str) -> str:
 
 
 def name_similarity(a: str, b: str) -> float:
-    """How alike two names are (0-100), once normalised."""
+    """How alike two whole names are (0-100), once normalised, the kind of place included."""
     return float(fuzz.token_sort_ratio(normalise_name(a), normalise_name(b)))
 
 

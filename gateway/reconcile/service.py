@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gateway.ingest.service import apply_updates
 from gateway.model.capacity import LocationUpdate
+from gateway.places import district_centroid
 from gateway.reconcile import matching
 from gateway.reconcile.rules import (
     SEVERITY,
@@ -127,9 +128,12 @@ def link_held_record(
 def _match_held(
     session: Session, summary: ReconcileSummary, point_of: PointOf, now: datetime
 ) -> list[Observation]:
+    # A home whose queued match an admin rejected is still missing from the national view:
+    # its finding stays open (it is not matched again, which would queue the same candidate).
+    observations = [_unmatched(held, []) for held in queries.held_records(session, statuses=["rejected"])]
     pending = queries.held_records(session, statuses=["unmatched", "review"])
     if not pending:
-        return []
+        return observations
     index = matching.RegistryIndex(
         matching.RegistryCandidate(
             r.cqc_location_id, r.name, r.postcode, r.local_authority, r.latitude, r.longitude
@@ -137,7 +141,6 @@ def _match_held(
         for r in queries.registry_rows(session)
         if r.registration_status.lower() == "registered"
     )
-    observations = []
     for held in pending:
         decision = matching.match_home(
             held.name, held.postcode, held.local_authority, point_of(held.postcode), index
@@ -156,31 +159,41 @@ def _match_held(
         else:
             summary.unmatched += 1
         candidates = [c for c in (decision.best, decision.runner_up) if c is not None]
-        observations.append(
-            Observation(
-                Kind.UNMATCHED_HOME,
-                None,
-                held.source,
-                None,
-                held.local_authority,
-                {
-                    "name": held.name,
-                    "postcode": held.postcode,
-                    "status": held.status,
-                    "candidates": [
-                        {
-                            "cqc_location_id": c.cqc_location_id,
-                            "name": c.name,
-                            "score": c.score,
-                            "distance_km": c.distance_km,
-                        }
-                        for c in candidates
-                    ],
-                },
-                source_ref=held.source_ref,
-            )
-        )
+        observations.append(_unmatched(held, candidates))
     return observations
+
+
+def _unmatched(held: HeldRecord, candidates: list[matching.ScoredCandidate]) -> Observation:
+    """The ``unmatched-home`` observation of a held home, with its best candidates."""
+    return Observation(
+        Kind.UNMATCHED_HOME,
+        None,
+        held.source,
+        _region_of(held),
+        held.local_authority,
+        {
+            "name": held.name,
+            "postcode": held.postcode,
+            "status": held.status,
+            "candidates": [
+                {
+                    "cqc_location_id": c.cqc_location_id,
+                    "name": c.name,
+                    "score": c.score,
+                    "distance_km": c.distance_km,
+                }
+                for c in candidates
+            ],
+        },
+        source_ref=held.source_ref,
+    )
+
+
+def _region_of(held: HeldRecord) -> str | None:
+    """The NHS region a held home's tracker gives it, so filtering findings by region finds
+    its ``unmatched-home`` finding too."""
+    region = (held.record or {}).get("nhs_region")
+    return str(region) if region else None
 
 
 def _coverage(
@@ -200,13 +213,15 @@ def _coverage(
 def reconcile(
     session: Session,
     *,
-    point_of: PointOf = lambda _: None,
+    point_of: PointOf = district_centroid,
     now: datetime | None = None,
     recent: timedelta = RECENT_REPORTS,
 ) -> ReconcileSummary:
     """Run every rule once and bring the findings up to date (in the caller's transaction).
 
     Sources conflict over a location only through the versions they sent within ``recent``.
+    A held home is placed by ``point_of`` its postcode (its district's centroid unless the
+    caller says), so matching weighs how far each candidate is.
     """
     now = now or utcnow()
     summary = ReconcileSummary()

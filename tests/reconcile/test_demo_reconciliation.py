@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.demo_loading import load_national_demo
 from gateway.demoset import generate
-from gateway.places import district_centroid
 from gateway.reconcile.service import reconcile
 from gateway.store import reconciliation as queries
 from gateway.store.db import transaction
@@ -33,7 +32,7 @@ def test_every_planted_discrepancy_is_found_and_homes_are_matched(
     demo: dict[str, Any], factory: sessionmaker[Session]
 ) -> None:
     with transaction(factory) as session:
-        summary = reconcile(session, point_of=district_centroid)
+        summary = reconcile(session)  # as the scheduler and `gateway reconcile` call it
     print("\nreconciliation on the national demo data:", json.dumps(summary.as_dict(), indent=1))
     with factory() as session:
         _, findings = queries.list_findings(session, statuses=["open"])

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -141,6 +142,8 @@ def test_held_homes_are_linked_queued_or_left_unmatched(
                     "1-301",
                     name="Cranberry House Nursing Home",
                     postcode="NW8 9AA",
+                    latitude=51.532,
+                    longitude=-0.175,
                     local_authority="Westminster",
                     nhs_region="london",
                 ),
@@ -148,6 +151,8 @@ def test_held_homes_are_linked_queued_or_left_unmatched(
                     "1-302",
                     name="Oak Lodge",
                     postcode="NW8 7XY",
+                    latitude=51.532,
+                    longitude=-0.175,
                     local_authority="Westminster",
                     nhs_region="london",
                 ),
@@ -155,6 +160,8 @@ def test_held_homes_are_linked_queued_or_left_unmatched(
                     "1-303",
                     name="Oak Lodge Care Centre",
                     postcode="NW8 7XZ",
+                    latitude=51.532,
+                    longitude=-0.175,
                     local_authority="Westminster",
                     nhs_region="london",
                 ),
@@ -211,6 +218,109 @@ def test_match_scores_prefer_near_and_similar() -> None:
     assert decision.runner_up.distance_km > 40
 
 
+@pytest.mark.parametrize(
+    ("held_name", "registered_name", "decision"),
+    [
+        # A kind of place both names share does not make two homes one.
+        ("Beech House Nursing Home", "Birch House Nursing Home", "review"),
+        ("Ash Lodge Residential Care Home", "Oak Lodge Residential Care Home", "none"),
+        # A tracker that leaves the kind of place off still names the same home.
+        ("Highfield", "Highfield Care Home", "link"),
+        ("Edenmore", "Edenmore Nursing Home", "link"),
+    ],
+)
+def test_matching_compares_names_without_the_kind_of_place(
+    held_name: str, registered_name: str, decision: str
+) -> None:
+    index = matching.RegistryIndex(
+        [matching.RegistryCandidate("1-1", registered_name, "M1 1AA", "Manchester", 53.48, -2.24)]
+    )
+    found = matching.match_home(held_name, "M1 2AB", "Manchester", (53.48, -2.24), index)
+    assert found.decision == decision, found
+
+
+@pytest.mark.parametrize(
+    ("held_name", "names", "decision", "linked"),
+    [
+        # Same core name: the whole name tells them apart.
+        (
+            "The Heather Gardens Nursing Home",
+            ["Heather Gardens Residential Home", "Heather Gardens Nursing Home"],
+            "link",
+            "1-2",
+        ),
+        ("Orchard Grange Care Centre", ["Orchard Grange", "Orchard Grange Care Centre"], "link", "1-2"),
+        # Naming no kind of place, the tracker does not say which of the two it is.
+        (
+            "Heather Gardens",
+            ["Heather Gardens Nursing Home", "Heather Gardens Residential Home"],
+            "review",
+            None,
+        ),
+    ],
+)
+def test_same_scoring_candidates_are_told_apart_by_their_whole_names(
+    held_name: str, names: list[str], decision: str, linked: str | None
+) -> None:
+    index = matching.RegistryIndex(
+        [
+            matching.RegistryCandidate(f"1-{n}", name, "M1 1AA", "Manchester", 53.48, -2.24)
+            for n, name in enumerate(names, start=1)
+        ]
+    )
+    found = matching.match_home(held_name, "M1 2AB", "Manchester", (53.48, -2.24), index)
+    assert found.decision == decision, found
+    if linked is not None:
+        assert found.best is not None and found.best.cqc_location_id == linked
+
+
+def test_reconciliation_weighs_distance_when_the_caller_gives_no_points(
+    factory: sessionmaker[Session],
+) -> None:
+    """The scheduler and `gateway reconcile` pass no way to place a postcode: a held home is
+    still placed (at its district's centroid), so the nearer of two same-named homes wins."""
+    now = utcnow()
+    record = {k: v for k, v in location("1-1", region="midlands").items() if k != "cqc_location_id"}
+    with transaction(factory) as session:
+        session.add_all(
+            [
+                registry(
+                    "1-401",
+                    name="St Anne's Care Home",
+                    postcode="B98 7AA",
+                    local_authority="Redditch",
+                    latitude=52.60,
+                    longitude=-1.50,
+                ),
+                registry(
+                    "1-402",
+                    name="St Anne's Care Home",
+                    postcode="B97 4AA",
+                    local_authority="Redditch",
+                    latitude=52.30,
+                    longitude=-1.95,
+                ),
+            ]
+        )
+        session.add(
+            HeldRecord(
+                source="london",
+                source_ref="LDN-000009",
+                name="St Annes Care Home",
+                postcode="B97 4AB",
+                local_authority="Redditch",
+                record=record,
+                first_seen=now,
+                last_seen=now,
+            )
+        )
+    summary, _, _ = run(factory)
+    assert summary.linked == 1
+    with factory() as session:
+        held = queries.get_held_record(session, "london", "LDN-000009")
+    assert held is not None and (held.status, held.matched_cqc_location_id) == ("linked", "1-402")
+
+
 def test_findings_api_filters_exports_csv_and_reviews_matches(
     client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
 ) -> None:
@@ -231,6 +341,8 @@ def test_findings_api_filters_exports_csv_and_reviews_matches(
                     "1-301",
                     name="Oak Lodge",
                     postcode="NW8 7XY",
+                    latitude=51.532,
+                    longitude=-0.175,
                     local_authority="Westminster",
                     nhs_region="london",
                 ),
@@ -238,6 +350,8 @@ def test_findings_api_filters_exports_csv_and_reviews_matches(
                     "1-302",
                     name="Oak Lodge Care Centre",
                     postcode="NW8 7XZ",
+                    latitude=51.532,
+                    longitude=-0.175,
                     local_authority="Westminster",
                     nhs_region="london",
                 ),
@@ -270,6 +384,13 @@ def test_findings_api_filters_exports_csv_and_reviews_matches(
     lines = csv_text.strip().splitlines()
     assert lines[0].startswith("id,kind,severity")
     assert {line.split(",")[1] for line in lines[1:]} == {"unknown-to-cqc", "capacity-above-registered"}
+    # The London home awaiting review is found by its tracker's region too.
+    london = client.get(
+        "/api/v1/reconciliation/findings",
+        params={"kind": "unmatched-home", "region": "london"},
+        headers=bearer(token),
+    ).json()["findings"]
+    assert [(f["source_ref"], f["nhs_region"]) for f in london] == [("LDN-000002", "london")]
     bad = client.get("/api/v1/reconciliation/findings", params={"kind": "bogus"}, headers=bearer(token))
     assert bad.status_code == 422 and "kind" in bad.json()["detail"]
 
@@ -394,3 +515,55 @@ def test_conflicting_reports_close_when_one_source_stops_reporting(
     push(client, neighbour, again)
     _, found, _ = run(factory)
     assert ("conflicting-reports", "1-108") in found
+
+
+def test_a_rejected_match_leaves_the_home_s_finding_open(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    """Rejecting the queued candidate does not put the home into the national view: its
+    finding stays open, saying so, until an admin links it to the right location."""
+    admin = make_token(name="admin", scopes=("admin",))
+    now = utcnow()
+    with transaction(factory) as session:
+        session.add(
+            registry(
+                "1-301",
+                name="Oak Lodge",
+                postcode="NW8 7XY",
+                local_authority="Westminster",
+                nhs_region="london",
+                latitude=51.532,
+                longitude=-0.175,
+            )
+        )
+        record = {k: v for k, v in location("1-1", region="london").items() if k != "cqc_location_id"}
+        session.add(
+            HeldRecord(
+                source="london",
+                source_ref="LDN-000002",
+                name="Oak Lodge Care",
+                postcode="NW8 7XY",
+                local_authority="Westminster",
+                record=record,
+                first_seen=now,
+                last_seen=now,
+            )
+        )
+    _, found, _ = run(factory)
+    assert ("unmatched-home", "LDN-000002") in found
+    decision = {"source": "london", "source_ref": "LDN-000002", "decision": "reject"}
+    rejected = client.post("/api/v1/reconciliation/matches", json=decision, headers=bearer(admin))
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+
+    summary, found, findings = run(factory)
+    assert ("unmatched-home", "LDN-000002") in found and summary.closed == 0
+    assert [f.evidence["status"] for f in findings if f.source_ref == "LDN-000002"] == ["rejected"]
+    with factory() as session:
+        held = queries.get_held_record(session, "london", "LDN-000002")
+    assert held is not None and held.status == "rejected"  # not queued again
+
+    # Linked by hand to the right location, the home is reported and the finding closes.
+    link = {**decision, "decision": "confirm", "cqc_location_id": "1-301"}
+    assert client.post("/api/v1/reconciliation/matches", json=link, headers=bearer(admin)).status_code == 200
+    _, found, _ = run(factory)
+    assert ("unmatched-home", "LDN-000002") not in found
