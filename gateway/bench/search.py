@@ -250,10 +250,12 @@ def bench_search() -> dict[str, Any]:
         gc.unfreeze()
 
         with stopwatch() as elapsed:
-            size = sum(len(chunk) for chunk in exports.csv_stream(factory, SearchQuery(), []))
+            size = sum(
+                len(chunk) for chunk in exports.csv_stream(exports.results_of(factory, SearchQuery()), [])
+            )
             export_seconds = elapsed()
         tracemalloc.start()
-        sum(len(chunk) for chunk in exports.csv_stream(factory, SearchQuery(), []))
+        sum(len(chunk) for chunk in exports.csv_stream(exports.results_of(factory, SearchQuery()), []))
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         engine.dispose()

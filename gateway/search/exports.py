@@ -161,24 +161,24 @@ def _preamble(filters: list[tuple[str, str]]) -> list[str]:
     return [f"Exported at: {utcnow().isoformat(timespec='seconds')}", f"Filters: {described}"]
 
 
-def _results(factory: sessionmaker[Session], q: SearchQuery) -> Iterator[dict[str, Any]]:
-    """Every result of ``q``, from the index's snapshot as of now. The database is read
-    (and its connection given back) before the first result: an export streams for as
-    long as its client takes to download it, and must not hold a connection meanwhile."""
+def results_of(factory: sessionmaker[Session], q: SearchQuery) -> Iterator[dict[str, Any]]:
+    """Every result of ``q``, from the index's snapshot as of now. Called before the
+    export's answer starts, so bad input is still a 422 (not a broken download), and the
+    database is read and its connection given back before the first row is streamed: an
+    export streams for as long as its client takes to download it, and must not hold a
+    connection meanwhile."""
     with factory() as session:
         return iterate_all(session, q)
 
 
-def csv_stream(
-    factory: sessionmaker[Session], q: SearchQuery, filters: list[tuple[str, str]]
-) -> Iterator[str]:
+def csv_stream(results: Iterable[dict[str, Any]], filters: list[tuple[str, str]]) -> Iterator[str]:
     buffer = io.StringIO()
     buffer.write(BOM)
     writer = csv.writer(buffer)
     for line in ["National Care Capacity Gateway: vacancy search", *_preamble(filters)]:
         writer.writerow([f"# {line}"])
     writer.writerow(HEADERS)
-    for result in _results(factory, q):
+    for result in results:
         for row in rows(result):
             writer.writerow(_cells(row, ""))
         if buffer.tell() > 64_000:
@@ -188,13 +188,11 @@ def csv_stream(
     yield buffer.getvalue()
 
 
-def xlsx_stream(
-    factory: sessionmaker[Session], q: SearchQuery, filters: list[tuple[str, str]]
-) -> Iterator[bytes]:
+def xlsx_stream(results: Iterable[dict[str, Any]], filters: list[tuple[str, str]]) -> Iterator[bytes]:
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet("Vacancies")
     sheet.append(HEADERS)
-    for result in _results(factory, q):
+    for result in results:
         for row in rows(result):
             cells = _cells(row)
             cells[_UPDATED] = excel_time(row[_UPDATED])

@@ -8,16 +8,18 @@ location row).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from functools import cache
 from typing import Any
 
+from rapidfuzz import fuzz, process
 from sqlalchemy.orm import Session
 
 from gateway.errors import Unprocessable
-from gateway.places import district_centroid, normalise_postcode
+from gateway.places import district_centroid, load_districts, normalise_postcode
 from gateway.search.index import Snapshot, index_for
-from gateway.search.query import SearchQuery, district_searched
+from gateway.search.query import SearchQuery, district_searched, refuse
 from gateway.store.tables import utcnow
 
 
@@ -64,6 +66,7 @@ def _find(
 ) -> tuple[Snapshot, list[tuple[int, float | None]], dict[str, Any] | None]:
     """The index as of now, every matching location in order, and the searched point."""
     snapshot = index_for(session).current(session)
+    check_local_authorities(q.local_authorities, snapshot.categories["local_authority"][1])
     point = origin = None
     if q.postcode is not None:
         lat, lon, how = resolve_point(snapshot, q.postcode)
@@ -72,3 +75,32 @@ def _find(
             {"postcode": q.postcode, "latitude": lat, "longitude": lon, "found_by": how},
         )
     return snapshot, snapshot.find(q, point, now or utcnow()), origin
+
+
+@cache
+def _reference_authorities() -> dict[str, str]:
+    """England's local authorities as the gateway's postcode districts name them, lower
+    case to as written."""
+    return {
+        d.local_authority.lower(): d.local_authority for d in load_districts().values() if d.local_authority
+    }
+
+
+def check_local_authorities(wanted: Iterable[str], held: Iterable[str | None]) -> None:
+    """Refuse a local authority nobody knows (not in the national view, not one of
+    England's), naming the closest ones: a misspelt authority would otherwise look like
+    an authority with no vacancies. ``held``: the view's authorities, lower case."""
+    reference = _reference_authorities()
+    known: set[str] | None = None
+    for name in wanted:
+        lowered = name.strip().lower()
+        if lowered in reference:
+            continue
+        if known is None:
+            known = {a for a in held if a} | set(reference)
+        if lowered in known:
+            continue
+        written = {a: reference.get(a, a.title()) for a in known}
+        close = process.extract(lowered, list(written), scorer=fuzz.WRatio, limit=3, score_cutoff=75)
+        hint = f"; did you mean {' or '.join(repr(written[c]) for c, _, _ in close)}?" if close else ""
+        raise refuse("local_authority", f"unknown local authority {name!r}{hint}")

@@ -161,5 +161,5 @@ def test_an_export_gives_its_database_connection_back_before_streaming(
         return exports_rows(result)
 
     monkeypatch.setattr(exports, "rows", rows)
-    chunks = list(stream(factory, SearchQuery(), [("language", "English")]))
+    chunks = list(stream(exports.results_of(factory, SearchQuery()), [("language", "English")]))
     assert chunks and held == [0]

@@ -308,3 +308,35 @@ def test_an_export_holds_every_page_and_does_not_echo_paging_as_a_filter(
     assert lines[2] == "# Filters: postcode=M1 1AA; radius_km=15; sort=price"
     table = list(csv.DictReader(io.StringIO("\n".join(lines[3:]))))
     assert [row["CQC location ID"] for row in table] == ids(searched)  # every page, in the search's order
+
+
+def test_a_misspelt_local_authority_is_a_422_naming_the_closest_not_an_empty_answer(
+    client: TestClient, token: str
+) -> None:
+    assert ids(get(client, token, local_authority="manchester")) == ["1-1", "1-2", "1-3", "1-4", "1-5"]
+    # An authority of England with no homes in the view is a true empty answer.
+    assert ids(get(client, token, local_authority="Rutland")) == []
+    misspelt = get(client, token, local_authority="Manchster")
+    assert misspelt.status_code == 422
+    [error] = misspelt.json()["errors"]
+    assert error["parameter"] == "local_authority"
+    assert "unknown local authority 'Manchster'" in error["message"]
+    assert "'Manchester'" in error["message"]
+    # One misspelt among good ones is refused too; a name like none gets no suggestion.
+    assert get(client, token, local_authority=["Manchester", "Wgian"]).status_code == 422
+    nowhere = get(client, token, local_authority="Qzxv Wrrk")
+    assert nowhere.status_code == 422 and "did you mean" not in nowhere.json()["errors"][0]["message"]
+    # Exports refuse bad input the same way, before their download starts.
+    assert get(client, token, local_authority="Manchster", format="csv").status_code == 422
+    unplaced = get(client, token, postcode="ZZ9 9ZZ", radius_km=5, format="xlsx")
+    assert unplaced.status_code == 422
+    assert unplaced.headers["content-type"] == "application/problem+json"
+
+
+def test_an_authority_only_the_view_knows_is_searched(client: TestClient, make_token: TokenMaker) -> None:
+    token = make_token()
+    odd = location(
+        "1-9", local_authority="Borough of Testshire", address={"line1": "1 Road", "postcode": "M1 1AA"}
+    )
+    client.post("/api/v1/submissions", content=orjson.dumps(batch(odd)), headers=bearer(token))
+    assert ids(get(client, token, local_authority="borough of testshire")) == ["1-9"]

@@ -139,8 +139,9 @@ async def find_vacancies(request: Request, factory: FactoryDep, _: Reader) -> An
     filters = [(k, v) for k, v in request.query_params.multi_items() if k not in _NOT_FILTERS]
     stream = exports.csv_stream if format == "csv" else exports.xlsx_stream
     media = "text/csv" if format == "csv" else exports.XLSX
+    results = await run_in_threadpool(exports.results_of, factory, q)  # bad input: a 422 here
     return StreamingResponse(
-        stream(factory, q, filters),
+        stream(results, filters),
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="vacancies.{format}"'},
     )
