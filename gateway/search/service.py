@@ -86,7 +86,9 @@ def _reference_authorities() -> dict[str, str]:
     }
 
 
-def check_local_authorities(wanted: Iterable[str], held: Iterable[str | None]) -> None:
+def check_local_authorities(
+    wanted: Iterable[str], held: Iterable[str | None], parameter: str = "local_authority"
+) -> None:
     """Refuse a local authority nobody knows (not in the national view, not one of
     England's), naming the closest ones: a misspelt authority would otherwise look like
     an authority with no vacancies. ``held``: the view's authorities, lower case."""
@@ -103,4 +105,4 @@ def check_local_authorities(wanted: Iterable[str], held: Iterable[str | None]) -
         written = {a: reference.get(a, a.title()) for a in known}
         close = process.extract(lowered, list(written), scorer=fuzz.WRatio, limit=3, score_cutoff=75)
         hint = f"; did you mean {' or '.join(repr(written[c]) for c, _, _ in close)}?" if close else ""
-        raise refuse("local_authority", f"unknown local authority {name!r}{hint}")
+        raise refuse(parameter, f"unknown local authority {name!r}{hint}")

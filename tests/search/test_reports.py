@@ -100,7 +100,11 @@ def test_drill_down_takes_a_group_as_the_search_does(
 
 @pytest.mark.parametrize(
     ("group_by", "group", "allowed"),
-    [("nhs_region", "Atlantis", "london"), ("vacancy_type", "sea-view", "general-nursing")],
+    [
+        ("nhs_region", "Atlantis", "london"),
+        ("vacancy_type", "sea-view", "general-nursing"),
+        ("local_authority", "Wigna", "did you mean 'Wigan'"),
+    ],
 )
 def test_an_unknown_drill_down_group_is_a_422_naming_it(
     client: TestClient, token: str, group_by: str, group: str, allowed: str
