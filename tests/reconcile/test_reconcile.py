@@ -41,6 +41,21 @@ def registry(cqc_id: str, **over: Any) -> RegistryLocation:
     return RegistryLocation(**fields)
 
 
+def held_home(ref: str, name: str, postcode: str, local_authority: str, record: dict[str, Any]) -> HeldRecord:
+    """A London home without a CQC ID, held for matching."""
+    now = utcnow()
+    return HeldRecord(
+        source="london",
+        source_ref=ref,
+        name=name,
+        postcode=postcode,
+        local_authority=local_authority,
+        record=record,
+        first_seen=now,
+        last_seen=now,
+    )
+
+
 def push(client: TestClient, token: str, *records: dict[str, Any]) -> None:
     response = client.post(
         "/api/v1/submissions", content=orjson.dumps(batch(*records)), headers=bearer(token)
@@ -132,7 +147,6 @@ def test_each_kind_is_found_and_findings_close_when_fixed(
 def test_held_homes_are_linked_queued_or_left_unmatched(
     factory: sessionmaker[Session], client: TestClient
 ) -> None:
-    now = utcnow()
     record = location("1-1")
     del record["cqc_location_id"]
     with transaction(factory) as session:
@@ -172,18 +186,7 @@ def test_held_homes_are_linked_queued_or_left_unmatched(
             ("LDN-000002", "Oak Lodge Care", "NW8 7XY"),
             ("LDN-000003", "Sunrise Villa", "NW8 1AA"),
         ]:
-            session.add(
-                HeldRecord(
-                    source="london",
-                    source_ref=ref,
-                    name=name,
-                    postcode=postcode,
-                    local_authority="Westminster",
-                    record={**record, "nhs_region": "london"},
-                    first_seen=now,
-                    last_seen=now,
-                )
-            )
+            session.add(held_home(ref, name, postcode, "Westminster", {**record, "nhs_region": "london"}))
     summary, found, _ = run(factory)
     assert (summary.linked, summary.queued_for_review, summary.unmatched) == (1, 1, 1)
     with factory() as session:
@@ -279,7 +282,6 @@ def test_reconciliation_weighs_distance_when_the_caller_gives_no_points(
 ) -> None:
     """The scheduler and `gateway reconcile` pass no way to place a postcode: a held home is
     still placed (at its district's centroid), so the nearer of two same-named homes wins."""
-    now = utcnow()
     record = {k: v for k, v in location("1-1", region="midlands").items() if k != "cqc_location_id"}
     with transaction(factory) as session:
         session.add_all(
@@ -302,18 +304,7 @@ def test_reconciliation_weighs_distance_when_the_caller_gives_no_points(
                 ),
             ]
         )
-        session.add(
-            HeldRecord(
-                source="london",
-                source_ref="LDN-000009",
-                name="St Annes Care Home",
-                postcode="B97 4AB",
-                local_authority="Redditch",
-                record=record,
-                first_seen=now,
-                last_seen=now,
-            )
-        )
+        session.add(held_home("LDN-000009", "St Annes Care Home", "B97 4AB", "Redditch", record))
     summary, _, _ = run(factory)
     assert summary.linked == 1
     with factory() as session:
@@ -332,7 +323,6 @@ def test_findings_api_filters_exports_csv_and_reviews_matches(
         location("1-102"),
         location("1-105", vacancies=[vacancy(maximum_capacity=50, occupied=46)]),
     )
-    now = utcnow()
     with transaction(factory) as session:
         session.add_all(
             [
@@ -358,18 +348,7 @@ def test_findings_api_filters_exports_csv_and_reviews_matches(
             ]
         )
         record = {k: v for k, v in location("1-1", region="london").items() if k != "cqc_location_id"}
-        session.add(
-            HeldRecord(
-                source="london",
-                source_ref="LDN-000002",
-                name="Oak Lodge Care",
-                postcode="NW8 7XY",
-                local_authority="Westminster",
-                record=record,
-                first_seen=now,
-                last_seen=now,
-            )
-        )
+        session.add(held_home("LDN-000002", "Oak Lodge Care", "NW8 7XY", "Westminster", record))
     run(factory)
     response = client.get(
         "/api/v1/reconciliation/findings", params={"kind": "unknown-to-cqc"}, headers=bearer(token)
@@ -523,7 +502,6 @@ def test_a_rejected_match_leaves_the_home_s_finding_open(
     """Rejecting the queued candidate does not put the home into the national view: its
     finding stays open, saying so, until an admin links it to the right location."""
     admin = make_token(name="admin", scopes=("admin",))
-    now = utcnow()
     with transaction(factory) as session:
         session.add(
             registry(
@@ -537,18 +515,7 @@ def test_a_rejected_match_leaves_the_home_s_finding_open(
             )
         )
         record = {k: v for k, v in location("1-1", region="london").items() if k != "cqc_location_id"}
-        session.add(
-            HeldRecord(
-                source="london",
-                source_ref="LDN-000002",
-                name="Oak Lodge Care",
-                postcode="NW8 7XY",
-                local_authority="Westminster",
-                record=record,
-                first_seen=now,
-                last_seen=now,
-            )
-        )
+        session.add(held_home("LDN-000002", "Oak Lodge Care", "NW8 7XY", "Westminster", record))
     _, found, _ = run(factory)
     assert ("unmatched-home", "LDN-000002") in found
     decision = {"source": "london", "source_ref": "LDN-000002", "decision": "reject"}
