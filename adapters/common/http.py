@@ -9,9 +9,12 @@ so the sync run fails, is recorded with its failure class, and the last good dat
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -81,14 +84,24 @@ def redact_url(url: str | httpx.URL) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds form), or None."""
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, in either of its forms (RFC 9110):
+    delta-seconds (``120``) or an HTTP date (``Wed, 21 Oct 2026 07:28:00 GMT``, counted
+    from ``now``); None when absent or unreadable."""
     if value is None:
         return None
+    text = value.strip()
     try:
-        return max(float(value.strip()), 0.0)
+        seconds = float(text)
     except ValueError:
-        return None
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # '-0000' or an obsolete zone: the HTTP date is GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 _TRY_AGAIN = re.compile(r"try again in (\d+(?:\.\d+)?) second", re.IGNORECASE)

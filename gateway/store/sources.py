@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from gateway.store.repository import insert_for
 from gateway.store.tables import (
     FAILED,
     SUCCEEDED,
+    HeldRecord,
     Location,
     RegistryLocation,
     Submission,
@@ -33,6 +35,9 @@ class SourceActivity:
     newest_data: datetime | None
     last_error_class: str | None
     last_error: str | None
+
+
+_RECENT_RUNS = 50  # a source's runs read to judge its health
 
 
 def _runs(session: Session, source: str, limit: int = 50) -> list[SyncRun]:
@@ -58,19 +63,21 @@ def pulled_source_activity(session: Session, source: str, data_source: str | Non
     t = table(SyncRun)
     # Runs still going, and runs cut short by their process stopping, say nothing of the
     # source's health. Only the columns needed: a run's rejections and warnings stay put.
-    runs = session.execute(
+    recent = session.execute(
         sa.select(t.c.status, t.c.started_at, t.c.finished_at, t.c.error_class, t.c.error_message)
         .where(t.c.source == source)
         .order_by(t.c.started_at.desc(), t.c.id.desc())
-        .limit(50)
+        .limit(_RECENT_RUNS)
     ).all()
-    runs = [r for r in runs if r.status in (SUCCEEDED, FAILED)]
-    failures = 0
-    for run in runs:
-        if run.status != FAILED:
-            break
-        failures += 1
+    runs = [r for r in recent if r.status in (SUCCEEDED, FAILED)]
+    # Failures in a row: the runs before the first that did not fail.
+    failures = next((n for n, run in enumerate(runs) if run.status != FAILED), len(runs))
     success = next((r for r in runs if r.status == SUCCEEDED), None)
+    last_success = success.finished_at if success else None
+    if success is None and len(recent) == _RECENT_RUNS:
+        # No success among the recent runs: the last one (and the failures since) lie
+        # further back. Rare (a long outage), so looked up only then.
+        last_success, failures = _last_success_and_failures_since(session, source)
     last_failed = runs[0] if runs and runs[0].status == FAILED else None
     if source == "cqc":
         newest = session.scalar(sa.select(sa.func.max(col(RegistryLocation.synced_at))))
@@ -78,12 +85,28 @@ def pulled_source_activity(session: Session, source: str, data_source: str | Non
         newest = newest_location_data(session, data_source or source)
     return SourceActivity(
         last_attempt=runs[0].started_at if runs else None,
-        last_success=success.finished_at if success else None,
+        last_success=last_success,
         consecutive_failures=failures,
         newest_data=newest,
         last_error_class=last_failed.error_class if last_failed else None,
         last_error=last_failed.error_message if last_failed else None,
     )
+
+
+def _last_success_and_failures_since(session: Session, source: str) -> tuple[datetime | None, int]:
+    """When ``source``'s last succeeded run ended (None if none ever did) and how many of
+    its runs failed after it."""
+    t = table(SyncRun)
+    success = session.execute(
+        sa.select(t.c.started_at, t.c.finished_at)
+        .where(t.c.source == source, t.c.status == SUCCEEDED)
+        .order_by(t.c.started_at.desc(), t.c.id.desc())
+        .limit(1)
+    ).first()
+    failed = sa.select(sa.func.count()).where(t.c.source == source, t.c.status == FAILED)
+    if success is not None:
+        failed = failed.where(t.c.started_at > success.started_at)
+    return (success.finished_at if success else None), session.scalar(failed) or 0
 
 
 def push_sources(session: Session) -> list[str]:
@@ -137,6 +160,24 @@ def update_run_counts(session: Session, run_id: int, counts: dict[str, Any]) -> 
     updated = session.execute(sa.update(t).where(t.c.id == run_id).values(**counts))
     if updated.rowcount != 1:  # type: ignore[attr-defined]  # pragma: no cover - made by start_run
         raise RuntimeError(f"sync run {run_id} vanished")
+
+
+# --- homes a pulled source held for matching ----------------------------------------------
+
+
+def held_source_refs(session: Session, source: str) -> set[str]:
+    """The refs of ``source``'s records held for matching (homes that came without a CQC
+    ID): a few dozen at most, read once per run."""
+    t = table(HeldRecord)
+    return set(session.scalars(sa.select(t.c.source_ref).where(t.c.source == source)))
+
+
+def release_held_records(session: Session, source: str, refs: Sequence[str]) -> None:
+    """Let go of ``source``'s held records of ``refs``: those homes now report their own
+    CQC ID, so there is nothing left to match (their ``unmatched-home`` findings close at the
+    next reconciliation, and no stale held copy can be linked to a location any more)."""
+    t = table(HeldRecord)
+    session.execute(sa.delete(t).where(t.c.source == source, t.c.source_ref.in_(list(refs))))
 
 
 # --- leases: one process at a time runs a source's sync -----------------------------------

@@ -27,6 +27,7 @@ from gateway.ingest.service import RecordStatus, apply_updates
 from gateway.model.capacity import LocationUpdate
 from gateway.store import reconciliation as held_queries
 from gateway.store import repository
+from gateway.store import sources as source_queries
 from gateway.store.db import transaction
 from gateway.store.tables import SyncRun, utcnow
 from gateway.sync.runs import RunCounts, recorded, start_run, write_counts
@@ -35,16 +36,28 @@ from gateway.sync.sources import SyncContext
 SOURCE = "london"
 
 
-def _map_and_store_page(context: SyncContext, run_id: int, counts: RunCounts, listed: HomesPage) -> None:
+def _map_and_store_page(
+    context: SyncContext, run_id: int, counts: RunCounts, listed: HomesPage, held: set[str]
+) -> None:
     """Map one listing page and store it (in the sync's store thread: one thread does
     both, as two threads contending for the GIL cost more CPU than they overlap)."""
     with gc_paused():
-        _store_page(context, run_id, counts, map_page(listed))
+        _store_page(context, run_id, counts, map_page(listed), held)
 
 
-def _store_page(context: SyncContext, run_id: int, counts: RunCounts, page: MappedPage) -> None:
+def _store_page(
+    context: SyncContext, run_id: int, counts: RunCounts, page: MappedPage, held: set[str]
+) -> None:
+    """Store one mapped page with the run's counters (and, on the listing's last page, the
+    cursor). ``held``: the refs of the homes held for matching, kept up to date here."""
     now = utcnow()
     with transaction(context.factory) as session:
+        # A held home that now reports its CQC ID goes straight in: its held copy goes.
+        identified = [ref for ref, _ in page.updates if ref in held] if held else []
+        if identified:
+            source_queries.release_held_records(session, SOURCE, identified)
+            held.difference_update(identified)
+        held.update(home.home_ref for home in page.unmatched)
         refs = [ref for ref, _ in page.updates] + [home.home_ref for home in page.unmatched]
         updates = list(enumerate(update for _, update in page.updates))
         updates += _held_updates(session, page, now, start=len(updates))
@@ -57,7 +70,7 @@ def _store_page(context: SyncContext, run_id: int, counts: RunCounts, page: Mapp
         counts.pages += 1
         counts.records_seen += page.homes_seen
         for skipped in page.skipped:
-            counts.reject(skipped.home_ref or "?", [f"{p.pointer}: {p.message}" for p in skipped.problems])
+            counts.reject(skipped.home_ref, [f"{p.pointer}: {p.message}" for p in skipped.problems])
         counts.warnings.extend(page.warnings)
         if page.last:
             repository.set_sync_cursor(session, SOURCE, {"as_of": page.as_of}, now)
@@ -116,12 +129,13 @@ async def sync_london(context: SyncContext) -> SyncRun:
     # being stored and the next.
     stores = ThreadPoolExecutor(max_workers=1, thread_name_prefix="london-store")
     failed = threading.Event()
+    held: set[str] = set()  # refs of the homes held for matching, read as the run starts
 
     def store(page: HomesPage) -> None:
         if failed.is_set():  # never store a page after one that failed
             return
         try:
-            _map_and_store_page(context, run_id, counts, page)
+            _map_and_store_page(context, run_id, counts, page, held)
         except BaseException:
             failed.set()
             raise
@@ -129,6 +143,7 @@ async def sync_london(context: SyncContext) -> SyncRun:
     async def work() -> None:
         with factory() as session:
             cursor = repository.get_sync_cursor(session, SOURCE) or {}
+            held.update(source_queries.held_source_refs(session, SOURCE))
         source = LondonTrackerSource(london_client(context))
         loop = asyncio.get_running_loop()
         storing: deque[asyncio.Future[None]] = deque()

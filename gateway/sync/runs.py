@@ -36,14 +36,16 @@ class RunCounts:
         for result in results:
             self.statuses[result.status.value] += 1
 
-    def reject(self, ref: str, reasons: list[str]) -> None:
-        """Record a rejected record once per run, however often the upstream sent it."""
-        if ref in self._rejected:
-            return
-        self._rejected.add(ref)
+    def reject(self, ref: str | None, reasons: list[str]) -> None:
+        """Record a rejected record once per run, however often the upstream sent it. A
+        record without a readable ref ("?") cannot be told from another: each counts."""
+        if ref is not None:
+            if ref in self._rejected:
+                return
+            self._rejected.add(ref)
         self.statuses[RecordStatus.REJECTED.value] += 1
         if len(self.rejections) < MAX_REJECTIONS_KEPT:
-            self.rejections.append({"ref": ref, "reasons": reasons})
+            self.rejections.append({"ref": ref or "?", "reasons": reasons})
 
     def as_row(self) -> dict[str, Any]:
         return {

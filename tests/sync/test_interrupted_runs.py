@@ -72,6 +72,28 @@ def test_interrupted_runs_say_nothing_of_health(factory: sessionmaker[Session]) 
     assert activity.last_success == run_of(factory, ok).finished_at
 
 
+def test_a_long_outage_still_shows_the_last_success_and_every_failure(factory: sessionmaker[Session]) -> None:
+    """Past the last 50 runs, health still finds the last success and counts every failure
+    since it (it showed no success at all, and at most 50 failures, during a long outage)."""
+    error = TransientUpstreamError("GET /api/v2/homes: HTTP 503", status_code=503)
+    ok = start_run(factory, "london", "incremental")
+    finish_run(factory, ok, RunCounts())
+    for n in range(60):
+        failed = start_run(factory, "london", "incremental")
+        finish_run(factory, failed, RunCounts(), error)
+        if n % 10 == 0:
+            cut = start_run(factory, "london", "incremental")
+            finish_run(factory, cut, RunCounts(), asyncio.CancelledError())
+    with factory() as session:
+        activity = pulled_source_activity(session, "london")
+        never = pulled_source_activity(session, "never-succeeded")
+    assert activity.last_success == run_of(factory, ok).finished_at
+    assert activity.consecutive_failures == 60
+    assert activity.last_attempt == run_of(factory, failed).started_at
+    assert activity.last_error_class == "transient"
+    assert never.last_success is None and never.consecutive_failures == 0
+
+
 HOMES = 200
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
@@ -227,10 +228,10 @@ def test_no_page_is_stored_after_one_that_failed(
     store_page = london._store_page
     stored: list[int] = []
 
-    def failing_second(context: SyncContext, run_id: int, counts: Any, page: Any) -> None:
+    def failing_second(context: SyncContext, run_id: int, counts: Any, page: Any, held: set[str]) -> None:
         if page.number == 2:
             raise RuntimeError("disk full")
-        store_page(context, run_id, counts, page)
+        store_page(context, run_id, counts, page, held)
         stored.append(page.number)
 
     monkeypatch.setattr(london, "_store_page", failing_second)
@@ -242,3 +243,65 @@ def test_no_page_is_stored_after_one_that_failed(
     with factory() as session:
         assert repository.get_sync_cursor(session, "london") is None
         assert session.scalar(sa.select(sa.func.count()).select_from(Location)) == 20
+
+
+def test_a_held_home_that_reports_its_cqc_id_later_is_no_longer_held(
+    settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    """A home held for matching (no CQC ID) that later reports its ID goes straight into the
+    national view and leaves the held records: a held copy left behind stayed 'unmatched'
+    for ever (an unmatched-home finding that never closed, an old copy reconciliation could
+    still link to some location)."""
+    homes = london_homes()[:30]
+    homes[8]["cqc_location_id"] = None  # held too, and stays so
+    app = create_app(homes, LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    simulator: LondonTrackerSimulator = app.state.simulator
+    with run_in_thread(app) as url:
+        assert run_sync(settings, factory, url).status == "succeeded"
+        with factory() as session:
+            held = set(session.scalars(sa.select(HeldRecord.source_ref)))
+        assert held == {"LDN-000007", "LDN-000008"}
+        simulator.update_home("LDN-000007", {"cqc_location_id": "1-799000007"})
+        second = run_sync(settings, factory, url)
+    assert second.status == "succeeded" and second.accepted == 1
+    with factory() as session:
+        held = set(session.scalars(sa.select(HeldRecord.source_ref)))
+        identified = session.get(Location, "1-799000007")
+    assert held == {"LDN-000008"}
+    assert identified is not None and identified.source == "london"
+
+
+def test_every_malformed_home_without_a_readable_ref_is_counted(
+    settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    """Malformed homes are recorded once per ref; those with no ref to tell them apart
+    (missing, or not a string) each count (all of them were counted as one)."""
+    base = "https://london.example"
+    broken = [
+        {k: v for k, v in home(home_ref="LDN-000091").items() if k != "home_ref"},
+        {k: v for k, v in home(home_ref="LDN-000092").items() if k != "home_ref"},
+        home(home_ref=93),
+    ]
+    good = [home(home_ref=f"LDN-00000{n}", cqc_location_id=f"1-70000000{n}") for n in (1, 2)]
+    body = {"homes": [*good, *broken], "next_cursor": None, "as_of": "2026-11-22T08:00:03Z"}
+    settings = settings.model_copy(
+        update={
+            "london_base_url": base,
+            "london_client_id": "gw",
+            "london_client_secret": SecretStr("s3cret"),
+        }
+    )
+
+    async def go() -> SyncRun:
+        with respx.mock:
+            respx.post(f"{base}/oauth/token").mock(
+                return_value=httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+            )
+            respx.get(f"{base}/api/v2/homes").mock(return_value=httpx.Response(200, json=body))
+            async with httpx.AsyncClient() as http:
+                return await sync_london(SyncContext(factory, http, settings))
+
+    run = asyncio.run(go())
+    assert run.status == "succeeded"
+    assert (run.records_seen, run.accepted, run.rejected) == (5, 2, 3)
+    assert [r["ref"] for r in run.rejections] == ["?", "?", "?"]

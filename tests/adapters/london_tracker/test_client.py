@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from adapters.common.http import RetryPolicy, TransientUpstreamError, UpstreamConfigurationError
+from adapters.common.http import (
+    RetryPolicy,
+    TransientUpstreamError,
+    UpstreamConfigurationError,
+    parse_retry_after,
+)
 from adapters.london_tracker.client import LondonTrackerClient
 from adapters.london_tracker.source import LondonTrackerSource
 from tests.adapters.london_tracker.homes import home
@@ -142,6 +149,37 @@ async def test_a_long_retry_after_is_waited_in_full_and_a_too_long_one_ends_the_
     with pytest.raises(TransientUpstreamError, match="asked to wait 3600 s, longer than a run waits"):
         await collect(client)
     assert homes.call_count == 3 and sleeps == []  # not asked again within the run
+
+
+@respx.mock
+async def test_a_retry_after_given_as_an_http_date_is_honoured(client: LondonTrackerClient) -> None:
+    """Retry-After may be an HTTP date (RFC 9110): waited until then, not the backoff's
+    half second (an upstream that asks to wait is never asked again sooner)."""
+    respx.post(f"{BASE}/oauth/token").mock(return_value=token_answer("t"))
+    until = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    throttled = httpx.Response(429, headers={"Retry-After": until}, json={"error": "rate_limited"})
+    homes = respx.get(f"{BASE}/api/v2/homes").mock(side_effect=[throttled, page([home()], None)])
+    assert len(await collect(client)) == 1 and homes.call_count == 2
+    assert len(sleeps) == 1 and 60 < sleeps[0] <= 90
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 2.5 ", 2.5),
+        ("-3", 0.0),
+        ("Sun, 22 Nov 2026 08:02:00 GMT", 120.0),
+        ("Sun, 22 Nov 2026 07:59:00 GMT", 0.0),  # already past: at once
+        ("soon", None),
+        ("nan", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_forms(header: str | None, seconds: float | None) -> None:
+    now = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
+    assert parse_retry_after(header, now) == seconds
 
 
 @pytest.mark.parametrize(
