@@ -332,5 +332,17 @@ def bench(name: Annotated[str, typer.Argument(help="ingest")]) -> None:
     run_benchmark(name)
 
 
+def main() -> None:
+    """The ``gateway`` command: bad settings are said plainly (exit status 2), not as a
+    traceback."""
+    from gateway.settings import SettingsError
+
+    try:
+        app()
+    except SettingsError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///var/gateway.db"
@@ -21,9 +21,9 @@ class Settings(BaseSettings):
         default=DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL: sqlite:///path.db (default) or postgresql+psycopg://...",
     )
-    database_pool_size: int = 10
+    database_pool_size: int = Field(default=10, ge=1)
     max_submission_bytes: int = Field(
-        default=32 * 1024 * 1024, description="Largest push body accepted, in bytes"
+        default=32 * 1024 * 1024, ge=1, description="Largest push body accepted, in bytes"
     )
     scheduler_enabled: bool = Field(
         default=True, description="Run the source sync jobs inside this gateway process"
@@ -33,16 +33,16 @@ class Settings(BaseSettings):
     london_base_url: str | None = None
     london_client_id: str | None = None
     london_client_secret: SecretStr | None = None
-    london_interval_s: float = 300.0
-    london_freshness_target_s: float = 3600.0
-    london_page_size: int = 200
+    london_interval_s: float = Field(default=300.0, gt=0)
+    london_freshness_target_s: float = Field(default=3600.0, gt=0)
+    london_page_size: int = Field(default=200, ge=1, le=500, description="1..500, as the tracker takes")
 
     # The CQC registry.
     cqc_base_url: str | None = None
     cqc_subscription_key: SecretStr | None = None
-    cqc_requests_per_minute: float = 500.0
-    cqc_full_sync_interval_s: float = 86400.0
-    cqc_incremental_interval_s: float = 3600.0
+    cqc_requests_per_minute: float = Field(default=500.0, gt=0)
+    cqc_full_sync_interval_s: float = Field(default=86400.0, gt=0)
+    cqc_incremental_interval_s: float = Field(default=3600.0, gt=0)
     cqc_changes_overlap_s: float = Field(
         default=3600.0,
         ge=0,
@@ -50,11 +50,11 @@ class Settings(BaseSettings):
         "/changes/location starts, so a change the registry lists late (stamped inside a window "
         "already asked for) is still fetched; locations fetched again come back unchanged",
     )
-    cqc_freshness_target_s: float = 2 * 86400.0
+    cqc_freshness_target_s: float = Field(default=2 * 86400.0, gt=0)
 
     # Pushing regional trackers: how old their newest data may be before they are stale.
-    push_freshness_target_s: float = 86400.0
-    reconcile_interval_s: float = Field(default=3600.0, description="Reconciliation job interval")
+    push_freshness_target_s: float = Field(default=86400.0, gt=0)
+    reconcile_interval_s: float = Field(default=3600.0, gt=0, description="Reconciliation job interval")
     push_body_retention_days: float | None = Field(
         default=None,
         ge=0,
@@ -67,16 +67,18 @@ class Settings(BaseSettings):
     )
     sync_lease_s: float = Field(
         default=120.0,
+        gt=0,
         description="How long a process's hold on a source's sync lasts unless renewed (it renews "
         "every third of it while the run lasts)",
     )
     auth_cache_s: float = Field(
         default=5.0,
+        ge=0,
         description="How long a gateway process goes on trusting a bearer token it has checked "
         "without reading it again (a revoked token stops working within this; 0: read it every time)",
     )
     source_failing_after: int = Field(
-        default=3, description="Failed runs in a row after which a source shows 'failing'"
+        default=3, ge=1, description="Failed runs in a row after which a source shows 'failing'"
     )
 
     @property
@@ -92,7 +94,19 @@ class Settings(BaseSettings):
         return self
 
 
+class SettingsError(Exception):
+    """Settings the gateway cannot run with: each variable named with why (never its
+    value, which may be a secret)."""
+
+
 @lru_cache
 def get_settings() -> Settings:
-    """The process's settings (read once)."""
-    return Settings()
+    """The process's settings (read once); SettingsError when any is bad."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        said = [
+            f"GATEWAY_{'_'.join(str(part) for part in error['loc']).upper() or '?'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise SettingsError("bad configuration:\n  " + "\n  ".join(said)) from None
