@@ -140,9 +140,18 @@ class SourceScheduler:
     def _add_housekeeping(
         self, job_id: str, run: Callable[[], Awaitable[None]], seconds: float, **first: Any
     ) -> None:
-        """A job that is not a source's: at most one run at a time, missed runs coalesced."""
+        """A job that is not a source's: at most one run at a time, missed runs coalesced
+        into one that still runs however late (as a source's: APScheduler's default grace of
+        one second would skip a run the busy event loop woke to late)."""
         self.scheduler.add_job(
-            run, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True, **first
+            run,
+            "interval",
+            seconds=seconds,
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+            **first,
         )
 
     async def run_reconciliation(self) -> None:

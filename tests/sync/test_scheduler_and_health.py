@@ -172,3 +172,33 @@ def test_a_run_cut_short_by_shutdown_ends_quietly(
     asyncio.run(main())
     assert "sync fake-endless:incremental stopped with the gateway" in caplog.text
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+
+
+async def test_a_housekeeping_run_woken_late_still_runs(
+    factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """A busy event loop can wake the scheduler well after a job was due: the run is late,
+    never skipped (APScheduler's default grace of one second skipped reconciliation)."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from gateway.sync.scheduler import SourceScheduler
+
+    ran = asyncio.Event()
+    quiet = settings.model_copy(update={"push_body_retention_days": 30.0})
+    async with httpx.AsyncClient() as http:
+        scheduler = SourceScheduler(factory, http, quiet)
+
+        async def reconciled() -> None:
+            ran.set()
+
+        scheduler.run_reconciliation = reconciled  # type: ignore[method-assign]
+        scheduler.start()
+        try:
+            late = datetime.now(UTC) - timedelta(seconds=30)
+            scheduler.scheduler.modify_job("reconcile", next_run_time=late)
+            await asyncio.wait_for(ran.wait(), timeout=10)
+        finally:
+            scheduler.scheduler.shutdown(wait=False)
