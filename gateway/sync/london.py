@@ -51,7 +51,7 @@ def _store_page(
     """Store one mapped page with the run's counters (and, on the listing's last page, the
     cursor). ``held``: the refs of the homes held for matching, kept up to date here."""
     now = utcnow()
-    with transaction(context.factory) as session:
+    with counts.kept_if_stored(), transaction(context.factory) as session:
         # A held home that now reports its CQC ID goes straight in: its held copy goes.
         identified = [ref for ref, _ in page.updates if ref in held] if held else []
         if identified:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,25 @@ class RunCounts:
         self.statuses[RecordStatus.REJECTED.value] += 1
         if len(self.rejections) < MAX_REJECTIONS_KEPT:
             self.rejections.append({"ref": ref or "?", "reasons": reasons})
+
+    @contextmanager
+    def kept_if_stored(self) -> Iterator[None]:
+        """Counts made in the block stand only if the block ends well: wrap a page's
+        transaction in it, so a page rolled back is not reported as stored."""
+        before = (
+            self.pages,
+            self.records_seen,
+            self.statuses.copy(),
+            len(self.rejections),
+            len(self.warnings),
+            self._rejected.copy(),
+        )
+        try:
+            yield
+        except BaseException:
+            self.pages, self.records_seen, self.statuses, kept, warned, self._rejected = before
+            del self.rejections[kept:], self.warnings[warned:]
+            raise
 
     def as_row(self) -> dict[str, Any]:
         return {

@@ -305,3 +305,43 @@ def test_every_malformed_home_without_a_readable_ref_is_counted(
     assert run.status == "succeeded"
     assert (run.records_seen, run.accepted, run.rejected) == (5, 2, 3)
     assert [r["ref"] for r in run.rejections] == ["?", "?", "?"]
+
+
+def test_a_page_rolled_back_is_not_counted_in_the_run(
+    settings: Settings, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last page fails as it is stored (its transaction rolls back): the failed run
+    reports the first page's homes only, as the national view holds them."""
+    base = "https://london.example"
+    first = [home(home_ref=f"LDN-00001{n}", cqc_location_id=f"1-71000000{n}") for n in (1, 2, 3)]
+    last = [home(home_ref=f"LDN-00002{n}", cqc_location_id=f"1-72000000{n}") for n in (1, 2)]
+    pages = [
+        {"homes": first, "next_cursor": "c2", "as_of": "2026-11-22T08:00:03Z"},
+        {"homes": last, "next_cursor": None, "as_of": "2026-11-22T08:00:03Z"},
+    ]
+    settings = settings.model_copy(
+        update={"london_base_url": base, "london_client_id": "gw", "london_client_secret": SecretStr("s")}
+    )
+
+    def no_cursor(*_: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(repository, "set_sync_cursor", no_cursor)  # written with the last page
+
+    async def go() -> SyncRun:
+        with respx.mock:
+            respx.post(f"{base}/oauth/token").mock(
+                return_value=httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+            )
+            respx.get(f"{base}/api/v2/homes").mock(
+                side_effect=[httpx.Response(200, json=page) for page in pages]
+            )
+            async with httpx.AsyncClient() as http:
+                return await sync_london(SyncContext(factory, http, settings))
+
+    run = asyncio.run(go())
+    assert run.status == "failed" and run.error_class == "internal"
+    with factory() as session:
+        stored = session.scalar(sa.select(sa.func.count()).select_from(Location))
+    assert stored == 3
+    assert (run.pages, run.records_seen, run.accepted) == (1, 3, 3)
