@@ -148,7 +148,7 @@ class Snapshot(Columns):
             mask &= (self.lon >= west) & (self.lon <= east)
         for name, wanted in (
             ("nhs_region", q.regions),
-            ("local_authority", [a.lower() for a in q.local_authorities]),
+            ("local_authority", [" ".join(a.lower().split()) for a in q.local_authorities]),
             ("icb", q.icbs),
             ("sub_icb", q.sub_icbs),
             ("rating", q.ratings),

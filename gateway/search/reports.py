@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from gateway.errors import Unprocessable
 from gateway.model.vocab import LONG_TERM_VACANCY_TYPES, NhsRegion, VacancyType
 from gateway.search.query import codes, stay_types
-from gateway.search.service import check_local_authorities
+from gateway.search.service import check_local_authorities, registry_authorities
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table, utcnow
 
 LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
@@ -233,8 +233,14 @@ def _drill_down(
 ) -> dict[str, Any]:
     """The locations of one group, each row the sum of its lines (as the group's row is)."""
     if group_by == "local_authority":
-        held = session.scalars(sa.select(sa.func.lower(key)).select_from(joined).distinct())
-        check_local_authorities([group], held, "group")
+        check_local_authorities(
+            [group],
+            lambda: [
+                *session.scalars(sa.select(key).select_from(joined).distinct()),
+                *registry_authorities(session),
+            ],
+            "group",
+        )
     group, in_group = _in_group(key, group_by, group)
     stmt = (
         sa.select(

@@ -8,11 +8,13 @@ location row).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from functools import cache
 from typing import Any
 
+import sqlalchemy as sa
 from rapidfuzz import fuzz, process
 from sqlalchemy.orm import Session
 
@@ -20,7 +22,7 @@ from gateway.errors import Unprocessable
 from gateway.places import district_centroid, load_districts, normalise_postcode
 from gateway.search.index import Snapshot, index_for
 from gateway.search.query import SearchQuery, district_searched, refuse
-from gateway.store.tables import utcnow
+from gateway.store.tables import RegistryLocation, utcnow
 
 
 def resolve_point(snapshot: Snapshot, postcode: str) -> tuple[float, float, str]:
@@ -66,7 +68,11 @@ def _find(
 ) -> tuple[Snapshot, list[tuple[int, float | None]], dict[str, Any] | None]:
     """The index as of now, every matching location in order, and the searched point."""
     snapshot = index_for(session).current(session)
-    check_local_authorities(q.local_authorities, snapshot.categories["local_authority"][1])
+    if q.local_authorities:
+        check_local_authorities(
+            q.local_authorities,
+            lambda: [*snapshot.categories["local_authority"][1], *registry_authorities(session)],
+        )
     point = origin = None
     if q.postcode is not None:
         lat, lon, how = resolve_point(snapshot, q.postcode)
@@ -77,32 +83,59 @@ def _find(
     return snapshot, snapshot.find(q, point, now or utcnow()), origin
 
 
+def registry_authorities(session: Session) -> list[str]:
+    """Every local authority the CQC registry names (of the homes it lists)."""
+    t = RegistryLocation.__table__  # type: ignore[attr-defined]
+    return list(
+        session.scalars(sa.select(t.c.local_authority).where(t.c.local_authority.is_not(None)).distinct())
+    )
+
+
+def _key(name: str) -> str:
+    return " ".join(name.lower().split())
+
+
 @cache
 def _reference_authorities() -> dict[str, str]:
-    """England's local authorities as the gateway's postcode districts name them, lower
-    case to as written."""
+    """Local authorities as the gateway's postcode districts name them (some by an older
+    or shorter name), keyed lower case, to as written."""
     return {
-        d.local_authority.lower(): d.local_authority for d in load_districts().values() if d.local_authority
+        _key(d.local_authority): d.local_authority.strip()
+        for d in load_districts().values()
+        if d.local_authority
     }
 
 
 def check_local_authorities(
-    wanted: Iterable[str], held: Iterable[str | None], parameter: str = "local_authority"
+    wanted: Iterable[str], known: Callable[[], Iterable[str | None]], parameter: str = "local_authority"
 ) -> None:
-    """Refuse a local authority nobody knows (not in the national view, not one of
-    England's), naming the closest ones: a misspelt authority would otherwise look like
-    an authority with no vacancies. ``held``: the view's authorities, lower case."""
-    reference = _reference_authorities()
-    known: set[str] | None = None
+    """Refuse a local authority nobody knows, naming the likeliest ones: a misspelt or
+    shortened authority ('Manchster', 'Hull') would otherwise look like one with no
+    vacancies. Known: the postcode districts' authorities, and ``known()`` (read only for
+    a name not among those: the view's and the registry's authorities)."""
+    names: dict[str, str] = dict(_reference_authorities())
+    read = False
     for name in wanted:
-        lowered = name.strip().lower()
-        if lowered in reference:
+        key = _key(name)
+        if key in names:
             continue
-        if known is None:
-            known = {a for a in held if a} | set(reference)
-        if lowered in known:
+        if not read:
+            names = {_key(a): a.strip() for a in known() if a and a.strip()} | names
+            read = True
+        if key in names:
             continue
-        written = {a: reference.get(a, a.title()) for a in known}
-        close = process.extract(lowered, list(written), scorer=fuzz.WRatio, limit=3, score_cutoff=75)
-        hint = f"; did you mean {' or '.join(repr(written[c]) for c, _, _ in close)}?" if close else ""
+        likely = _likeliest(key, names)
+        hint = f"; did you mean {' or '.join(map(repr, likely))}?" if likely else ""
         raise refuse(parameter, f"unknown local authority {name!r}{hint}")
+
+
+def _likeliest(key: str, names: dict[str, str]) -> list[str]:
+    """Up to three authorities a user typing ``key`` likely meant: those whose name holds
+    it as a word ('Hull': 'Kingston upon Hull'), else those spelt most alike."""
+    word = re.compile(rf"\b{re.escape(key)}\b")
+    holding = sorted({names[k] for k in names if word.search(k)}, key=len)
+    if holding:
+        return holding[:3]
+    close = process.extract(key, list(names), scorer=fuzz.ratio, limit=3, score_cutoff=70)
+    best = close[0][1] if close else 0
+    return [names[k] for k, score, _ in close if score >= best - 10]

@@ -322,6 +322,11 @@ def test_a_misspelt_local_authority_is_a_422_naming_the_closest_not_an_empty_ans
     assert error["parameter"] == "local_authority"
     assert "unknown local authority 'Manchster'" in error["message"]
     assert "'Manchester'" in error["message"]
+    # A shortened name is pointed to the authority that holds it.
+    shortened = get(client, token, local_authority="Hull").json()["errors"][0]["message"]
+    assert "did you mean 'Kingston upon Hull'" in shortened
+    # The registry's authorities are known too, and spacing and case do not matter.
+    assert ids(get(client, token, local_authority="  MANCHESTER ")) == ["1-1", "1-2", "1-3", "1-4", "1-5"]
     # One misspelt among good ones is refused too; a name like none gets no suggestion.
     assert get(client, token, local_authority=["Manchester", "Wgian"]).status_code == 422
     nowhere = get(client, token, local_authority="Qzxv Wrrk")
@@ -340,3 +345,19 @@ def test_an_authority_only_the_view_knows_is_searched(client: TestClient, make_t
     )
     client.post("/api/v1/submissions", content=orjson.dumps(batch(odd)), headers=bearer(token))
     assert ids(get(client, token, local_authority="borough of testshire")) == ["1-9"]
+
+
+def test_an_authority_only_the_registry_knows_is_a_true_empty_answer(
+    client: TestClient, token: str, factory: sessionmaker[Session]
+) -> None:
+    elsewhere = RegistryLocation(
+        cqc_location_id="1-77",
+        name="Far Away",
+        registration_status="Registered",
+        postcode="TR1 1AA",
+        local_authority="Duchy of Testwall",
+        synced_at=utcnow(),
+    )
+    with transaction(factory) as session:
+        replace_registry_locations(session, [elsewhere.model_dump()])
+    assert ids(get(client, token, local_authority="duchy of testwall")) == []
