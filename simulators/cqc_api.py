@@ -97,6 +97,7 @@ class CqcApiSimulator:
         self.tokens = max(1.0, settings.requests_per_minute / 60.0)  # a fresh client finds it full
         self.refilled = clock()
         self.detail_calls = 0
+        self.location_calls: list[str] = []  # the location IDs asked for, in order
         self.provider_calls: list[str] = []  # the provider IDs asked for, in order
         self.windows: list[tuple[str, str]] = []  # the /changes/location windows asked for
         self.provider_windows: list[tuple[str, str]] = []  # the /changes/provider ones
@@ -299,7 +300,9 @@ def create_app(
     ) -> Response:
         if (refused := refuse(request, agent, key)) is not None:
             return refused
-        sim.detail_calls += 1
+        with sim.lock:
+            sim.detail_calls += 1
+            sim.location_calls.append(location_id)
         if location_id != location_id.upper():
             return JSONResponse({"statusCode": 400, "message": "Invalid location id"}, status_code=400)
         if location_id in sim.settings.failing_ids:

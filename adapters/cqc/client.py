@@ -1,10 +1,13 @@
 """HTTP client of the CQC Syndication API: subscription key, client-side rate limit,
-the shared retry policy, and the API's "soft" 429 (HTTP 200 with a 429 body)."""
+the shared retry policy, the API's "soft" 429 (HTTP 200 with a 429 body), and a wait the
+API asks for (``Retry-After``, or "Try again in N seconds") kept by every call of the
+client, not only the one that was told."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -14,6 +17,7 @@ from adapters.common.http import (
     RetryPolicy,
     TransientUpstreamError,
     UpstreamConfigurationError,
+    UpstreamError,
     check_status,
     json_body,
     raise_for_transport,
@@ -46,17 +50,40 @@ class CqcClient:
         retry: RetryPolicy | None = None,
         requests_per_minute: float = 500.0,
         user_agent: str = USER_AGENT,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` (seconds, monotonic) times the waits the API asks for; they are slept
+        with the retry policy's ``sleep``."""
         self._http = http
         self._base = base_url.rstrip("/")
         self._headers = {"Ocp-Apim-Subscription-Key": subscription_key, "User-Agent": user_agent}
         self._retry = retry or RetryPolicy()
         self._limiter = rate_limiter(requests_per_minute)
+        self._clock = clock
+        # No call of this client is sent before this instant (of ``clock``): the API asked
+        # the client to wait until then.
+        self._not_before = float("-inf")
         self.requests = 0
+
+    def _asked_to_wait(self, seconds: float) -> None:
+        """The API asked to wait ``seconds`` from now: every call of the client waits."""
+        self._not_before = max(self._not_before, self._clock() + seconds)
+
+    async def _wait_as_asked(self) -> None:
+        """Wait until the time the API named has passed (again if, meanwhile, another call
+        was told to wait longer)."""
+        while (delay := self._not_before - self._clock()) > 0:
+            until = self._not_before
+            await self._retry.sleep(delay)
+            if self._not_before <= until:
+                return
 
     async def _get(self, path: str, params: dict[str, Any] | None = None, missing_ok: bool = False) -> Any:
         async def call() -> Any:
+            await self._wait_as_asked()
             async with self._limiter:
+                # A call told to wait while this one queued for the rate limit holds it too.
+                await self._wait_as_asked()
                 self.requests += 1
                 try:
                     response = await self._http.get(
@@ -64,26 +91,37 @@ class CqcClient:
                     )
                 except httpx.TransportError as exc:
                     raise_for_transport(exc)
-            what = f"GET {redact_url(response.request.url)}"
-            if missing_ok and response.status_code == 404:
-                return None
-            if response.status_code == 401:
-                raise UpstreamConfigurationError(f"{what}: the subscription key was refused", status_code=401)
-            check_status(response, what=what)
-            body = json_body(response, what=what)
-            if isinstance(body, dict) and body.get("statusCode") == 429:
-                message = str(body.get("message", ""))
-                raise TransientUpstreamError(
-                    f"{what}: throttled (soft 429)",
-                    status_code=429,
-                    retry_after=seconds_from_message(message),
-                )
-            return body
+            try:
+                return self._answer(response, missing_ok)
+            except UpstreamError as error:
+                if error.retry_after is not None:
+                    self._asked_to_wait(error.retry_after)
+                raise
 
         def on_retry(attempt: int, error: BaseException) -> None:
             log.warning("CQC call failed (try %d): %s", attempt, error)
 
         return await self._retry.run(call, on_retry)
+
+    @staticmethod
+    def _answer(response: httpx.Response, missing_ok: bool) -> Any:
+        """The body of an answer, None for a 404 when ``missing_ok``, or the classified
+        error (a soft 429 too)."""
+        what = f"GET {redact_url(response.request.url)}"
+        if missing_ok and response.status_code == 404:
+            return None
+        if response.status_code == 401:
+            raise UpstreamConfigurationError(f"{what}: the subscription key was refused", status_code=401)
+        check_status(response, what=what)
+        body = json_body(response, what=what)
+        if isinstance(body, dict) and body.get("statusCode") == 429:
+            message = str(body.get("message", ""))
+            raise TransientUpstreamError(
+                f"{what}: throttled (soft 429)",
+                status_code=429,
+                retry_after=seconds_from_message(message),
+            )
+        return body
 
     async def list_care_home_ids(self, page_size: int = 1000) -> AsyncIterator[list[str]]:
         """Every care home's location ID, a page at a time."""

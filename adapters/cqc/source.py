@@ -147,11 +147,13 @@ class CqcSource:
         on_batch: OnBatch,
         progress: OnProgress | None = None,
         retry_ids: Iterable[str] = (),
+        also: Iterable[str] = (),
     ) -> int:
-        """Fetch every location changed in [start, end), and ``retry_ids`` (those whose
-        detail call failed in an earlier run)."""
+        """Fetch every location changed in [start, end), ``retry_ids`` (those whose detail
+        call failed in an earlier run), and ``also`` (locations trackers report that the
+        registry does not hold yet), each once."""
         changed = await self.client.changed_location_ids(start, end)
-        todo = list(dict.fromkeys([*changed, *retry_ids]))
+        todo = list(dict.fromkeys([*changed, *retry_ids, *also]))
         return await self._fetch(todo, on_batch, progress, len(todo))
 
     async def changed_provider_ids(self, start: str, end: str) -> list[str]:

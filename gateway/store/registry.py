@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlmodel import col
+from sqlmodel import AutoString, SQLModel, col
 
 from gateway.store.repository import add_versions, bulk_insert, chunks, claim_change_clock, update_counter
 from gateway.store.tables import (
@@ -20,6 +21,77 @@ from gateway.store.tables import (
     RegistryProvider,
     table,
 )
+
+# The longest text the registry keeps in an indexed column that declares no length: a
+# PostgreSQL B-tree entry must stay under about 2,700 bytes, and 500 characters are at most
+# 2,000 bytes in UTF-8 (no local authority, brand or ICB code comes near it).
+INDEXED_TEXT_MAX_CHARS = 500
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """A text value longer than its registry column holds: the record's key, the column,
+    and how many characters the column holds."""
+
+    key: str
+    column: str
+    limit: int
+
+
+@dataclass
+class FittedRows:
+    """Registry rows ready to store: ``rows`` (each value set aside in ``set_aside`` is
+    stored empty), and the rows ``refused`` because their key, or a value the row cannot
+    be without, is too long (the registry keeps the row it held of them, if any)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    set_aside: list[TooLong] = field(default_factory=list)
+    refused: list[TooLong] = field(default_factory=list)
+
+
+def text_limits(model: type[SQLModel]) -> dict[str, int]:
+    """The registry table's text columns that hold a limited length, and that length:
+    those that declare one, and indexed ones (``INDEXED_TEXT_MAX_CHARS``)."""
+    t = table(model)
+    indexed = {c.name for index in t.indexes for c in index.columns}
+    limits: dict[str, int] = {}
+    for column in t.c:
+        if not isinstance(column.type, sa.String | AutoString):
+            continue
+        length = getattr(column.type, "length", None)
+        if length is None and (column.name in indexed or column.primary_key):
+            length = INDEXED_TEXT_MAX_CHARS
+        if length is not None:
+            limits[column.name] = length
+    return limits
+
+
+def fit_registry_rows(model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> FittedRows:
+    """Fit upstream rows of ``model`` (a registry table) to its columns, so one bad value
+    never fails the write of the rows beside it (PostgreSQL refuses a value longer than
+    its column, SQLite does not). A value too long for a column that may be empty is set
+    aside (the row is kept with it empty: the raw record keeps it); a row whose key, or
+    another value it cannot be without, is too long is refused."""
+    t = table(model)
+    [key] = [c.name for c in t.primary_key.columns]
+    limits = text_limits(model)
+    out = FittedRows()
+    for row in rows:
+        ref = str(row.get(key))
+        if len(ref) > limits[key]:
+            ref = f"{ref[: limits[key]]}..."  # named in warnings: never the whole value
+        too_long = [
+            TooLong(ref, name, limit)
+            for name, limit in limits.items()
+            if isinstance(value := row.get(name), str) and len(value) > limit
+        ]
+        required = [f for f in too_long if not t.c[f.column].nullable]
+        if required:
+            out.refused.append(required[0])
+            continue
+        out.set_aside.extend(too_long)
+        out.rows.append({**row, **{f.column: None for f in too_long}})
+    return out
 
 
 def replace_registry_locations(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -254,6 +326,20 @@ def reported_location_ids(session: Session) -> set[str]:
     rehabilitation providers."""
     query = sa.select(col(Location.cqc_location_id)).where(col(Location.active).is_(True))
     return set(session.scalars(query))
+
+
+def reported_ids_not_in_registry(session: Session) -> list[str]:
+    """CQC IDs of the national view's active locations the registry does not hold, in
+    order (an incremental sync fetches them: a tracker may start reporting a location the
+    care-home listing leaves out)."""
+    loc, reg = table(Location), table(RegistryLocation)
+    query = (
+        sa.select(loc.c.cqc_location_id)
+        .outerjoin(reg, reg.c.cqc_location_id == loc.c.cqc_location_id)
+        .where(loc.c.active.is_(True), reg.c.cqc_location_id.is_(None))
+        .order_by(loc.c.cqc_location_id)
+    )
+    return list(session.scalars(query))
 
 
 def registry_snapshot(session: Session) -> dict[str, dict[str, Any]]:

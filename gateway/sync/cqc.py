@@ -3,12 +3,17 @@
 The cursor (``sync_state`` of source 'cqc') holds when the current full sync started and
 when it completed, where the incremental window ends, and the locations and providers
 whose detail call kept failing (``retry_ids``, ``retry_provider_ids``: the next
-incremental run fetches them again). A full sync interrupted half way resumes: the
-locations and providers it stored since it started are not fetched again. Each
-incremental window starts ``cqc_changes_overlap_s`` before the previous one ended: the
-registry lists some changes late (stamped inside a window already asked for), and only a
-window that reaches back over them finds them. A record fetched again that the registry
-has not changed is ``unchanged``: its row is only marked as synced.
+incremental run fetches them again), and the locations trackers report that the API did
+not know when last asked (``reported_unknown_ids``: incremental runs leave them to the
+next full sync, unless the registry lists them as changed). Each incremental run also
+fetches up to ``UNKNOWN_PER_RUN`` reported locations the registry does not hold yet, so a
+location the care-home listing leaves out is known within the hour, not the day. A full
+sync interrupted half way resumes: the locations and providers it stored since it
+started are not fetched again. Each incremental window starts ``cqc_changes_overlap_s``
+before the previous one ended: the registry lists some changes late (stamped inside a
+window already asked for), and only a window that reaches back over them finds them. A
+record fetched again that the registry has not changed is ``unchanged``: its row is only
+marked as synced.
 
 Providers' details follow their locations': a full sync fetches the provider of every
 location it synced, an incremental run those of the locations that changed (or whose
@@ -30,11 +35,15 @@ from adapters.cqc.source import CqcSource, RegistryBatch
 from gateway.store import registry as registry_queries
 from gateway.store import repository
 from gateway.store.db import transaction
-from gateway.store.tables import SyncRun, utcnow
+from gateway.store.registry import FittedRows, TooLong
+from gateway.store.tables import RegistryLocation, RegistryProvider, SyncRun, utcnow
 from gateway.sync.runs import RunCounts, recorded, start_run, write_counts
 from gateway.sync.sources import SyncContext
 
 SOURCE = "cqc"
+# Reported locations the registry does not hold that one incremental run fetches at most
+# (a minute of calls at the default rate limit); those beyond wait for the next run.
+UNKNOWN_PER_RUN = 500
 
 
 def cqc_client(context: SyncContext) -> CqcClient:
@@ -77,6 +86,9 @@ class _Stored:
         # Providers of the locations written, and of those fetched whose provider the
         # registry does not hold yet (an incremental run fetches these).
         self.providers: set[str] = set()
+        # Locations fetched that the registry still cannot hold: the API answered 404, or
+        # their record was refused.
+        self.unresolved: set[str] = set()
 
     async def locations(self, batch: RegistryBatch) -> None:
         self.failed.extend(i for i, _ in batch.failed)
@@ -88,23 +100,30 @@ class _Stored:
 
     def _locations(self, batch: RegistryBatch) -> set[str]:
         counts = self.counts
+        fitted = registry_queries.fit_registry_rows(RegistryLocation, batch.rows)
         with transaction(self.context.factory) as session:
-            written, unchanged = registry_queries.sync_registry_locations(session, batch.rows, utcnow())
-            provider_of = {r["cqc_location_id"]: r.get("cqc_provider_id") for r in batch.rows}
+            written, unchanged = registry_queries.sync_registry_locations(session, fitted.rows, utcnow())
+            provider_of = {r["cqc_location_id"]: r.get("cqc_provider_id") for r in fitted.rows}
             wanted = {p for i in written if (p := provider_of[i])}
             known = {p for i in unchanged if (p := provider_of[i])}
             wanted |= known - registry_queries.held_provider_ids(session, known)
-            self._count(batch, len(written), len(unchanged))
+            self._count(batch, fitted, len(written), len(unchanged))
             write_counts(session, self.run_id, counts)
+        self.unresolved.update(batch.not_found)
+        self.unresolved.update(key for key, _ in batch.rejected)
+        self.unresolved.update(f.key for f in fitted.refused)
         return wanted
 
     def _providers(self, batch: RegistryBatch) -> None:
+        fitted = registry_queries.fit_registry_rows(RegistryProvider, batch.rows)
         with transaction(self.context.factory) as session:
-            written, unchanged = registry_queries.sync_registry_providers(session, batch.rows, utcnow())
-            self._count(batch, len(written), len(unchanged), "provider ")
+            written, unchanged = registry_queries.sync_registry_providers(session, fitted.rows, utcnow())
+            self._count(batch, fitted, len(written), len(unchanged), "provider ")
             write_counts(session, self.run_id, self.counts)
 
-    def _count(self, batch: RegistryBatch, written: int, unchanged: int, prefix: str = "") -> None:
+    def _count(
+        self, batch: RegistryBatch, fitted: FittedRows, written: int, unchanged: int, prefix: str = ""
+    ) -> None:
         """Count a batch's records (a provider's named so in rejections and warnings)."""
         counts = self.counts
         counts.pages += 1
@@ -113,8 +132,17 @@ class _Stored:
         counts.statuses["unchanged"] += unchanged
         for key, reason in batch.rejected:
             counts.reject(f"{prefix}{key}", [reason])
+        for too_long in fitted.refused:
+            counts.reject(f"{prefix}{too_long.key}", [f"{too_long.column}: {_longer(too_long)}"])
+        counts.warnings.extend(
+            f"{prefix}{f.key}: {f.column} {_longer(f)}; stored empty" for f in fitted.set_aside
+        )
         counts.warnings.extend(f"{prefix}{i}: not found (404) on detail; skipped" for i in batch.not_found)
         counts.warnings.extend(f"{prefix}{i}: detail call failed ({why}); skipped" for i, why in batch.failed)
+
+
+def _longer(too_long: TooLong) -> str:
+    return f"longer than the registry holds ({too_long.limit} characters)"
 
 
 async def _run(context: SyncContext, kind: str, window: bool) -> SyncRun:
@@ -137,8 +165,9 @@ async def _run(context: SyncContext, kind: str, window: bool) -> SyncRun:
 async def _incremental(
     context: SyncContext, source: CqcSource, cursor: dict[str, Any], stored: _Stored
 ) -> dict[str, Any]:
-    """Fetch the window from the overlap before the previous one's end until now, and the
-    locations queued for retry, then the providers of the locations that changed (or that
+    """Fetch the window from the overlap before the previous one's end until now, the
+    locations queued for retry and reported locations the registry does not hold, then the
+    providers of the locations that changed (or that
     the registry does not hold), the providers changed in the window that the registry
     tracks, and those queued for retry; the cursor changes to commit (this window's end,
     what failed in it)."""
@@ -150,17 +179,47 @@ async def _incremental(
     end = _iso(now)
     # Listed first: a failing listing then ends the run before any detail call.
     changed_providers = await source.changed_provider_ids(_iso(start), end)
+    retry_ids = cursor.get("retry_ids", [])
+    limit = int(context.options.get("unknown_per_run", UNKNOWN_PER_RUN))
+    missing, unknown = await asyncio.to_thread(
+        _missing_reported, context, set(cursor.get("reported_unknown_ids", [])), set(retry_ids), limit
+    )
     asked = await source.incremental_sync(
-        _iso(start), end, stored.locations, context.progress, cursor.get("retry_ids", [])
+        _iso(start), end, stored.locations, context.progress, retry_ids, also=missing
     )
     tracked = await asyncio.to_thread(_tracked_providers, context, changed_providers)
     providers = stored.providers | tracked | set(cursor.get("retry_provider_ids", []))
     await _providers(context, source, providers, stored, asked)
+    unknown = await asyncio.to_thread(_still_missing, context, unknown | (stored.unresolved & set(missing)))
     return {
         "incremental_end": end,
         "retry_ids": sorted(set(stored.failed)),
         "retry_provider_ids": sorted(set(stored.failed_providers)),
+        "reported_unknown_ids": sorted(unknown),
     }
+
+
+def _missing_reported(
+    context: SyncContext, unknown: set[str], retry_ids: set[str], limit: int
+) -> tuple[list[str], set[str]]:
+    """The reported locations the registry does not hold that this incremental run fetches
+    (at most ``limit``, in ID order: those beyond wait for the next run), and those of
+    ``unknown`` (the API did not know them when last asked) still reported and missing:
+    they are left to the next full sync. Those queued for retry are fetched as such."""
+    with context.factory() as session:
+        missing = registry_queries.reported_ids_not_in_registry(session)
+    still_unknown = unknown & set(missing)
+    todo = [i for i in missing if i not in still_unknown and i not in retry_ids]
+    return todo[:limit], still_unknown
+
+
+def _still_missing(context: SyncContext, location_ids: set[str]) -> set[str]:
+    """Those of ``location_ids`` still reported that the registry does not hold (one the
+    registry listed as changed since may have been fetched by this run)."""
+    if not location_ids:
+        return set()
+    with context.factory() as session:
+        return location_ids & set(registry_queries.reported_ids_not_in_registry(session))
 
 
 def _tracked_providers(context: SyncContext, provider_ids: list[str]) -> set[str]:
@@ -197,6 +256,9 @@ async def _full(
         "full_completed_at": _iso(utcnow()),
         "retry_ids": sorted(set(cursor.get("retry_ids", [])) | set(stored.failed)),
         "retry_provider_ids": sorted(set(stored.failed_providers)),
+        # Asked for again by this full sync: those the API still does not know wait for the
+        # next one (incremental runs do not ask again).
+        "reported_unknown_ids": sorted(stored.unresolved & reported),
     }
     if "incremental_end" not in cursor:
         changes["incremental_end"] = started[:19] + "Z"  # the API takes whole seconds

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import string
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -91,7 +93,14 @@ def cqc() -> Iterator[tuple[str, CqcApiSimulator]]:
         yield f"{url}/public/v1", app.state.simulator
 
 
-def run(job: Any, settings: Settings, factory: sessionmaker[Session], url: str, key: str = "k3y") -> SyncRun:
+def run(
+    job: Any,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    url: str,
+    key: str = "k3y",
+    **options: Any,
+) -> SyncRun:
     settings = settings.model_copy(
         update={
             "cqc_base_url": url,
@@ -103,7 +112,7 @@ def run(job: Any, settings: Settings, factory: sessionmaker[Session], url: str, 
     async def go() -> SyncRun:
         async with httpx.AsyncClient(timeout=10) as http:
             retry = RetryPolicy(max_attempts=8, base_delay_s=0.01, max_delay_s=0.05)
-            return await job(SyncContext(factory, http, settings, options={"retry": retry}))
+            return await job(SyncContext(factory, http, settings, options={"retry": retry, **options}))
 
     return asyncio.run(go())
 
@@ -591,3 +600,124 @@ def test_a_failing_changes_listing_fails_the_run_and_leaves_the_cursor(
     assert again.status == "succeeded", again.error_message
     assert registry(factory)["1-900000010"]["registered_beds"] == 99
     assert providers_held(factory)[HENLEY_PROVIDER]["name"] == "Evergreen Homes Ltd"
+
+
+def report(factory: sessionmaker[Session], source: str, *cqc_ids: str) -> None:
+    """A tracker starts reporting ``cqc_ids``."""
+    updates = [(n, LocationUpdate.model_validate(location(i))) for n, i in enumerate(cqc_ids)]
+    with transaction(factory) as session:
+        apply_updates(session, source=source, updates=updates, received_at=utcnow())
+
+
+def unknown_to_cqc(factory: sessionmaker[Session]) -> set[str]:
+    """The locations reconciliation finds unknown to the CQC (open findings)."""
+    with transaction(factory) as session:
+        reconcile(session)
+    with factory() as session:
+        _, open_findings = findings_queries.list_findings(session, statuses=["open"])
+    return {f.cqc_location_id for f in open_findings if f.kind == "unknown-to-cqc" and f.cqc_location_id}
+
+
+def not_a_care_home(sim: CqcApiSimulator, location_id: str, name: str) -> None:
+    """A location the API knows that its care-home listing leaves out."""
+    sim.locations[location_id] = {
+        **sim.truth()["1-900000001"],
+        "locationId": location_id,
+        "name": name,
+        "careHome": "N",
+        "numberOfBeds": 0,
+        "gacServiceTypes": [{"name": "Rehabilitation services", "description": "Rehabilitation services"}],
+    }
+
+
+def test_an_incremental_run_fetches_reported_locations_the_registry_does_not_hold(
+    cqc: tuple[str, CqcApiSimulator], settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    synced = run(sync_cqc_full, settings, factory, url)
+    assert synced.status == "succeeded", synced.error_message
+    # After the full sync, a tracker starts reporting two locations the care-home listing
+    # leaves out (the API knows them) and one the API does not know (404).
+    not_a_care_home(sim, "1-555000001", "Riverside Rehabilitation Unit")
+    not_a_care_home(sim, "1-555000003", "Hillside Intermediate Care")
+    report(factory, "tracker-east", "1-555000001", "1-555000002", "1-555000003")
+    assert unknown_to_cqc(factory) == {"1-555000001", "1-555000002", "1-555000003"}
+
+    sim.location_calls.clear()
+    first = run(sync_cqc_incremental, settings, factory, url, unknown_per_run=2)
+    assert first.status == "succeeded", first.error_message
+    # Two a run, in ID order: the third waits for the next run. The 404 does not fail it.
+    assert sorted(sim.location_calls) == ["1-555000001", "1-555000002"]
+    assert first.warnings == ["1-555000002: not found (404) on detail; skipped"]
+    assert registry(factory)["1-555000001"]["name"] == "Riverside Rehabilitation Unit"
+    assert cursor_of(factory)["reported_unknown_ids"] == ["1-555000002"]
+    assert unknown_to_cqc(factory) == {"1-555000002", "1-555000003"}
+
+    sim.location_calls.clear()
+    second = run(sync_cqc_incremental, settings, factory, url, unknown_per_run=2)
+    assert second.status == "succeeded", second.error_message
+    assert sim.location_calls == ["1-555000003"]  # the 404 is not asked for again
+    assert unknown_to_cqc(factory) == {"1-555000002"}
+
+    sim.location_calls.clear()
+    third = run(sync_cqc_incremental, settings, factory, url, unknown_per_run=2)
+    assert third.status == "succeeded" and sim.location_calls == [] and third.records_seen == 0
+    assert cursor_of(factory)["reported_unknown_ids"] == ["1-555000002"]
+
+    # The daily full sync asks for it again (once), and leaves it to the next one.
+    full = run(sync_cqc_full, settings, factory, url)
+    assert full.status == "succeeded", full.error_message
+    assert sim.location_calls.count("1-555000002") == 1
+    assert cursor_of(factory)["reported_unknown_ids"] == ["1-555000002"]
+    # Once the registry lists it as changed (newly registered), the next incremental run
+    # fetches it and the finding closes.
+    not_a_care_home(sim, "1-555000002", "Lakeside Reablement")
+    start = moment(cursor_of(factory)["incremental_end"])
+    sim.change_location("1-555000002", {}, at=start)
+    wait_past(start)
+    known = run(sync_cqc_incremental, settings, factory, url, unknown_per_run=2)
+    assert known.status == "succeeded", known.error_message
+    assert unknown_to_cqc(factory) == set()
+    assert cursor_of(factory)["reported_unknown_ids"] == []
+
+
+def test_over_long_upstream_text_is_set_aside_and_the_rest_of_the_batch_is_stored(
+    cqc: tuple[str, CqcApiSimulator], settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    url, sim = cqc
+    quiet(sim)
+    noise = random.Random(7)
+    text = "".join(noise.choice(string.ascii_letters) for _ in range(3000))  # compresses badly
+    sim.locations["1-900000005"]["postalCode"] = "NOT KNOWN - SEE THE PROVIDER'S OWN RECORDS"[:40]
+    sim.locations["1-900000006"].update(
+        {"localAuthority": text, "brandName": text, "providerId": "1-" + "9" * 28, "odsCode": text}
+    )
+    sim.locations["1-900000007"]["registrationStatus"] = "Registered (pending " + "x" * 30 + ")"
+    full = run(sync_cqc_full, settings, factory, url)
+    assert full.status == "succeeded", full.error_message
+
+    want = expected(sim, {"1-900000007"})
+    want["1-900000005"]["postcode"] = None
+    want["1-900000006"].update({"local_authority": None, "brand_name": None, "cqc_provider_id": None})
+    assert registry(factory) == want  # the rest of each batch, and the rest of these records
+    assert registry(factory)["1-900000006"]["ods_code"] == text  # a column without a limit
+    assert sorted(w for w in full.warnings if "stored empty" in w) == [
+        "1-900000005: postcode longer than the registry holds (10 characters); stored empty",
+        "1-900000006: brand_name longer than the registry holds (500 characters); stored empty",
+        "1-900000006: cqc_provider_id longer than the registry holds (20 characters); stored empty",
+        "1-900000006: local_authority longer than the registry holds (500 characters); stored empty",
+    ]
+    assert full.rejected == 1 and full.rejections == [
+        {
+            "ref": "1-900000007",
+            "reasons": ["registration_status: longer than the registry holds (20 characters)"],
+        }
+    ]
+    assert all(text not in w for w in full.warnings)  # the values themselves are not logged
+
+    # Fetched again, as it is: nothing changed, nothing written.
+    again = run(sync_cqc_full, settings, factory, url)
+    assert again.status == "succeeded", again.error_message
+    assert again.accepted == 0 and again.rejected == 1
+    assert registry(factory) == want

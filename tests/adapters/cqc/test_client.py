@@ -15,10 +15,16 @@ from adapters.cqc.source import CqcSource, RegistryBatch
 
 BASE = "https://cqc.example/public/v1"
 sleeps: list[float] = []
+now = [0.0]  # the clock the fixture's client reads: its sleeps move it on, at once
 
 
 async def no_sleep(seconds: float) -> None:
     sleeps.append(seconds)
+    now[0] += seconds
+
+
+def fake_clock() -> float:
+    return now[0]
 
 
 def record(location_id: str) -> dict[str, Any]:
@@ -57,6 +63,7 @@ def client() -> CqcClient:
         "k3y",
         RetryPolicy(max_attempts=4, sleep=no_sleep),
         requests_per_minute=60_000,
+        clock=fake_clock,
     )
 
 
@@ -257,6 +264,49 @@ async def test_hard_and_soft_429_are_retried(client: CqcClient) -> None:
     )
     assert (await client.get_location("1-1") or {})["name"] == "Home 1-1"
     assert route.call_count == 3 and sleeps == [3.0, 5.0]
+
+
+THROTTLED = {
+    "hard": lambda: httpx.Response(429, headers={"Retry-After": "1"}, json={"statusCode": 429}),
+    "soft": lambda: httpx.Response(
+        200, json={"statusCode": 429, "message": "Rate limit is exceeded. Try again in 1 seconds."}
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(THROTTLED))
+@respx.mock
+async def test_a_wait_the_api_asks_for_holds_every_call_of_the_client(kind: str) -> None:
+    ids = [f"1-{n}" for n in range(1, 31)]
+    respx.get(f"{BASE}/locations").mock(return_value=list_page(ids, 1, 1))
+    sent: list[tuple[str, float]] = []  # each detail call as the API receives it, in order
+    told: list[tuple[int, float]] = []  # which call the API answered "wait a second", when
+
+    def detail(request: httpx.Request) -> httpx.Response:
+        location_id = request.url.path.rsplit("/", 1)[1]
+        sent.append((location_id, time.monotonic()))
+        if location_id == "1-3" and not told:
+            told.append((len(sent) - 1, time.monotonic()))
+            return THROTTLED[kind]()
+        return httpx.Response(200, json=record(location_id))
+
+    respx.get(url__regex=rf"{BASE}/locations/1-\d+").mock(side_effect=detail)
+    retry = RetryPolicy(max_attempts=3)  # real sleeps, on the real clock
+    real_time = CqcClient(httpx.AsyncClient(), BASE, "k3y", retry, requests_per_minute=60_000)
+    stored: list[str] = []
+
+    async def keep(batch: RegistryBatch) -> None:
+        stored.extend(r["cqc_location_id"] for r in batch.rows)
+
+    assert await CqcSource(real_time, concurrency=6).full_sync(set(), keep) == len(ids)
+    assert sorted(stored) == sorted(ids) and len(sent) == len(ids) + 1  # 1-3 twice, nothing else
+    [(told_at, when)] = told
+    after = sent[told_at + 1 :]
+    # The other workers were busy when the API asked to wait: every call sent after it,
+    # theirs and the retry of 1-3 alike, waited the second (10 ms allowed for clock
+    # granularity: a call not held would be sent within microseconds).
+    assert len(after) == len(ids) - told_at and "1-3" in {i for i, _ in after}
+    assert min(at for _, at in after) >= when + 1.0 - 0.01
 
 
 @respx.mock
