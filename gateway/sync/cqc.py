@@ -101,7 +101,8 @@ class _Stored:
     def _locations(self, batch: RegistryBatch) -> set[str]:
         counts = self.counts
         fitted = registry_queries.fit_registry_rows(RegistryLocation, batch.rows)
-        with transaction(self.context.factory) as session:
+        # A batch's counts stand only once it is stored (batches are stored one at a time).
+        with counts.kept_if_stored(), transaction(self.context.factory) as session:
             written, unchanged = registry_queries.sync_registry_locations(session, fitted.rows, utcnow())
             provider_of = {r["cqc_location_id"]: r.get("cqc_provider_id") for r in fitted.rows}
             wanted = {p for i in written if (p := provider_of[i])}
@@ -116,7 +117,7 @@ class _Stored:
 
     def _providers(self, batch: RegistryBatch) -> None:
         fitted = registry_queries.fit_registry_rows(RegistryProvider, batch.rows)
-        with transaction(self.context.factory) as session:
+        with self.counts.kept_if_stored(), transaction(self.context.factory) as session:
             written, unchanged = registry_queries.sync_registry_providers(session, fitted.rows, utcnow())
             self._count(batch, fitted, len(written), len(unchanged), "provider ")
             write_counts(session, self.run_id, self.counts)

@@ -32,6 +32,7 @@ from gateway.store import repository
 from gateway.store.db import transaction
 from gateway.store.tables import RegistryLocation, RegistryProvider, SyncRun, utcnow
 from gateway.sync.cqc import sync_cqc_full, sync_cqc_incremental
+from gateway.sync.runs import RunCounts
 from gateway.sync.sources import SyncContext
 from simulators.cqc_api import CqcApiSimulator, CqcSimulatorSettings, create_app
 from simulators.server import run_in_thread
@@ -721,3 +722,24 @@ def test_over_long_upstream_text_is_set_aside_and_the_rest_of_the_batch_is_store
     assert again.status == "succeeded", again.error_message
     assert again.accepted == 0 and again.rejected == 1
     assert registry(factory) == want
+
+
+def test_a_batch_rolled_back_is_not_counted_in_the_run(
+    cqc: tuple[str, CqcApiSimulator],
+    settings: Settings,
+    factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The registry write fails (its transaction rolls back): the failed run counts no
+    record as written, as the registry holds none."""
+    url, _ = cqc
+
+    def broken(_session: object, _run_id: int, counts: RunCounts) -> None:
+        if counts.pages:  # a batch's write, after its counts
+            raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("gateway.sync.cqc.write_counts", broken)
+    failed = run(sync_cqc_full, settings, factory, url)
+    assert failed.status == "failed" and failed.error_class == "internal"
+    assert registry(factory) == {}
+    assert (failed.pages, failed.accepted, failed.unchanged) == (0, 0, 0)
