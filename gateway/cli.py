@@ -227,6 +227,7 @@ def sync_command(
         "unchanged",
         "stale",
         "rejected",
+        "held",
         "error_class",
         "error_message",
     ):

@@ -293,6 +293,8 @@ class SyncRun(SQLModel, table=True):
     unchanged: int = 0
     stale: int = 0
     rejected: int = 0
+    # Records kept aside for matching (London homes without a CQC ID), not in the view yet.
+    held: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     rejections: list[dict[str, Any]] = _json([])
     warnings: list[str] = _json([])
     error_class: str | None = Field(default=None, max_length=20)

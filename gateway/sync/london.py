@@ -30,7 +30,7 @@ from gateway.store import repository
 from gateway.store import sources as source_queries
 from gateway.store.db import transaction
 from gateway.store.tables import SyncRun, utcnow
-from gateway.sync.runs import RunCounts, recorded, start_run, write_counts
+from gateway.sync.runs import HELD, RunCounts, recorded, start_run, write_counts
 from gateway.sync.sources import SyncContext
 
 SOURCE = "london"
@@ -60,7 +60,9 @@ def _store_page(
         held.update(home.home_ref for home in page.unmatched)
         refs = [ref for ref, _ in page.updates] + [home.home_ref for home in page.unmatched]
         updates = list(enumerate(update for _, update in page.updates))
-        updates += _held_updates(session, page, now, start=len(updates))
+        linked = _held_updates(session, page, now, start=len(updates))
+        updates += linked
+        counts.statuses[HELD] += len(page.unmatched) - len(linked)  # kept aside, not in the view
         results = apply_updates(session, source=SOURCE, updates=updates, received_at=now)
         for result in results:
             if result.status is RecordStatus.REJECTED:  # refused by the store (its time, say)

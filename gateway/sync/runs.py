@@ -19,6 +19,7 @@ from gateway.store.sources import update_run_counts
 from gateway.store.tables import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, SyncRun, table, utcnow
 
 MAX_REJECTIONS_KEPT = 500
+HELD = "held"  # a record kept aside for matching (no CQC ID yet): in no other count
 _INTERRUPTED_MESSAGE = "stopped before it ended (its gateway process stopped)"
 
 
@@ -75,6 +76,7 @@ class RunCounts:
             "unchanged": self.statuses[RecordStatus.UNCHANGED.value],
             "stale": self.statuses[RecordStatus.STALE.value],
             "rejected": self.statuses[RecordStatus.REJECTED.value],
+            "held": self.statuses[HELD],
             "rejections": list(self.rejections),
             "warnings": list(self.warnings[:MAX_REJECTIONS_KEPT]),
         }

@@ -257,13 +257,17 @@ def test_a_held_home_that_reports_its_cqc_id_later_is_no_longer_held(
     app = create_app(homes, LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
     simulator: LondonTrackerSimulator = app.state.simulator
     with run_in_thread(app) as url:
-        assert run_sync(settings, factory, url).status == "succeeded"
+        first = run_sync(settings, factory, url)
+        assert first.status == "succeeded"
+        # The held homes are counted, so the run's counts add up to the homes it saw.
+        assert (first.records_seen, first.accepted, first.held) == (30, 28, 2)
         with factory() as session:
             held = set(session.scalars(sa.select(HeldRecord.source_ref)))
         assert held == {"LDN-000007", "LDN-000008"}
         simulator.update_home("LDN-000007", {"cqc_location_id": "1-799000007"})
         second = run_sync(settings, factory, url)
     assert second.status == "succeeded" and second.accepted == 1
+    assert (second.records_seen, second.held) == (1, 0)
     with factory() as session:
         held = set(session.scalars(sa.select(HeldRecord.source_ref)))
         identified = session.get(Location, "1-799000007")
