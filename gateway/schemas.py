@@ -21,7 +21,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
-_MAX_MESSAGE = 300
+_MAX_MESSAGE = 600
+_MAX_VALUE = 60  # characters of a value quoted in a message
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +43,32 @@ def _pointer(prefix: str, error: ValidationError) -> str:
     return prefix + "".join(f"/{part}" for part in error.absolute_path)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _value(instance: Any) -> str:
+    """A short stand-in for a value a message quotes."""
+    if isinstance(instance, list):
+        return f"an array of {_count(len(instance), 'item')}"
+    if isinstance(instance, dict):
+        return f"an object of {_count(len(instance), 'member')}"
+    if isinstance(instance, str):
+        return f"{instance[: _MAX_VALUE // 2]!r}... ({len(instance)} characters)"
+    return repr(instance)[:_MAX_VALUE] + "..."
+
+
 def _message(error: ValidationError) -> str:
-    # jsonschema quotes the offending value; keep messages short (they are logged and
-    # returned, and this is health and care data).
+    # jsonschema quotes the offending value first, then says why. A long value is
+    # replaced by a short stand-in so the why is never cut off (and little of the data,
+    # health and care data, is logged and returned).
     message = error.message
+    quoted = repr(error.instance)
+    if len(quoted) > _MAX_VALUE and message.startswith(quoted):
+        message = _value(error.instance) + message[len(quoted) :]
+    if error.validator in ("maxItems", "maxLength"):
+        unit = "items" if error.validator == "maxItems" else "characters"
+        message += f" (at most {error.validator_value} {unit})"
     return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
 
 

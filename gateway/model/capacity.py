@@ -7,8 +7,9 @@ data-quality checks below never change a figure, they only flag it.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -24,6 +25,17 @@ from gateway.model.vocab import (
 
 CQC_ID_PATTERN = r"^1-[0-9]{1,12}$"
 Count = Annotated[int, Field(ge=0, le=100_000)]
+
+_Code = TypeVar("_Code", bound=StrEnum)
+
+
+def _in_code_order(codes: tuple[_Code, ...]) -> tuple[_Code, ...]:
+    """A set of codes in the order of the codes, once each (as lines are kept in the order
+    of their keys): the same set sent in another order is the same content
+    (``unchanged``), not a new version."""
+    if all(a < b for a, b in zip(codes, codes[1:], strict=False)):
+        return codes
+    return tuple(sorted(set(codes)))
 
 
 class Address(BaseModel):
@@ -71,6 +83,8 @@ class VacancyLine(BaseModel):
     unavailable: Count = 0
     unavailable_reasons: tuple[UnavailableReason, ...] = ()
     flexible: bool = False
+
+    _reasons_in_order = field_validator("unavailable_reasons")(_in_code_order)
 
     @property
     def line_key(self) -> str:
@@ -132,6 +146,8 @@ class LocationUpdate(BaseModel):
     updated_at: datetime
     vacancies: tuple[VacancyLine, ...] = ()
 
+    _sets_in_order = field_validator("short_stay_services", "funding_sources")(_in_code_order)
+
     @field_validator("vacancies")
     @classmethod
     def _one_line_per_type(cls, lines: tuple[VacancyLine, ...]) -> tuple[VacancyLine, ...]:
@@ -156,6 +172,14 @@ class LocationUpdate(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("updated_at must carry a time-zone offset")
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            # e.g. the first hour of year 1 at +01:00 is still year 0 in UTC, which neither
+            # store nor any reader of the gateway can hold.
+            raise ValueError(
+                "updated_at is out of range: in UTC it falls outside the years 1 to 9999"
+            ) from None
         return value
 
     @property

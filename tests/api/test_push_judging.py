@@ -1,0 +1,130 @@
+"""How the push API judges and explains single records: sets sent in another order, times
+the store cannot hold, and messages about long values."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.store.tables import LocationVersion
+from tests.api.test_submissions import post, statuses
+from tests.conftest import TokenMaker, bearer
+from tests.factories import batch, location, vacancy
+
+
+def test_coded_sets_sent_in_another_order_are_unchanged(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    token = make_token()
+
+    def home(reasons: list[str], funding: list[str], services: list[str]) -> dict[str, object]:
+        line = vacancy(admittable=1, unavailable=2, unavailable_reasons=reasons)
+        return location(vacancies=[line], funding_sources=funding, short_stay_services=services)
+
+    reasons = ["refurbishment", "staffing-absence"]
+    funding = ["phb", "private"]
+    services = ["respite-care", "rehabilitation"]
+    assert statuses(post(client, token, batch(home(reasons, funding, services)))) == ["accepted"]
+    for again in (
+        home(reasons[::-1], funding, services),
+        home(reasons, funding[::-1], services),
+        home(reasons, funding, services[::-1]),
+    ):
+        assert statuses(post(client, token, batch(again))) == ["unchanged"]
+    # A real change is still a change.
+    fewer = home(["staffing-absence"], funding, services)
+    assert statuses(post(client, token, batch(fewer))) == ["accepted"]
+    with factory() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(LocationVersion)) == 2
+    # Held in the order of the codes, whatever the order sent.
+    body = client.get("/api/v1/locations/1-100000001", headers=bearer(token)).json()
+    assert body["funding_sources"] == ["phb", "private"]
+    assert body["short_stay_services"] == ["rehabilitation", "respite-care"]
+    assert body["vacancies"][0]["unavailable_reasons"] == ["staffing-absence"]
+
+
+def test_a_time_the_store_cannot_hold_is_rejected_and_the_rest_of_the_batch_kept(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    token = make_token()
+    # The first hour of year 1 at +01:00 is year 0 in UTC.
+    too_early = location("1-100000002", updated_at="0001-01-01T00:00:00+01:00")
+    response = post(client, token, batch(location(), too_early))
+    assert response.status_code == 200
+    assert statuses(response) == ["accepted", "rejected"]
+    [error] = response.json()["records"][1]["errors"]
+    assert error["pointer"] == "/locations/1/updated_at"
+    assert "out of range" in error["message"]
+    assert client.get("/api/v1/locations/1-100000001", headers=bearer(token)).status_code == 200
+    assert client.get("/api/v1/locations/1-100000002", headers=bearer(token)).status_code == 404
+
+
+def test_a_batch_of_5000_is_taken_and_one_of_5001_refused_saying_why(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    token = make_token()
+    records = [location(f"1-{n}", vacancies=[]) for n in range(1, 5002)]
+    refused = post(client, token, batch(*records))
+    assert refused.status_code == 422
+    [error] = refused.json()["errors"]
+    assert error == {
+        "pointer": "/locations",
+        "message": "an array of 5001 items is too long (at most 5000 items)",
+    }
+    taken = post(client, token, batch(*records[:5000]))
+    assert taken.status_code == 200
+    assert taken.json()["summary"]["accepted"] == 5000
+
+
+def test_a_long_value_is_named_by_its_size_and_the_reason_kept(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    token = make_token()
+    long_name = location(name="Willow Court " * 30)
+    many_languages = location("1-100000002", languages=["English"] * 51)
+    response = post(client, token, batch(long_name, many_languages))
+    assert statuses(response) == ["rejected", "rejected"]
+    [name_error] = response.json()["records"][0]["errors"]
+    assert name_error["pointer"] == "/locations/0/name"
+    assert name_error["message"].endswith("(390 characters) is too long (at most 300 characters)")
+    assert "Willow Court " * 3 not in name_error["message"]  # not the whole value back
+    [languages_error] = response.json()["records"][1]["errors"]
+    assert languages_error == {
+        "pointer": "/locations/1/languages",
+        "message": "an array of 51 items is too long (at most 50 items)",
+    }
+    not_a_batch = post(client, token, [location()])
+    assert not_a_batch.json()["errors"][0]["message"] == "an array of 1 item is not of type 'object'"
+
+
+def test_a_community_rehab_line_may_leave_reserved_out_and_a_care_home_line_may_not(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    token = make_token()
+    # As the national tracker shows community rehabilitation: reserved is "NA".
+    rehab = vacancy(
+        "community-rehab-nhs-la",
+        maximum_capacity=30,
+        occupied=25,
+        admittable=0,
+        unavailable=5,
+        unavailable_reasons=["outbreak-covid"],
+    )
+    del rehab["reserved"]
+    care_home = vacancy()
+    del care_home["reserved"]
+    response = post(
+        client,
+        token,
+        batch(
+            location(provider_type="community-rehab", vacancies=[rehab]),
+            location("1-100000002", vacancies=[care_home]),
+        ),
+    )
+    assert statuses(response) == ["accepted", "rejected"]
+    assert response.json()["records"][1]["errors"] == [
+        {"pointer": "/locations/1/vacancies/0", "message": "'reserved' is a required property"}
+    ]
+    [line] = client.get("/api/v1/locations/1-100000001", headers=bearer(token)).json()["vacancies"]
+    assert (line["reserved"], line["consistent"], line["quality_flags"]) == (0, True, [])
