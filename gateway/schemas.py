@@ -23,6 +23,7 @@ from jsonschema.exceptions import ValidationError
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 _MAX_MESSAGE = 600
 _MAX_VALUE = 60  # characters of a value quoted in a message
+NOT_BLANK = "\\S"  # the schemas' pattern of a text that must not be blank
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,8 @@ def _message(error: ValidationError) -> str:
     # replaced by a short stand-in so the why is never cut off (and little of the data,
     # health and care data, is logged and returned).
     message = error.message
+    if error.validator == "pattern" and error.validator_value == NOT_BLANK:
+        return "must not be blank"
     quoted = repr(error.instance)
     if len(quoted) > _MAX_VALUE and message.startswith(quoted):
         message = _value(error.instance) + message[len(quoted) :]

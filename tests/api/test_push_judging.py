@@ -128,3 +128,16 @@ def test_a_community_rehab_line_may_leave_reserved_out_and_a_care_home_line_may_
     ]
     [line] = client.get("/api/v1/locations/1-100000001", headers=bearer(token)).json()["vacancies"]
     assert (line["reserved"], line["consistent"], line["quality_flags"]) == (0, True, [])
+
+
+def test_a_blank_name_or_language_is_rejected_saying_so(client: TestClient, make_token: TokenMaker) -> None:
+    token = make_token()
+    blank_name = location("1-100000001", name="   ")
+    blank_language = location("1-100000002", languages=["English", " "])
+    response = post(client, token, batch(blank_name, blank_language, location("1-100000003")))
+    assert statuses(response) == ["rejected", "rejected", "accepted"]
+    errors = [r["errors"] for r in response.json()["records"][:2]]
+    assert errors == [
+        [{"pointer": "/locations/0/name", "message": "must not be blank"}],
+        [{"pointer": "/locations/1/languages/1", "message": "must not be blank"}],
+    ]
