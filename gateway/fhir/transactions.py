@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.fhir.inbound.transaction import Issue, MappedLocation, envelope_issues, map_bundle
-from adapters.fhir.outbound.render import instant, service_id
+from adapters.fhir.outbound.render import instant, national_lines, service_id
 from gateway.auth import Principal
 from gateway.errors import InvalidBody, Unprocessable
 from gateway.ingest.service import RecordResult, RecordStatus
@@ -30,6 +30,7 @@ from gateway.store import fhir as store
 
 FHIR_JSON = "application/fhir+json"
 OK = "200 OK"
+CREATED = "201 Created"
 UNPROCESSABLE = "422 Unprocessable Entity"
 _NOTES = {
     RecordStatus.UNCHANGED: "unchanged: identical to what the gateway holds; no new version",
@@ -82,13 +83,14 @@ def _process(
         session, [r.cqc_location_id or "" for r in results if r.status in _NOTES]
     )
     judged = {ready[r.index].location_entry: r for r in results}
+    created = _created(session, [(ready[r.index], r) for r in results])
     entries: list[dict[str, Any] | None] = [None] * mapped.size
     summary = {status.value: 0 for status in RecordStatus}
     for location in mapped.locations:
         result = judged.get(location.location_entry)
         status = result.status if result is not None else RecordStatus.REJECTED
         summary[status.value] += 1
-        for index, response in _responses(location, result, current).items():
+        for index, response in _responses(location, result, current, created).items():
             entries[index] = {"response": response}
     for index, issues in mapped.strays.items():
         summary[RecordStatus.REJECTED.value] += 1
@@ -103,11 +105,44 @@ def _process(
     return answer, summary
 
 
+def _created(session: Session, applied: list[tuple[MappedLocation, RecordResult]]) -> set[int]:
+    """The entries whose resource this Bundle brought into being (answered ``201 Created``):
+    the Location and services of a location the gateway held no version of, and services
+    of a vacancy type no earlier version of their location offered (a type offered once
+    and withdrawn is still there, inactive: offering it again updates it)."""
+    accepted = [
+        (location, result.version_id)
+        for location, result in applied
+        if result.status == RecordStatus.ACCEPTED and result.version_id is not None
+    ]
+    before = store.previous_records(session, [(loc.cqc_location_id or "", v) for loc, v in accepted])
+    out: set[int] = set()
+    for location, version_id in accepted:
+        offered = {line["vacancy_type"] for line in national_lines(location.record or {})}
+        services = {i for i, vacancy_type in location.service_types.items() if vacancy_type in offered}
+        previous = before.get(version_id)
+        if previous is None:
+            out.update({location.location_entry, *services})
+            continue
+        held = {line["vacancy_type"] for line in national_lines(previous)}
+        new = {i for i in services if location.service_types[i] not in held}
+        if new:
+            # Rare (a type new since the last version): was it offered in an older one?
+            for older in store.location_versions(session, location.cqc_location_id or ""):
+                if older.version_id < version_id:
+                    held.update(line["vacancy_type"] for line in national_lines(older.record))
+            out.update(i for i in new if location.service_types[i] not in held)
+    return out
+
+
 def _responses(
-    location: MappedLocation, result: RecordResult | None, current: dict[str, int]
+    location: MappedLocation,
+    result: RecordResult | None,
+    current: dict[str, int],
+    created: set[int],
 ) -> dict[int, dict[str, Any]]:
     """The response of each entry of one location (``current``: the version held of each
-    location that is unchanged or stale)."""
+    location that is unchanged or stale; ``created``: the entries whose resource is new)."""
     issues = list(location.issues)
     if result is not None and result.status == RecordStatus.REJECTED:
         prefix = f"/locations/{result.index}"
@@ -120,7 +155,7 @@ def _responses(
     version = result.version_id if result.status == RecordStatus.ACCEPTED else current.get(cqc_id)
     out: dict[int, dict[str, Any]] = {}
     for index in location.entries:
-        response: dict[str, Any] = {"status": OK}
+        response: dict[str, Any] = {"status": CREATED if index in created else OK}
         if version is not None:
             response["location"] = f"{_path(location, index)}/_history/{version}"
             response["etag"] = f'W/"{version}"'

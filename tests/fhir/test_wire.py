@@ -55,6 +55,30 @@ def test_no_empty_array_in_empty_bundles_or_the_capability_statement(
         assert "entry" not in served and [ln["relation"] for ln in served["link"]] == ["self"]
 
 
+def test_no_empty_extension_array_on_a_bare_location_or_a_withdrawn_service(
+    client: TestClient, tracker: str, read_token: str
+) -> None:
+    # A source that says nothing about admissions, names no local authority or region
+    # outside the registry, and speaks only languages with a tag: no extension to carry.
+    bare = {
+        "accepting_admissions": None,
+        "out_of_hours_admissions": None,
+        "local_authority": None,
+        "languages": ["English"],
+    }
+    push(client, tracker, location("1-101", region=None, **bare))
+    push(client, tracker, location("1-101", "2026-11-21T09:00:00Z", region=None, vacancies=[], **bare))
+    withdrawn = get(client, read_token, "/fhir/HealthcareService/1-101-general-nursing")
+    assert withdrawn["active"] is False
+    served = [
+        withdrawn,
+        get(client, read_token, "/fhir/Location/1-101"),
+        get(client, read_token, "/fhir/HealthcareService/1-101-general-nursing/_history"),
+        get(client, read_token, "/fhir/HealthcareService/_history"),
+    ]
+    assert [list(empty_arrays(item)) for item in served] == [[], [], [], []]
+
+
 def test_capability_statement_leaves_out_includes_a_type_does_not_have(client: TestClient) -> None:
     by_type = {r["type"]: r for r in client.get("/fhir/metadata").json()["rest"][0]["resource"]}
     assert "searchRevInclude" not in by_type["HealthcareService"]

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from urllib.parse import parse_qsl
 
 from adapters.fhir import systems as S
 from gateway.schemas import SchemaValidator, load_schema, validator
@@ -16,7 +17,7 @@ from gateway.schemas import SchemaValidator, load_schema, validator
 SCHEMA_NAME = "fhir-transaction.schema.json"
 REQUIRED_PARTS = ("maximumCapacity", "occupied", "reserved", "admittable", "unavailable")
 CQC_ID_NEEDED = f"a Location needs its CQC location ID as its id or an identifier in {S.CQC_LOCATION_ID}"
-_REQUEST_URL = re.compile(r"^(?:.*/)?(Location|HealthcareService)(?:/([^/?#]+))?(?:\?.*)?$")
+_REQUEST_URL = re.compile(r"^(?:.*/)?(Location|HealthcareService)(?:/([^/?#]+))?(?:\?(.*))?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +58,19 @@ def value_at(document: Any, pointer: str) -> Any:
     return document
 
 
+_NOT_CONTAINED = " does not contain items matching the given schema"
+
+
 def _from_contains(found: Any, message: str) -> bool:
     """Whether a schema problem is a ``contains`` rule's (its message, maybe cut short, quotes
-    the whole array and never says what was wanted)."""
+    the whole array, or a short stand-in for a long one, and never says what was wanted)."""
     if message.startswith(("Too few items match", "Too many items match")):
         return True
-    said = f"{found!r} does not contain items matching the given schema"
-    return isinstance(found, list) and said.startswith(message.removesuffix("..."))
+    if not isinstance(found, list):
+        return False
+    if message.endswith(_NOT_CONTAINED):
+        return True
+    return f"{found!r}{_NOT_CONTAINED}".startswith(message.removesuffix("..."))
 
 
 def _explain(document: Any, pointer: str, message: str) -> str:
@@ -129,11 +136,46 @@ def entry_issues(index: int, entry: Any) -> list[Issue]:
     where = f"Bundle.entry[{index}].request.url"
     if url is None or url.group(1) != resource_type:
         issues.append(Issue(index, where, f"request.url must be {resource_type}, or {resource_type}/[id]"))
-    elif request["method"] == "PUT" and url.group(2) is None and "?" not in request["url"]:
+        return issues
+    target = url.group(2)
+    if url.group(3) is not None:
+        target, problem = _conditional_target(resource_type, request["method"], target, url.group(3))
+        if problem is not None:
+            issues.append(Issue(index, where, problem))
+            return issues
+    if request["method"] == "PUT" and target is None:
         issues.append(Issue(index, where, f"PUT needs {resource_type}/[id]"))
-    elif url.group(2) is not None and named is not None and url.group(2) != named:
-        issues.append(Issue(index, where, f"request.url names {url.group(2)}, the resource is {named}"))
+    elif target is not None and named is not None and target != named:
+        issues.append(Issue(index, where, f"request.url names {target}, the resource is {named}"))
     return issues
+
+
+def _conditional_target(
+    resource_type: str, method: str, target: str | None, query: str
+) -> tuple[str | None, str | None]:
+    """(the id a conditional update's criteria name, or why they cannot be taken).
+
+    Criteria are never ignored: the gateway takes those that name one resource by its id,
+    ``_id`` or (a Location) its CQC identifier, and refuses any other, rather than update
+    a resource the criteria did not select.
+    """
+    usage = f"use {resource_type}/[id]"
+    if resource_type == "Location":
+        usage += f", or {resource_type}?identifier={S.CQC_LOCATION_ID}|[id]"
+    if method != "PUT" or target is not None:
+        return None, f"search criteria in request.url are taken on PUT {resource_type}?... only; {usage}"
+    named: set[str] = set()
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        system, _, code = value.rpartition("|")
+        if key == "_id" and value:
+            named.add(value)
+        elif key == "identifier" and resource_type == "Location" and system == S.CQC_LOCATION_ID and code:
+            named.add(code)
+        else:
+            return None, f"conditional update criterion {key}={value!r} is not supported; {usage}"
+    if len(named) != 1:
+        return None, f"conditional update criteria must name one {resource_type}; {usage}"
+    return named.pop(), None
 
 
 def resource_id(resource: dict[str, Any]) -> str | None:

@@ -279,6 +279,8 @@ def render_location(snapshot: LocationSnapshot) -> dict[str, Any]:
             }
         ],
     }
+    if not extensions:
+        del resource["extension"]  # R4 JSON has no empty arrays
     telecom = _telecom(record)
     if telecom:
         resource["telecom"] = telecom
@@ -403,6 +405,8 @@ def render_service(
         "identifier": c["identifier"],
         "active": active,
     }
+    if not extensions:
+        del resource["extension"]  # R4 JSON has no empty arrays
     if c["providedBy"]:
         resource["providedBy"] = c["providedBy"]
     resource["category"] = [_category(category) for category in service_categories(record, vacancy_type)]

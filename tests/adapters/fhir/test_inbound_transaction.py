@@ -343,6 +343,45 @@ def test_requests_and_other_resources() -> None:
     assert list(mapped.strays) == [2]
 
 
+CQC_CRITERION = f"identifier={S.CQC_LOCATION_ID}|"
+
+
+@pytest.mark.parametrize(
+    ("entry", "method", "url", "expected"),
+    [
+        (0, "PUT", f"Location?{CQC_CRITERION}1-100000001", None),
+        (0, "PUT", "Location?identifier=" + S.CQC_LOCATION_ID.replace("/", "%2F") + "%7C1-100000001", None),
+        (0, "PUT", "Location?_id=1-100000001", None),
+        (1, "PUT", "HealthcareService?_id=1-100000001-general-nursing", None),
+        # Criteria that select another resource than the one sent: never applied to the one sent.
+        (0, "PUT", f"Location?{CQC_CRITERION}1-999", "request.url names 1-999, the resource is 1-100000001"),
+        (1, "PUT", "HealthcareService?_id=1-2-x", "request.url names 1-2-x, the resource is 1-100000001-"),
+        # Criteria the gateway cannot judge are refused, not ignored.
+        (0, "PUT", "Location?name=Test%20Home", "conditional update criterion name='Test Home' is not"),
+        (0, "PUT", "Location?identifier=https://fhir.nhs.uk/Id/ods-site-code|VNH4N", "criterion identifier="),
+        (0, "PUT", f"Location?{CQC_CRITERION}1-100000001&address-city=Leeds", "criterion address-city="),
+        (0, "PUT", f"Location?{CQC_CRITERION}1-100000001&_id=1-5", "criteria must name one Location"),
+        (0, "PUT", "Location?", "criteria must name one Location"),
+        (1, "PUT", f"HealthcareService?{CQC_CRITERION}1-100000001", "criterion identifier="),
+        (0, "POST", f"Location?{CQC_CRITERION}1-100000001", "taken on PUT Location?... only"),
+        (0, "PUT", "Location/1-100000001?_id=1-100000001", "taken on PUT Location?... only"),
+    ],
+)
+def test_conditional_request_urls_are_judged_not_ignored(
+    entry: int, method: str, url: str, expected: str | None
+) -> None:
+    doc = bundle(*published(location()))
+    doc["entry"][entry]["request"] = {"method": method, "url": url}
+    mapped = map_bundle(doc)
+    if expected is None:
+        assert only_record(mapped)["cqc_location_id"] == "1-100000001"
+        return
+    [(where, why)] = issues(mapped)
+    assert where == f"Bundle.entry[{entry}].request.url"
+    assert expected in why
+    assert mapped.locations[0].record is None
+
+
 def test_a_location_twice_is_a_problem_and_locations_are_judged_apart() -> None:
     first = published(location("1-100000001"))
     other = published(location("1-100000002"))
