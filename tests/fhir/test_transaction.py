@@ -47,6 +47,18 @@ def transaction(*items: dict[str, Any], kind: str = "transaction") -> dict[str, 
     return {"resourceType": "Bundle", "type": kind, "entry": entries}
 
 
+def withdrawn_service(cqc_id: str, vacancy_type: str) -> dict[str, Any]:
+    """An inactive HealthcareService without bed counts: the location no longer offers
+    ``vacancy_type``."""
+    return {
+        "resourceType": "HealthcareService",
+        "id": f"{cqc_id}-{vacancy_type}",
+        "active": False,
+        "location": [{"reference": f"Location/{cqc_id}"}],
+        "type": [{"coding": [{"system": S.VACANCY_TYPE, "code": vacancy_type}]}],
+    }
+
+
 def post(client: TestClient, token: str, body: object, **headers: str) -> Any:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     return client.post("/fhir", content=data, headers={"Content-Type": FHIR_JSON, **bearer(token), **headers})
@@ -276,13 +288,7 @@ def test_batch_gets_a_batch_response_and_can_withdraw_a_vacancy_type(
         "accepted with data-quality flags: capacity-invariant-broken",
     )
     one = resources(location(updated_at="2026-11-21T09:00:00Z"))
-    withdrawn = {
-        "resourceType": "HealthcareService",
-        "id": "1-100000001-dementia-nursing",
-        "active": False,
-        "location": [{"reference": "Location/1-100000001"}],
-        "type": [{"coding": [{"system": S.VACANCY_TYPE, "code": "dementia-nursing"}]}],
-    }
+    withdrawn = withdrawn_service("1-100000001", "dementia-nursing")
     response = post(client, token, transaction(*one, withdrawn, kind="batch"))
     answer = response.json()
     assert answer["type"] == "batch-response"
@@ -321,13 +327,7 @@ def test_an_entry_that_creates_its_resource_is_201_and_one_that_updates_it_200(
     assert send("2026-11-20T12:00:00Z", residential, nursing) == ["200 OK"] * 3
     # A type withdrawn by a tracker that never offered it is no resource at all: not created.
     never = resources(location(updated_at="2026-11-20T13:00:00Z", vacancies=[nursing, residential]))
-    withdrawn = {
-        "resourceType": "HealthcareService",
-        "id": "1-100000001-dementia-nursing",
-        "active": False,
-        "location": [{"reference": "Location/1-100000001"}],
-        "type": [{"coding": [{"system": S.VACANCY_TYPE, "code": "dementia-nursing"}]}],
-    }
+    withdrawn = withdrawn_service("1-100000001", "dementia-nursing")
     assert statuses(post(client, token, transaction(*never, withdrawn))) == ["200 OK"] * 4
 
 
