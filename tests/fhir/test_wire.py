@@ -126,14 +126,15 @@ def test_if_none_match_star_on_a_resource_that_does_not_exist_is_404(
     assert response.status_code == 404 and response.json()["resourceType"] == "OperationOutcome"
 
 
+# One resource of each versioned type, all of location 1-101.
+VERSIONED_PATHS = ["Location/1-101", "HealthcareService/1-101-general-nursing", "Organization/1-200000001"]
+
+
 def versions(bundle: dict[str, Any]) -> list[int]:
     return [int(e["resource"]["meta"]["versionId"]) for e in bundle["entry"]]
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["Location/1-101", "HealthcareService/1-101-general-nursing", "Organization/1-200000001"],
-)
+@pytest.mark.parametrize("path", VERSIONED_PATHS)
 def test_instance_history_is_newest_first_and_the_change_feed_oldest_first(
     client: TestClient, tracker: str, read_token: str, national: list[dict[str, Any]], path: str
 ) -> None:
@@ -157,10 +158,7 @@ def test_capability_statement_says_which_way_each_history_runs(client: TestClien
         assert "documentation" not in next(i for i in resource["interaction"] if i["code"] == "read")
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["Location/1-101", "HealthcareService/1-101-general-nursing", "Organization/1-200000001"],
-)
+@pytest.mark.parametrize("path", VERSIONED_PATHS)
 def test_instance_history_honours_since_and_pages_by_count(
     client: TestClient, tracker: str, read_token: str, national: list[dict[str, Any]], path: str
 ) -> None:
