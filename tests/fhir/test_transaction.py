@@ -367,3 +367,35 @@ def test_a_compressed_bundle_is_taken_and_size_and_coding_faults_are_outcomes(
     assert too_big.status_code == 413
     assert too_big.json()["resourceType"] == "OperationOutcome"
     assert "once decompressed" in too_big.json()["issue"][0]["diagnostics"]
+
+
+def test_a_rehab_service_may_leave_reserved_out_and_a_care_home_service_may_not(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    """As in a push: the national tracker has reserved as NA for community rehabilitation."""
+    token = make_token()
+    rehab = vacancy("community-rehab-nhs-la", reserved=0, admittable=3)
+    care = vacancy("general-nursing")
+
+    def without_reserved(service: dict[str, Any]) -> dict[str, Any]:
+        for extension in service["extension"]:
+            if extension["url"] == S.EXT_BED_AVAILABILITY:
+                extension["extension"] = [p for p in extension["extension"] if p["url"] != "reserved"]
+        return service
+
+    rehab_home = resources(location("1-100000001", provider_type="community-rehab", vacancies=[rehab]))
+    care_home = resources(location("1-100000002", vacancies=[care]))
+    response = post(
+        client,
+        token,
+        transaction(
+            rehab_home[0], without_reserved(rehab_home[1]), care_home[0], without_reserved(care_home[1])
+        ),
+    )
+    assert statuses(response)[:2] == ["201 Created", "201 Created"]
+    line = client.get("/api/v1/locations/1-100000001", headers=bearer(token)).json()["vacancies"][0]
+    assert (line["vacancy_type"], line["reserved"]) == ("community-rehab-nhs-la", 0)
+    refused = response.json()["entry"][3]["response"]
+    assert refused["status"].startswith("422")
+    [(expression, message)] = diagnostics(response.json()["entry"][3])
+    assert expression.startswith("Bundle.entry[3]") and "reserved" in message

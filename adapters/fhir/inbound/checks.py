@@ -15,7 +15,10 @@ from adapters.fhir import systems as S
 from gateway.schemas import SchemaValidator, load_schema, validator
 
 SCHEMA_NAME = "fhir-transaction.schema.json"
-REQUIRED_PARTS = ("maximumCapacity", "occupied", "reserved", "admittable", "unavailable")
+# The bed counts of a bed-availability extension, and those every service must give
+# (reserved may be left out of a community rehabilitation service, as in a push).
+COUNT_PARTS = ("maximumCapacity", "occupied", "reserved", "admittable", "unavailable")
+REQUIRED_PARTS = tuple(part for part in COUNT_PARTS if part != "reserved")
 CQC_ID_NEEDED = f"a Location needs its CQC location ID as its id or an identifier in {S.CQC_LOCATION_ID}"
 _REQUEST_URL = re.compile(r"^(?:.*/)?(Location|HealthcareService)(?:/([^/?#]+))?(?:\?(.*))?$")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from adapters.fhir import systems as S
 from adapters.fhir.inbound.checks import (
-    REQUIRED_PARTS,
+    COUNT_PARTS,
     SCHEMA_NAME,
     Issue,
     cqc_identifier,
@@ -45,7 +45,7 @@ __all__ = [
     "map_bundle",
 ]
 
-_COUNTS = {"maximumCapacity": "maximum_capacity", **{name: name for name in REQUIRED_PARTS[1:]}}
+_COUNTS = {"maximumCapacity": "maximum_capacity", **{name: name for name in COUNT_PARTS[1:]}}
 # Simple Location extensions -> record field ("[]": a list, one extension per item) and value.
 _LOCATION_VALUES = {
     S.EXT_NHS_REGION: ("nhs_region", "valueCoding.code"),
