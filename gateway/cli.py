@@ -11,7 +11,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.settings import get_settings
@@ -109,7 +109,12 @@ def token_list() -> None:
     """List tokens (names, scopes, regions; never the tokens themselves)."""
     from gateway.store import repository
 
-    table = Table("id", "name", "scopes", "regions", "created", "revoked")
+    # The id is what `token revoke` takes: it is never cut short, however narrow the
+    # terminal (or a pipe's 80 columns); the other columns wrap instead of losing their ends.
+    table = Table(
+        Column("id", no_wrap=True, min_width=36),
+        *(Column(header, overflow="fold") for header in ("name", "scopes", "regions", "created", "revoked")),
+    )
     with _database(migrate=False) as factory, factory() as session:
         for t in repository.list_tokens(session):
             table.add_row(
@@ -326,7 +331,7 @@ def discard_bodies_command(
 
 
 @app.command("bench")
-def bench(name: Annotated[str, typer.Argument(help="ingest")]) -> None:
+def bench(name: Annotated[str, typer.Argument(help="ingest, london, cqc, fhir or search")]) -> None:
     """Run a benchmark; its last line is one JSON object with its figures."""
     from gateway.bench import run_benchmark
 

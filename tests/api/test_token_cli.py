@@ -100,3 +100,21 @@ def test_a_mistyped_or_already_revoked_id_is_an_error_not_a_silent_success(
     neither = gateway_cli("token", "revoke")
     assert neither.exit_code == 2
     assert "by its id or by its name" in neither.output
+
+
+def test_token_list_shows_every_id_whole_in_an_80_column_terminal(
+    gateway_cli: GatewayCli, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`token revoke` takes the id `token list` shows, so the listing never cuts it short."""
+    from rich.console import Console
+
+    from gateway import cli
+
+    monkeypatch.setattr(cli, "console", Console(width=80))
+    mint(gateway_cli, "tracker-north-east-and-yorkshire")
+    [token_id] = ids_named(factory, "tracker-north-east-and-yorkshire")
+    listing = gateway_cli("token", "list")
+    assert listing.exit_code == 0, listing.output
+    assert token_id in listing.output
+    assert max(len(line) for line in listing.output.splitlines()) <= 80
+    assert "…" not in listing.output
