@@ -105,9 +105,16 @@ def run_demo(port: int, data_dir: Path) -> None:
     from gateway.store.db import upgrade
     from simulators.push_trackers import push_region
 
+    settings = Settings()
+    if settings.environment.strip().lower() == "production":
+        # The demo mints tokens (an admin's among them) and pushes made-up homes into the
+        # database GATEWAY_DATABASE_URL names: never a production one.
+        raise SystemExit(
+            "the demo does not run with GATEWAY_ENVIRONMENT=production: it would mint demo tokens "
+            "(an admin's among them) and push made-up care homes into that database"
+        )
     _check_free([port, port + LONDON_PORT_OFFSET, port + CQC_PORT_OFFSET])
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    settings = Settings()
     console.print(f"[bold]demo data[/] in {data_dir}")
     ensure_demo_data(data_dir, now=datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
     upgrade(settings.database_url)

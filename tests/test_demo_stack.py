@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import signal
 import socket
+from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
+from gateway import demo_stack
 from gateway.demo_stack import _check_free, _stop_on_sigterm
+from gateway.store import repository
 
 
 def test_a_taken_port_is_refused_by_name() -> None:
@@ -24,3 +28,29 @@ def test_a_taken_port_is_refused_by_name() -> None:
 def test_sigterm_stops_the_demo_as_ctrl_c_does() -> None:
     with pytest.raises(KeyboardInterrupt):
         _stop_on_sigterm(signal.SIGTERM, None)
+
+
+class _PastTheGuard(Exception):
+    """The demo went on to start (check its ports)."""
+
+
+def _started(ports: list[int]) -> None:
+    raise _PastTheGuard
+
+
+def test_the_demo_refuses_a_production_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str, factory: sessionmaker[Session]
+) -> None:
+    """It would mint an admin token and push made-up homes into the production database."""
+    monkeypatch.setattr(demo_stack, "_check_free", _started)
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", database_url)
+    for spelling in ("production", "Production "):
+        monkeypatch.setenv("GATEWAY_ENVIRONMENT", spelling)
+        with pytest.raises(SystemExit, match="GATEWAY_ENVIRONMENT=production"):
+            demo_stack.run_demo(port=0, data_dir=tmp_path / "demo-data")
+    with factory() as session:
+        assert repository.list_tokens(session) == []
+    assert not (tmp_path / "demo-data").exists()
+    monkeypatch.setenv("GATEWAY_ENVIRONMENT", "development")
+    with pytest.raises(_PastTheGuard):  # elsewhere the demo starts as before
+        demo_stack.run_demo(port=0, data_dir=tmp_path / "demo-data")

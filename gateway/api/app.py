@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.api import problems
+from gateway.api.headers import SecurityHeaders
 from gateway.api.routes import fhir, fhir_export, fhir_transaction, native, reconciliation, search, sources
 from gateway.auth import PrincipalCache
 from gateway.ingest.submissions import SCHEMA_NAME
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.principals = PrincipalCache(settings.auth_cache_s)
     problems.install(app)
+    app.add_middleware(SecurityHeaders)
     app.include_router(native.router)
     app.include_router(sources.router)
     app.include_router(reconciliation.router)

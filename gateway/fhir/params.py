@@ -281,14 +281,16 @@ def parse_date(parameter: str, value: str) -> Range:
             )
             return Range(prefix, low, low + step)
         low = datetime(year, month, day, tzinfo=UTC)
-    except ValueError as exc:
+        if match["d"]:
+            high = low + timedelta(days=1)
+        elif match["m"]:
+            high = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+        else:
+            high = datetime(year + 1, 1, 1, tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        # Out of range too: an instant at the edge of the calendar (year 1 or 9999) that
+        # its offset or its end would take past it.
         raise bad(parameter, f"{value!r}: {exc}") from None
-    if match["d"]:
-        high = low + timedelta(days=1)
-    elif match["m"]:
-        high = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
-    else:
-        high = datetime(year + 1, 1, 1, tzinfo=UTC)
     return Range(prefix, low, high)
 
 

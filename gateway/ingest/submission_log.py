@@ -8,7 +8,7 @@ still kept, and a push's page gives the answer as the tracker got it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -68,6 +68,13 @@ def list_submissions(
     if source is not None:
         query = query.where(t.c.source == source)
     if since is not None:
+        try:
+            since = since.astimezone(UTC)
+        except OverflowError:  # year 1 ahead of UTC, or 9999 behind it
+            raise Unprocessable(
+                "since: the instant is outside the calendar once in UTC",
+                errors=[{"parameter": "since", "in": "query", "message": "out of range"}],
+            ) from None
         query = query.where(t.c.received_at >= since)
     if status_code is not None:
         query = query.where(t.c.status_code == status_code)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from gateway.errors import NotFound, Unprocessable
 from gateway.reconcile.rules import SEVERITY
 from gateway.reconcile.service import link_held_record
+from gateway.search.exports import spreadsheet_cell
 from gateway.store import reconciliation as queries
 from gateway.store.tables import Finding, HeldRecord, utcnow
 
@@ -85,8 +86,12 @@ def findings_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for row in rows:
+        # Sources' text (refs, local authorities) never runs as a spreadsheet formula.
         writer.writerow(
-            [orjson.dumps(row[c]).decode() if c == "evidence" else row[c] or "" for c in CSV_COLUMNS]
+            [
+                spreadsheet_cell(orjson.dumps(row[c]).decode() if c == "evidence" else row[c] or "")
+                for c in CSV_COLUMNS
+            ]
         )
         yield buffer.getvalue()
         buffer.seek(0)

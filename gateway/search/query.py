@@ -28,6 +28,7 @@ _KEYWORD_SEPARATORS = re.compile(r"[,;]")
 # A postcode's district alone ('LS1') or its sector ('LS1 4'): searched from the district.
 _PART_OF_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?: [0-9])?$")
 UPDATED_WITHIN = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+MAX_UPDATED_WITHIN_DAYS = 3650  # ten years: as good as 'any'; a longer one overflows a date
 
 
 class Sort(StrEnum):
@@ -105,6 +106,9 @@ def parse_duration(parameter: str, value: str | None) -> timedelta | None:
         return UPDATED_WITHIN[value]
     unit, number = value[-1:], value[:-1]
     if unit in ("h", "d") and number.isdigit() and int(number) > 0:
+        days = int(number) / 24 if unit == "h" else int(number)
+        if days > MAX_UPDATED_WITHIN_DAYS:
+            raise refuse(parameter, f"{value!r} is too long: at most {MAX_UPDATED_WITHIN_DAYS}d (or any)")
         return timedelta(hours=int(number)) if unit == "h" else timedelta(days=int(number))
     raise refuse(
         parameter, f"{value!r} is not a duration: use 24h, 7d, any, or a number of hours (36h) or days (3d)"

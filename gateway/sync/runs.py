@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import traceback
 from collections import Counter
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from gateway.store.db import transaction
 from gateway.store.sources import update_run_counts
 from gateway.store.tables import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, SyncRun, table, utcnow
 
+log = logging.getLogger(__name__)
 MAX_REJECTIONS_KEPT = 500
 HELD = "held"  # a record kept aside for matching (no CQC ID yet): in no other count
 _INTERRUPTED_MESSAGE = "stopped before it ended (its gateway process stopped)"
@@ -89,6 +92,22 @@ def classify(error: BaseException) -> FailureClass:
     return FailureClass.INTERNAL
 
 
+def error_text(error: BaseException) -> str:
+    """What a run that ended with ``error`` records (and the API serves) of it. An upstream
+    error's message is the adapter's own (the call and its status, never a body); any other
+    exception's text may quote data or SQL parameters (records, payloads), so only its type
+    is recorded: its stack is logged, without its text."""
+    if isinstance(error, UpstreamError):
+        return f"{type(error).__name__}: {error}"[:500]
+    return f"{type(error).__name__} (an internal fault; its stack is in the gateway's log)"
+
+
+def log_internal(what: str, error: BaseException) -> None:
+    """Log an unexpected exception by type and stack only (its text may quote data)."""
+    stack = "".join(traceback.format_tb(error.__traceback__))
+    log.error("%s: %s\n%s", what, type(error).__name__, stack)
+
+
 def start_run(factory: sessionmaker[Session], source: str, kind: str) -> int:
     """Record a new run of ``source``.
 
@@ -134,7 +153,9 @@ def finish_run(
         if error is not None:
             run.error_class = classify(error).value
             # The message names the call and status only; bodies are never recorded.
-            run.error_message = f"{type(error).__name__}: {error}"[:500]
+            run.error_message = error_text(error)
+            if not isinstance(error, UpstreamError):
+                log_internal(f"sync run {run_id} of {run.source} failed", error)
         return run
 
 

@@ -28,6 +28,7 @@ from gateway.settings import Settings
 from gateway.store.db import transaction
 from gateway.store.sources import acquire_lease, release_lease
 from gateway.store.tables import utcnow
+from gateway.sync.runs import log_internal
 from gateway.sync.sources import PULLED_SOURCES, JobSpec, SyncContext
 
 log = logging.getLogger(__name__)
@@ -188,8 +189,8 @@ class SourceScheduler:
                 await asyncio.to_thread(work)
         except asyncio.CancelledError:
             log.info("%s stopped with the gateway", label)
-        except Exception:  # a failed job must not stop the scheduler
-            log.exception("%s failed", label)
+        except Exception as error:  # noqa: BLE001 - a failed job must not stop the scheduler
+            log_internal(f"{label} failed", error)
 
     async def run_job(self, source: str, job: JobSpec) -> None:
         lock = self._locks.setdefault(source, asyncio.Lock())
@@ -211,8 +212,8 @@ class SourceScheduler:
                 # and the next run asks again from the last cursor).
                 log.info("sync %s:%s stopped with the gateway", source, job.kind)
                 return
-            except Exception:  # recorded by the job; never let it stop the scheduler
-                log.exception("sync %s:%s failed outside its run record", source, job.kind)
+            except Exception as error:  # noqa: BLE001 - recorded by the job; never stop the scheduler
+                log_internal(f"sync {source}:{job.kind} failed outside its run record", error)
                 return
             log.info("sync %s:%s %s (run %s)", source, job.kind, run.status, run.id)
 

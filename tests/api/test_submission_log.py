@@ -132,6 +132,8 @@ def test_bad_parameters_are_422s_naming_them(client: TestClient, make_token: Tok
     cases: list[tuple[dict[str, str | int], str]] = [
         ({"before": "no-such-push"}, "before"),
         ({"since": "2026-11-20T09:00:00"}, "since"),  # no UTC offset: ambiguous
+        ({"since": "0001-01-01T00:00:00+14:00"}, "since"),  # before the calendar in UTC (was a 500)
+        ({"since": "9999-12-31T23:59:59-14:00"}, "since"),  # after it
         ({"limit": 0}, "limit"),
         ({"limit": 1000}, "limit"),
         ({"status_code": "ok"}, "status_code"),

@@ -266,6 +266,8 @@ def test_unknown_files_and_types_outside_the_job_are_404(
         ("_outputFormat=application/fhir%2Bjson", ASYNC, "only application/fhir+ndjson"),
         ("_since=2026-11-20", ASYNC, "not a FHIR instant"),
         ("_since=yesterday", ASYNC, "not a FHIR instant"),
+        ("_since=0001-01-01T00:00:00%2B14:00", ASYNC, "out of range"),  # was a 500
+        ("_since=9999-12-31T23:59:59-14:00", ASYNC, "out of range"),
     ],
 )
 def test_bad_kick_offs_are_400_operation_outcomes(

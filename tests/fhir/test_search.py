@@ -144,6 +144,24 @@ def test_tokens_with_neither_system_nor_code_or_an_unknown_code_are_refused(
     assert needle in response.json()["issue"][0]["diagnostics"]
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["lt9999-12-31T23:59:59Z", "ge0001-01-01T00:00:00+14:00", "lt9999-12-31", "gt9999", "9999-12"],
+)
+def test_dates_at_the_edge_of_the_calendar_are_400s_not_server_errors(
+    client: TestClient, read_token: str, value: str
+) -> None:
+    for path in ("/fhir/Location", "/fhir/HealthcareService"):
+        response = client.get(path, params={"_lastUpdated": value}, headers=bearer(read_token))
+        assert response.status_code == 400, (path, value, response.text)
+        assert "_lastUpdated" in response.json()["issue"][0]["diagnostics"]
+    history = client.get(
+        "/fhir/Location/_history", params={"_since": value.lstrip("lgte")}, headers=bearer(read_token)
+    )
+    assert history.status_code == 400, (value, history.text)
+    assert "_since" in history.json()["issue"][0]["diagnostics"]
+
+
 def test_a_cursor_kept_while_the_sort_changes_is_refused_not_a_server_error(
     client: TestClient, read_token: str, national: list[dict[str, Any]]
 ) -> None:

@@ -372,6 +372,13 @@ def test_findings_api_filters_exports_csv_and_reviews_matches(
     assert [(f["source_ref"], f["nhs_region"]) for f in london] == [("LDN-000002", "london")]
     bad = client.get("/api/v1/reconciliation/findings", params={"kind": "bogus"}, headers=bearer(token))
     assert bad.status_code == 422 and "kind" in bad.json()["detail"]
+    for offset in (2**63, 10**20, 100_000_001):  # past the database's integer: was a 500
+        far = client.get("/api/v1/reconciliation/findings", params={"offset": offset}, headers=bearer(token))
+        assert far.status_code == 422 and "offset" in far.json()["detail"], offset
+    last = client.get(
+        "/api/v1/reconciliation/findings", params={"offset": 100_000_000}, headers=bearer(token)
+    )
+    assert last.status_code == 200 and last.json()["findings"] == []
 
     queue = client.get("/api/v1/reconciliation/matches", params={"status": "review"}, headers=bearer(token))
     assert [m["source_ref"] for m in queue.json()] == ["LDN-000002"]
@@ -534,3 +541,34 @@ def test_a_rejected_match_leaves_the_home_s_finding_open(
     assert client.post("/api/v1/reconciliation/matches", json=link, headers=bearer(admin)).status_code == 200
     _, found, _ = run(factory)
     assert ("unmatched-home", "LDN-000002") not in found
+
+
+def test_findings_csv_never_runs_source_text_as_a_formula(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    """A tracker's ref or local authority that starts like a formula is written as text
+    (a leading ``'``), as in every other export; the JSON answer keeps it as given."""
+    import csv
+    import io
+
+    token = make_token(scopes=("read",))
+    with transaction(factory) as session:
+        record = {k: v for k, v in location("1-1", region="london").items() if k != "cqc_location_id"}
+        session.add(
+            held_home('=HYPERLINK("http://x.example","ok")', "Ash House", "E1 1AA", "@SUM(1+1)", record)
+        )
+    run(factory)
+    params = {"kind": "unmatched-home", "region": "london"}
+    found = client.get("/api/v1/reconciliation/findings", params=params, headers=bearer(token)).json()
+    assert [f["source_ref"] for f in found["findings"]] == ['=HYPERLINK("http://x.example","ok")']
+    response = client.get(
+        "/api/v1/reconciliation/findings", params={**params, "format": "csv"}, headers=bearer(token)
+    )
+    assert response.status_code == 200
+    header, *rows = list(csv.reader(io.StringIO(response.text)))
+    assert len(rows) == 1
+    cells = dict(zip(header, rows[0], strict=True))
+    assert cells["source_ref"] == '\'=HYPERLINK("http://x.example","ok")'
+    assert cells["local_authority"] == "'@SUM(1+1)"
+    assert cells["kind"] == "unmatched-home"
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in rows[0])

@@ -127,6 +127,9 @@ def test_paging_and_total(client: TestClient, token: str) -> None:
         ({"rating": "superb"}, "rating"),
         ({"region": "atlantis"}, "region"),
         ({"updated_within": "fortnight"}, "updated_within"),
+        ({"updated_within": "99999999999999999999d"}, "updated_within"),  # was a 500 (overflow)
+        ({"updated_within": "999999999h"}, "updated_within"),
+        ({"updated_within": "3651d"}, "updated_within"),
         ({"stay": "forever"}, "stay"),
         ({"colour": "blue"}, "colour"),
         ({"sort": "random"}, "sort"),
@@ -136,6 +139,9 @@ def test_paging_and_total(client: TestClient, token: str) -> None:
         ({"accepting_today": "maybe"}, "accepting_today"),
         ({"page": 0}, "page"),
         ({"page": "two"}, "page"),
+        ({"page": 10**20}, "page"),  # was a 500 (past a 64-bit integer)
+        ({"page": 1_000_001}, "page"),
+        ({"page": 10**20, "format": "csv"}, "page"),
         ({"page_size": 501}, "page_size"),
         ({"format": "pdf"}, "format"),
     ],
@@ -147,6 +153,13 @@ def test_bad_input_is_a_422_naming_the_parameter(
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert parameter in [e["parameter"] for e in response.json()["errors"]]
+
+
+def test_the_longest_duration_and_page_are_still_answered(client: TestClient, token: str) -> None:
+    assert get(client, token, updated_within="3650d").json()["total"] == len(HOMES)
+    assert get(client, token, updated_within="87600h").json()["total"] == len(HOMES)
+    far = get(client, token, page=1_000_000)
+    assert far.status_code == 200 and far.json()["results"] == []
 
 
 def test_csv_and_excel_exports_carry_filters_and_time(client: TestClient, token: str) -> None:

@@ -13,6 +13,7 @@ from gateway.model.capacity import CQC_ID_PATTERN
 from gateway.reconcile import api_service
 
 router = APIRouter(prefix="/api/v1/reconciliation")
+MAX_OFFSET = 100_000_000  # far past any findings there are; a larger one overflows the database's integer
 
 
 @router.get("/findings", summary="Reconciliation findings (JSON or CSV)")
@@ -25,7 +26,7 @@ def list_findings(
     status: Annotated[list[str] | None, Query(description="open (default) or closed")] = None,
     format: Literal["json", "csv"] = "json",
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Any:
     total, rows = api_service.find(
         session,

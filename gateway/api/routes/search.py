@@ -35,6 +35,7 @@ from gateway.search.service import search
 
 router = APIRouter(prefix="/api/v1")
 Many = Annotated[list[str] | None, Query()]
+MAX_PAGE = 1_000_000  # far past the last page of England's care homes, at one a page
 
 
 def _search_json(factory: sessionmaker[Session], q: SearchQuery) -> bytes:
@@ -84,7 +85,7 @@ VACANCY_PARAMETERS = QueryParameters(
         Param("out_of_hours", "boolean", description="admits out of hours"),
         Param("provider_type", many=True, description=_listed(ProviderType)),
         Param("sort", default=Sort.DISTANCE.value, choices=tuple(s.value for s in Sort)),
-        Param("page", "integer", default=1, minimum=1),
+        Param("page", "integer", default=1, minimum=1, maximum=MAX_PAGE),
         Param("page_size", "integer", default=20, minimum=1, maximum=500),
         Param("format", default="json", choices=("json", "csv", "xlsx")),
     ]
