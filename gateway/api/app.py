@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             warming.join(timeout=30)
-            scheduler.shutdown()
+            await scheduler.stop()  # syncs under way close their runs before the client
             await app.state.http.aclose()
             engine.dispose()
 

@@ -100,6 +100,7 @@ class SourceScheduler:
         self._http = http
         self._settings = settings
         self._locks: dict[str, asyncio.Lock] = {}
+        self._running: set[asyncio.Task[Any]] = set()  # source syncs under way
         self.holder = lease_holder()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
@@ -197,6 +198,10 @@ class SourceScheduler:
         if lock.locked():
             log.info("sync %s:%s skipped: a run of %s is in progress", source, job.kind, source)
             return
+        running = asyncio.current_task()
+        if running is not None:
+            self._running.add(running)
+            running.add_done_callback(self._running.discard)
         async with lock:
             context = SyncContext(self._factory, self._http, self._settings)
             try:
@@ -220,3 +225,15 @@ class SourceScheduler:
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop scheduling, and stop the syncs still running: each is cancelled and closes
+        its run as ``interrupted`` before this returns, so the gateway's HTTP client and
+        database are closed only after (a run cut short by a closed client was recorded
+        as failed)."""
+        self.shutdown()
+        running = [task for task in self._running if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=timeout_s)

@@ -202,3 +202,51 @@ async def test_a_housekeeping_run_woken_late_still_runs(
             await asyncio.wait_for(ran.wait(), timeout=10)
         finally:
             scheduler.scheduler.shutdown(wait=False)
+
+
+async def _slow(context: SyncContext) -> SyncRun:
+    """A sync that goes on until it is stopped, calling its upstream through the gateway's
+    HTTP client (which refuses once closed, as httpx does)."""
+    import asyncio
+
+    from gateway.sync.runs import recorded
+
+    run_id = start_run(context.factory, "fake-slow", "incremental")
+
+    async def work() -> None:
+        while True:
+            if context.http.is_closed:
+                raise RuntimeError("Cannot send a request, as the client has been closed.")
+            await asyncio.sleep(0.02)
+
+    return await recorded(context.factory, run_id, RunCounts(), work())
+
+
+async def test_stopping_the_scheduler_closes_a_sync_under_way_as_interrupted_first(
+    settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    """The gateway stops its scheduler, then closes its HTTP client: by the time ``stop``
+    returns, a sync under way has been cancelled and closed its run as interrupted (it was
+    left running, then failed on the closed client and was recorded as failed)."""
+    import asyncio
+
+    import httpx
+
+    from gateway.sync.scheduler import SourceScheduler
+
+    async with httpx.AsyncClient() as http:
+        scheduler = SourceScheduler(factory, http, settings)
+        job = JobSpec("incremental", lambda s: 3600.0, _slow)
+        syncing = asyncio.create_task(scheduler.run_job("fake-slow", job))
+        while not _runs_of(factory, "fake-slow"):
+            await asyncio.sleep(0.01)
+        await scheduler.stop()
+        assert syncing.done()
+        [run] = _runs_of(factory, "fake-slow")
+    assert run.status == "interrupted", (run.status, run.error_message)
+    assert run.error_class is None and run.finished_at is not None
+
+
+def _runs_of(factory: sessionmaker[Session], source: str) -> list[SyncRun]:
+    with factory() as session:
+        return list(session.query(SyncRun).filter(SyncRun.source == source))
