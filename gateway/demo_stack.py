@@ -197,7 +197,10 @@ def run_demo(port: int, data_dir: Path) -> None:
         reader = _mint(settings, "demo-reader", ["read", "admin"], ["all"])
         console.print(f"\n[bold green]The gateway is up[/] on {gateway_url} (API docs: {gateway_url}/docs)")
         console.print(f"Read token (shown once): [bold]{reader}[/]")
-        console.print(f'  curl -H "Authorization: Bearer {reader}" {gateway_url}/api/v1/sources')
+        # One line however narrow the terminal, so it can be copied as a command.
+        console.print(
+            f'  curl -H "Authorization: Bearer {reader}" {gateway_url}/api/v1/sources', soft_wrap=True
+        )
         console.print("Stop with Ctrl-C.")
         try:
             while True:

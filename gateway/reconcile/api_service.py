@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from gateway.errors import NotFound, Unprocessable
 from gateway.reconcile.rules import SEVERITY
 from gateway.reconcile.service import link_held_record
-from gateway.search.exports import spreadsheet_cell
+from gateway.search.exports import BOM, spreadsheet_cell
 from gateway.store import reconciliation as queries
 from gateway.store.tables import Finding, HeldRecord, utcnow
 
@@ -82,7 +82,10 @@ def find(
 
 
 def findings_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
+    """The findings as CSV, UTF-8 with a byte-order mark (as every export: Excel then reads
+    accented names as written)."""
     buffer = io.StringIO()
+    buffer.write(BOM)
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for row in rows:
