@@ -16,10 +16,13 @@ from gateway.sync.sources import PULLED_SOURCES
 
 def status_of(activity: SourceActivity, freshness_target_s: float, failing_after: int, now: datetime) -> str:
     """ok, degraded (recent failures, data still fresh), stale (data older than the
-    target or none yet) or failing (``failing_after`` failures in a row)."""
+    target, or none yet, or no sync ever finished: a first sync under way has stored only
+    part of its source) or failing (``failing_after`` failures in a row)."""
     if activity.consecutive_failures >= failing_after:
         return "failing"
-    if activity.newest_data is None or (now - activity.newest_data).total_seconds() > freshness_target_s:
+    if activity.last_success is None or activity.newest_data is None:
+        return "stale"
+    if (now - activity.newest_data).total_seconds() > freshness_target_s:
         return "stale"
     if activity.consecutive_failures > 0:
         return "degraded"

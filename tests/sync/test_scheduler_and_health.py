@@ -101,6 +101,9 @@ def test_status_rules() -> None:
     assert status_of(activity(0, old), 3600, 3, now) == "stale"
     assert status_of(activity(0, None), 3600, 3, now) == "stale"
     assert status_of(activity(3, fresh), 3600, 3, now) == "failing"
+    # Fresh rows from a first sync still under way: part of the source only, not ok.
+    first = SourceActivity(now, None, 0, fresh, None, None)  # type: ignore[arg-type]
+    assert status_of(first, 3600, 3, now) == "stale"
 
 
 def test_unreachable_london_is_failing_while_a_pushing_tracker_stays_ok(

@@ -19,7 +19,8 @@ def list_sources(request: Request, session: SessionDep, _: Reader) -> dict[str, 
         "statuses": {
             "ok": "last sync succeeded and the newest data is within the freshness target",
             "degraded": "recent sync failures, but the data is still within the target",
-            "stale": "the newest data is older than the freshness target (or there is none)",
+            "stale": "the newest data is older than the freshness target, or there is none, or no "
+            "sync of the source has finished yet (a first sync has stored only part of it)",
             "failing": "the last syncs failed in a row (see consecutive_failures)",
         },
         "sources": source_health(session, request.app.state.settings),
