@@ -115,6 +115,7 @@ def map_bundle(bundle: dict[str, Any]) -> MappedBundle:
     each location onto a native record, or say why it cannot be."""
     entries: list[Any] = bundle["entry"]
     issues = {i: entry_issues(i, entry) for i, entry in enumerate(entries)}
+    _same_full_urls(entries, issues)
     groups: dict[int, MappedLocation] = {}
     targets: dict[str, int] = {}  # fullUrl or Location/<CQC id> -> its Location entry
     for i, entry in enumerate(entries):
@@ -147,6 +148,24 @@ def map_bundle(bundle: dict[str, Any]) -> MappedBundle:
         if not group.issues:
             _map_location(group, entries)
     return MappedBundle(bundle["type"], len(entries), list(groups.values()), strays)
+
+
+def _same_full_urls(entries: list[Any], issues: dict[int, list[Issue]]) -> None:
+    """R4's bdl-7: an entry's fullUrl is its own, unless entries sharing one are different
+    versions (meta.versionId). A later entry that repeats one is refused, naming the first:
+    a service's reference to that fullUrl would otherwise reach one of them by chance."""
+    first: dict[tuple[str, Any], int] = {}
+    for i, entry in enumerate(entries):
+        url = entry.get("fullUrl") if isinstance(entry, dict) else None
+        if not isinstance(url, str):
+            continue
+        resource = entry.get("resource")
+        meta = resource.get("meta") if isinstance(resource, dict) else None
+        version = meta.get("versionId") if isinstance(meta, dict) else None
+        seen = first.setdefault((url, version), i)
+        if seen != i:
+            message = f"{url} is already the fullUrl of Bundle.entry[{seen}] (each entry's is its own)"
+            issues[i].append(Issue(i, f"Bundle.entry[{i}].fullUrl", message))
 
 
 def _service_target(entry: dict[str, Any], targets: dict[str, int]) -> int | None:

@@ -549,3 +549,24 @@ def test_any_broken_bundle_maps_to_records_or_issues(
         assert (group.record is None) == bool(group.issues)
         if group.record is not None:
             validate_records([group.record])  # never raises, whatever it finds
+
+
+def test_an_entry_repeating_another_s_full_url_is_refused_naming_the_first() -> None:
+    """R4 bdl-7: two entries with one fullUrl (not different versions) are refused, as a
+    service referring to it would reach one of them by chance."""
+    first = published(location("1-100000001"))
+    second = published(location("1-100000002"))
+    sent = bundle(*first, *second)
+    for n, entry in enumerate(sent["entry"]):
+        entry["fullUrl"] = f"urn:uuid:00000000-0000-4000-8000-00000000000{n}"
+    sent["entry"][len(first)]["fullUrl"] = sent["entry"][0]["fullUrl"]  # the second Location
+    mapped = map_bundle(sent)
+    repeated = sent["entry"][0]["fullUrl"]
+    assert issues(mapped) == [
+        (
+            f"Bundle.entry[{len(first)}].fullUrl",
+            f"{repeated} is already the fullUrl of Bundle.entry[0] (each entry's is its own)",
+        )
+    ]
+    first_location, second_location = mapped.locations
+    assert first_location.record is not None and second_location.record is None
