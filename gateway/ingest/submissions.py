@@ -105,8 +105,11 @@ def _authorise_regions(
     kept: list[tuple[int, LocationUpdate]] = []
     rejected: list[RecordResult] = []
     outside: list[str] = []
+    placed: dict[str, str] = {}  # a location new to the gateway, placed by an earlier record
     for index, update in valid:
-        region = resolve_region(update, known)
+        region = resolve_region(update, known) or placed.get(update.cqc_location_id)
+        if region is not None and update.cqc_location_id not in known.held:
+            placed.setdefault(update.cqc_location_id, region)
         if region is None:
             problem = Problem(
                 f"/locations/{index}/nhs_region",

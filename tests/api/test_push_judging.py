@@ -141,3 +141,19 @@ def test_a_blank_name_or_language_is_rejected_saying_so(client: TestClient, make
         [{"pointer": "/locations/0/name", "message": "must not be blank"}],
         [{"pointer": "/locations/1/languages/1", "message": "must not be blank"}],
     ]
+
+
+def test_a_new_location_placed_by_its_first_record_needs_no_region_on_a_later_one(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    """As once the first is stored: the later record of the batch is judged against it."""
+    token = make_token()
+    nowhere = {"line1": "1 Road", "postcode": None}
+    first = location("1-100000001", region="north-west", address=nowhere)
+    later = location("1-100000001", region=None, address=nowhere, updated_at="2026-11-20T10:00:00Z")
+    unplaced = location("1-100000002", region=None, address=nowhere)
+    response = post(client, token, batch(first, later, unplaced))
+    assert statuses(response) == ["accepted", "accepted", "rejected"]
+    assert response.json()["records"][2]["errors"][0]["pointer"] == "/locations/2/nhs_region"
+    body = client.get("/api/v1/locations/1-100000001", headers=bearer(token)).json()
+    assert (body["nhs_region"], body["source_updated_at"]) == ("north-west", "2026-11-20T10:00:00+00:00")
