@@ -3,6 +3,8 @@ or an OperationOutcome (``/fhir``), with its status code."""
 
 from __future__ import annotations
 
+import logging
+import traceback
 from typing import Any
 
 
@@ -66,3 +68,10 @@ class UnsupportedMediaType(GatewayError):
 class Unprocessable(GatewayError):
     status_code = 422
     title = "Unprocessable request"
+
+
+def log_unexpected(log: logging.Logger, what: str, error: BaseException) -> None:
+    """Log an unexpected exception on ``log`` by type and stack only: its text may quote
+    data (a payload, a record, SQL parameters), and this is health and care data."""
+    stack = "".join(traceback.format_tb(error.__traceback__))
+    log.error("%s: %s\n%s", what, type(error).__name__, stack)

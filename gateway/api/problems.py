@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, log_unexpected
 from gateway.fhir.bundles import operation_outcome
 
 log = logging.getLogger(__name__)
@@ -80,14 +79,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    # Logged by type and stack only: an exception's text may quote a payload.
-    log.error(
-        "unexpected %s on %s %s\n%s",
-        type(exc).__name__,
-        request.method,
-        request.url.path,
-        "".join(traceback.format_tb(exc.__traceback__)),
-    )
+    log_unexpected(log, f"unexpected error on {request.method} {request.url.path}", exc)
     detail = "the gateway failed unexpectedly; the error is logged, nothing was half-written"
     if _is_fhir(request):
         return outcome(500, detail)

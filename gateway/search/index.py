@@ -35,7 +35,7 @@ from gateway.model.vocab import LONG_TERM_VACANCY_TYPES
 from gateway.places import EARTH_RADIUS_KM, bounding_box, haversine_km
 from gateway.search.columns import Columns, Marker
 from gateway.search.entries import load, load_points
-from gateway.search.query import SearchQuery, Sort
+from gateway.search.query import SearchQuery, Sort, authority_key
 from gateway.store.tables import (
     LocationVersion,
     RegistryGeneration,
@@ -148,7 +148,7 @@ class Snapshot(Columns):
             mask &= (self.lon >= west) & (self.lon <= east)
         for name, wanted in (
             ("nhs_region", q.regions),
-            ("local_authority", [" ".join(a.lower().split()) for a in q.local_authorities]),
+            ("local_authority", [authority_key(a) for a in q.local_authorities]),
             ("icb", q.icbs),
             ("sub_icb", q.sub_icbs),
             ("rating", q.ratings),

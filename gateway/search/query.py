@@ -21,12 +21,12 @@ from gateway.model.vocab import (
     ShortStayService,
     VacancyType,
 )
-from gateway.places import normalise_postcode
+from gateway.places import DISTRICT, normalise_postcode
 
 MAX_RADIUS_KM = 500.0
 _KEYWORD_SEPARATORS = re.compile(r"[,;]")
 # A postcode's district alone ('LS1') or its sector ('LS1 4'): searched from the district.
-_PART_OF_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)(?: [0-9])?$")
+_PART_OF_POSTCODE = re.compile(rf"^({DISTRICT.pattern.strip('^$')})(?: [0-9])?$")
 UPDATED_WITHIN = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 MAX_UPDATED_WITHIN_DAYS = 3650  # ten years: as good as 'any'; a longer one overflows a date
 
@@ -113,6 +113,11 @@ def parse_duration(parameter: str, value: str | None) -> timedelta | None:
     raise refuse(
         parameter, f"{value!r} is not a duration: use 24h, 7d, any, or a number of hours (36h) or days (3d)"
     )
+
+
+def authority_key(name: str) -> str:
+    """A local authority's name as compared: lower case, spacing made single."""
+    return " ".join(name.lower().split())
 
 
 def district_searched(value: str) -> str | None:

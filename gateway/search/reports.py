@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from gateway.errors import Unprocessable
 from gateway.model.vocab import LONG_TERM_VACANCY_TYPES, NhsRegion, VacancyType
 from gateway.search.query import codes, stay_types
-from gateway.search.service import check_local_authorities, registry_authorities
+from gateway.search.service import check_local_authorities
+from gateway.store.registry import registry_authorities
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table, utcnow
 
 LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)

@@ -14,15 +14,15 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-import sqlalchemy as sa
 from rapidfuzz import fuzz, process
 from sqlalchemy.orm import Session
 
 from gateway.errors import Unprocessable
 from gateway.places import district_centroid, load_districts, normalise_postcode
 from gateway.search.index import Snapshot, index_for
-from gateway.search.query import SearchQuery, district_searched, refuse
-from gateway.store.tables import RegistryLocation, utcnow
+from gateway.search.query import SearchQuery, authority_key, district_searched, refuse
+from gateway.store import registry as registry_queries
+from gateway.store.tables import utcnow
 
 
 def resolve_point(snapshot: Snapshot, postcode: str) -> tuple[float, float, str]:
@@ -71,7 +71,10 @@ def _find(
     if q.local_authorities:
         check_local_authorities(
             q.local_authorities,
-            lambda: [*snapshot.categories["local_authority"][1], *registry_authorities(session)],
+            lambda: [
+                *snapshot.categories["local_authority"][1],
+                *registry_queries.registry_authorities(session),
+            ],
         )
     point = origin = None
     if q.postcode is not None:
@@ -83,24 +86,12 @@ def _find(
     return snapshot, snapshot.find(q, point, now or utcnow()), origin
 
 
-def registry_authorities(session: Session) -> list[str]:
-    """Every local authority the CQC registry names (of the homes it lists)."""
-    t = RegistryLocation.__table__  # type: ignore[attr-defined]
-    return list(
-        session.scalars(sa.select(t.c.local_authority).where(t.c.local_authority.is_not(None)).distinct())
-    )
-
-
-def _key(name: str) -> str:
-    return " ".join(name.lower().split())
-
-
 @cache
 def _reference_authorities() -> dict[str, str]:
     """Local authorities as the gateway's postcode districts name them (some by an older
     or shorter name), keyed lower case, to as written."""
     return {
-        _key(d.local_authority): d.local_authority.strip()
+        authority_key(d.local_authority): d.local_authority.strip()
         for d in load_districts().values()
         if d.local_authority
     }
@@ -116,11 +107,11 @@ def check_local_authorities(
     names: dict[str, str] = dict(_reference_authorities())
     read = False
     for name in wanted:
-        key = _key(name)
+        key = authority_key(name)
         if key in names:
             continue
         if not read:
-            names = {_key(a): a.strip() for a in known() if a and a.strip()} | names
+            names = {authority_key(a): a.strip() for a in known() if a and a.strip()} | names
             read = True
         if key in names:
             continue

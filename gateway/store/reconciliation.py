@@ -87,6 +87,21 @@ def get_held_record(session: Session, source: str, source_ref: str) -> HeldRecor
     return session.get(HeldRecord, (source, source_ref))
 
 
+def held_source_refs(session: Session, source: str) -> set[str]:
+    """The refs of ``source``'s records held for matching (homes that came without a CQC
+    ID): a few dozen at most, read once per run."""
+    t = table(HeldRecord)
+    return set(session.scalars(sa.select(t.c.source_ref).where(t.c.source == source)))
+
+
+def release_held_records(session: Session, source: str, refs: Sequence[str]) -> None:
+    """Let go of ``source``'s held records of ``refs``: those homes now report their own
+    CQC ID, so there is nothing left to match (their ``unmatched-home`` findings close at the
+    next reconciliation, and no stale held copy can be linked to a location any more)."""
+    t = table(HeldRecord)
+    session.execute(sa.delete(t).where(t.c.source == source, t.c.source_ref.in_(list(refs))))
+
+
 def hold_records(
     session: Session, source: str, records: Sequence[dict[str, Any]], now: datetime
 ) -> dict[str, str]:

@@ -328,6 +328,14 @@ def reported_location_ids(session: Session) -> set[str]:
     return set(session.scalars(query))
 
 
+def registry_authorities(session: Session) -> list[str]:
+    """Every local authority the CQC registry names (of the homes it lists)."""
+    t = table(RegistryLocation)
+    return list(
+        session.scalars(sa.select(t.c.local_authority).where(t.c.local_authority.is_not(None)).distinct())
+    )
+
+
 def reported_ids_not_in_registry(session: Session) -> list[str]:
     """CQC IDs of the national view's active locations the registry does not hold, in
     order (an incremental sync fetches them: a tracker may start reporting a location the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +14,6 @@ from gateway.store.repository import insert_for
 from gateway.store.tables import (
     FAILED,
     SUCCEEDED,
-    HeldRecord,
     Location,
     RegistryLocation,
     Submission,
@@ -160,24 +158,6 @@ def update_run_counts(session: Session, run_id: int, counts: dict[str, Any]) -> 
     updated = session.execute(sa.update(t).where(t.c.id == run_id).values(**counts))
     if updated.rowcount != 1:  # type: ignore[attr-defined]  # pragma: no cover - made by start_run
         raise RuntimeError(f"sync run {run_id} vanished")
-
-
-# --- homes a pulled source held for matching ----------------------------------------------
-
-
-def held_source_refs(session: Session, source: str) -> set[str]:
-    """The refs of ``source``'s records held for matching (homes that came without a CQC
-    ID): a few dozen at most, read once per run."""
-    t = table(HeldRecord)
-    return set(session.scalars(sa.select(t.c.source_ref).where(t.c.source == source)))
-
-
-def release_held_records(session: Session, source: str, refs: Sequence[str]) -> None:
-    """Let go of ``source``'s held records of ``refs``: those homes now report their own
-    CQC ID, so there is nothing left to match (their ``unmatched-home`` findings close at the
-    next reconciliation, and no stale held copy can be linked to a location any more)."""
-    t = table(HeldRecord)
-    session.execute(sa.delete(t).where(t.c.source == source, t.c.source_ref.in_(list(refs))))
 
 
 # --- leases: one process at a time runs a source's sync -----------------------------------

@@ -27,7 +27,6 @@ from gateway.ingest.service import RecordStatus, apply_updates
 from gateway.model.capacity import LocationUpdate
 from gateway.store import reconciliation as held_queries
 from gateway.store import repository
-from gateway.store import sources as source_queries
 from gateway.store.db import transaction
 from gateway.store.tables import SyncRun, utcnow
 from gateway.sync.runs import HELD, RunCounts, recorded, start_run, write_counts
@@ -55,7 +54,7 @@ def _store_page(
         # A held home that now reports its CQC ID goes straight in: its held copy goes.
         identified = [ref for ref, _ in page.updates if ref in held] if held else []
         if identified:
-            source_queries.release_held_records(session, SOURCE, identified)
+            held_queries.release_held_records(session, SOURCE, identified)
             held.difference_update(identified)
         held.update(home.home_ref for home in page.unmatched)
         refs = [ref for ref, _ in page.updates] + [home.home_ref for home in page.unmatched]
@@ -145,7 +144,7 @@ async def sync_london(context: SyncContext) -> SyncRun:
     async def work() -> None:
         with factory() as session:
             cursor = repository.get_sync_cursor(session, SOURCE) or {}
-            held.update(source_queries.held_source_refs(session, SOURCE))
+            held.update(held_queries.held_source_refs(session, SOURCE))
         source = LondonTrackerSource(london_client(context))
         loop = asyncio.get_running_loop()
         storing: deque[asyncio.Future[None]] = deque()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 from collections import Counter
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.common.http import FailureClass, UpstreamError
+from gateway.errors import log_unexpected
 from gateway.ingest.service import RecordResult, RecordStatus
 from gateway.store.db import transaction
 from gateway.store.sources import update_run_counts
@@ -102,12 +102,6 @@ def error_text(error: BaseException) -> str:
     return f"{type(error).__name__} (an internal fault; its stack is in the gateway's log)"
 
 
-def log_internal(what: str, error: BaseException) -> None:
-    """Log an unexpected exception by type and stack only (its text may quote data)."""
-    stack = "".join(traceback.format_tb(error.__traceback__))
-    log.error("%s: %s\n%s", what, type(error).__name__, stack)
-
-
 def start_run(factory: sessionmaker[Session], source: str, kind: str) -> int:
     """Record a new run of ``source``.
 
@@ -155,7 +149,7 @@ def finish_run(
             # The message names the call and status only; bodies are never recorded.
             run.error_message = error_text(error)
             if not isinstance(error, UpstreamError):
-                log_internal(f"sync run {run_id} of {run.source} failed", error)
+                log_unexpected(log, f"sync run {run_id} of {run.source} failed", error)
         return run
 
 

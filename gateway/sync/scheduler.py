@@ -24,11 +24,11 @@ import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.errors import log_unexpected
 from gateway.settings import Settings
 from gateway.store.db import transaction
 from gateway.store.sources import acquire_lease, release_lease
 from gateway.store.tables import utcnow
-from gateway.sync.runs import log_internal
 from gateway.sync.sources import PULLED_SOURCES, JobSpec, SyncContext
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class SourceScheduler:
         except asyncio.CancelledError:
             log.info("%s stopped with the gateway", label)
         except Exception as error:  # noqa: BLE001 - a failed job must not stop the scheduler
-            log_internal(f"{label} failed", error)
+            log_unexpected(log, f"{label} failed", error)
 
     async def run_job(self, source: str, job: JobSpec) -> None:
         lock = self._locks.setdefault(source, asyncio.Lock())
@@ -218,7 +218,7 @@ class SourceScheduler:
                 log.info("sync %s:%s stopped with the gateway", source, job.kind)
                 return
             except Exception as error:  # noqa: BLE001 - recorded by the job; never stop the scheduler
-                log_internal(f"sync {source}:{job.kind} failed outside its run record", error)
+                log_unexpected(log, f"sync {source}:{job.kind} failed outside its run record", error)
                 return
             log.info("sync %s:%s %s (run %s)", source, job.kind, run.status, run.id)
 
