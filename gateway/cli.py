@@ -49,6 +49,15 @@ def _split(values: list[str]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
+@app.callback()
+def _logging() -> None:
+    """Every command logs as GATEWAY_LOG_FORMAT says, warnings and worse (``serve`` as its
+    --log-level says): a sync's retries, say, print above its progress bar."""
+    from gateway.logs import configure_logging
+
+    configure_logging("warning", get_settings().log_format, console=Console(stderr=True))
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Bring the database named by GATEWAY_DATABASE_URL to the latest schema."""
@@ -140,16 +149,23 @@ def serve(
     """Run the gateway's HTTP server."""
     import uvicorn
 
+    from gateway.logs import log_config
     from gateway.store.db import upgrade
 
+    settings = get_settings()
+    try:
+        logs = log_config(log_level, settings.log_format)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log-level") from None
     if migrate:
-        upgrade(get_settings().database_url)
+        upgrade(settings.database_url)
     uvicorn.run(
         "gateway.api.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
+        log_config=logs,
         log_level=log_level,
         access_log=access_log,
     )

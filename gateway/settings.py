@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +25,9 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1)
     max_submission_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1, description="Largest push body accepted, in bytes"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="How every gateway process logs: text, or one JSON object a line"
     )
     scheduler_enabled: bool = Field(
         default=True, description="Run the source sync jobs inside this gateway process"

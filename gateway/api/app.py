@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,11 +31,14 @@ log = logging.getLogger(__name__)
 
 def warm_index(factory: sessionmaker[Session]) -> None:
     """Build this process's search index (a failure is logged; the first search retries)."""
+    started = time.perf_counter()
     try:
         with factory() as session:
             index_for(session).current(session)
     except Exception as error:  # noqa: BLE001 - logged by type only, never its text
         log.warning("search index not built at start: %s", type(error).__name__)
+    else:
+        log.info("search index built in %.1f s", time.perf_counter() - started)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,6 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         scheduler = SourceScheduler(app.state.session_factory, app.state.http, settings)
         app.state.scheduler = scheduler
+        log.info(
+            "gateway process starting on %s (scheduler %s)",
+            engine.dialect.name,
+            "on" if settings.scheduler_enabled else "off",
+        )
         if settings.scheduler_enabled:
             scheduler.start()
         # The search index is built in the background, so the first search does not wait.

@@ -137,6 +137,14 @@ class SourceScheduler:
                 next_run_time=now,
             )
         self.scheduler.start()
+        log.info(
+            "scheduled: %s",
+            ", ".join(
+                f"{job.id} every {job.trigger.interval.total_seconds():g} s"
+                for job in self.scheduler.get_jobs()
+            )
+            or "nothing",
+        )
         freeze_startup_heap()  # the gateway has started up; its jobs begin from here
 
     def _add_housekeeping(

@@ -1,0 +1,116 @@
+"""How a gateway process logs: every logger (the gateway's, its adapters', the HTTP
+server's) in one format, text or JSON lines, in UTC; the HTTP clients' per-request lines
+kept out; bad formats refused."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gateway.logs import log_config
+
+RETRY_LINE = "London tracker page failed (try 1)"
+TEXT_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: "
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _serve_until(tmp_path: Path, log_format: str, wanted: str) -> list[str]:
+    """Run ``gateway serve`` whose London tracker refuses connections until a line with
+    ``wanted`` is logged (or 30 s pass); its stderr lines."""
+    env = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
+        "GATEWAY_LOG_FORMAT": log_format,
+        "GATEWAY_LONDON_BASE_URL": f"http://127.0.0.1:{_free_port()}",  # nobody listens there
+        "GATEWAY_LONDON_CLIENT_ID": "logs",
+        "GATEWAY_LONDON_CLIENT_SECRET": "never-logged-secret",
+    }
+    lines: list[str] = []
+    with subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(_free_port())],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stderr is not None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                line = process.stderr.readline()
+                if not line:
+                    break
+                lines.append(line.rstrip("\n"))
+                if wanted in line:
+                    break
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert any(wanted in line for line in lines), lines
+    return lines
+
+
+def test_a_served_process_logs_json_lines_from_every_logger(tmp_path: Path) -> None:
+    lines = _serve_until(tmp_path, "json", RETRY_LINE)
+    records = [orjson.loads(line) for line in lines]  # every line is one JSON object
+    for record in records:
+        assert {"level", "logger", "message", "timestamp"} <= set(record)
+        assert record["timestamp"].endswith("+00:00")
+        assert "color_message" not in record
+    loggers = {record["logger"] for record in records}
+    assert {"uvicorn.error", "gateway.api.app", "adapters.london_tracker.client"} <= loggers
+    assert not any(name.startswith(("httpx", "httpcore")) for name in loggers)
+    retry = next(record for record in records if RETRY_LINE in record["message"])
+    assert retry["level"] == "WARNING"
+    assert not any("never-logged-secret" in line for line in lines)
+
+
+def test_a_served_process_logs_text_lines_in_one_format(tmp_path: Path) -> None:
+    lines = _serve_until(tmp_path, "text", RETRY_LINE)
+    assert lines and all(TEXT_LINE.match(line) for line in lines), lines
+    assert any(" INFO gateway.api.app: gateway process starting on sqlite (scheduler on)" in x for x in lines)
+    assert any(" INFO gateway.sync.scheduler: scheduled: london:incremental every 300 s" in x for x in lines)
+    assert any(" WARNING adapters.london_tracker.client: " + RETRY_LINE in x for x in lines)
+
+
+def test_the_level_holds_for_every_logger_and_the_chatty_ones_stay_at_warnings() -> None:
+    config = log_config("error", "text")
+    assert config["root"]["level"] == "ERROR"
+    assert config["loggers"]["uvicorn.access"]["level"] == "ERROR"
+    assert config["loggers"]["httpx"]["level"] == 40  # never below the level asked for
+    assert log_config("debug", "json")["loggers"]["httpx"]["level"] == 30
+
+
+def test_an_unknown_format_or_level_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="log format 'xml': choose from text, json"):
+        log_config("info", "xml")
+    with pytest.raises(ValueError, match="log level 'verbose': choose from critical, error, warning"):
+        log_config("verbose", "text")
+
+
+def test_a_bad_log_format_setting_stops_a_command_naming_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "token", "list"],
+        env={**os.environ, "GATEWAY_LOG_FORMAT": "xml", "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path}/g.db"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "GATEWAY_LOG_FORMAT: Input should be 'text' or 'json'" in done.stdout
