@@ -11,8 +11,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.api import problems
@@ -23,7 +24,7 @@ from gateway.ingest.submissions import SCHEMA_NAME
 from gateway.schemas import load_schema
 from gateway.search.index import index_for
 from gateway.settings import Settings, get_settings
-from gateway.store.db import create_engine, session_factory
+from gateway.store.db import create_engine, schema_behind, session_factory
 from gateway.sync.scheduler import SourceScheduler
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
+        """Liveness: the process answers (whatever its database does)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False, response_model=None)
+    def readyz(request: Request) -> dict[str, str] | JSONResponse:
+        """Readiness, for a load balancer in front of several processes: the database
+        answers and holds this gateway's schema; else 503 saying why."""
+        behind = schema_behind(request.app.state.engine)  # a database down raises: 503
+        if behind is not None:
+            return problems.unavailable(request, behind)
+        return {"status": "ready"}
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

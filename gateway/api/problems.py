@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -12,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from gateway.errors import GatewayError, log_unexpected
 from gateway.fhir.bundles import operation_outcome
+from gateway.store.db import database_fault
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -78,6 +80,29 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(422, "Invalid request", detail, request.url.path, errors=errors)
 
 
+# How long a client is asked to wait before trying again when the database is unavailable.
+RETRY_AFTER_S = 5
+UNAVAILABLE = "the gateway's database is unavailable; nothing was written, try again shortly"
+
+
+def unavailable(request: Request, detail: str = UNAVAILABLE) -> JSONResponse:
+    """503 with Retry-After: a fault that passes (the database restarting, every pooled
+    connection busy), not the caller's nor a bug; an OperationOutcome under /fhir."""
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    if _is_fhir(request):
+        body = operation_outcome(503, detail, code="transient")
+        return JSONResponse(body, status_code=503, media_type=FHIR_JSON, headers=headers)
+    response = problem(503, "Service unavailable", detail, request.url.path)
+    response.headers.update(headers)
+    return response
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, sa.exc.OperationalError | sa.exc.TimeoutError)
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path, database_fault(exc))
+    return unavailable(request)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log_unexpected(log, f"unexpected error on {request.method} {request.url.path}", exc)
     detail = "the gateway failed unexpectedly; the error is logged, nothing was half-written"
@@ -91,4 +116,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(sa.exc.OperationalError, _database_error)
+    app.add_exception_handler(sa.exc.TimeoutError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -49,6 +52,39 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
     return sa.create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **json_options
     )
+
+
+def database_fault(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> str:
+    """What went wrong with the database, safe to log: the driver's error class and its
+    code (a PostgreSQL SQLSTATE, a SQLite error name), never the message, which may quote
+    SQL parameters (records)."""
+    if isinstance(error, sa.exc.TimeoutError):
+        return "connection pool exhausted (TimeoutError)"
+    orig = error.orig
+    kind = f"{type(orig).__module__.split('.')[0]}.{type(orig).__name__}"
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    return f"{kind} {code}" if code else kind
+
+
+def schema_behind(engine: sa.Engine) -> str | None:
+    """Why the database cannot serve this code's schema (never migrated, or at an older
+    revision), or None when it is at the latest; the driver's error when it does not
+    answer."""
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    latest = _latest_revision()
+    if current == latest:
+        return None
+    if current is None:
+        return "the database has no gateway schema: run gateway db upgrade"
+    return (
+        f"the database schema is at revision {current}, this gateway needs {latest}: run gateway db upgrade"
+    )
+
+
+@lru_cache(maxsize=1)
+def _latest_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def session_factory(engine: sa.Engine) -> sessionmaker[Session]:

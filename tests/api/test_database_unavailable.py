@@ -1,0 +1,103 @@
+"""A database that does not answer is a 503 with Retry-After (problem+json, or an
+OperationOutcome under /fhir), logged by the driver's error class and code only; /readyz
+tells a load balancer whether a process can serve (database up, schema at this code's
+revision) while /healthz only says it is alive."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from fastapi.testclient import TestClient
+
+from gateway.api.app import create_app
+from gateway.settings import Settings
+from gateway.store.db import alembic_config, upgrade
+from tests.conftest import bearer
+
+
+def _client(url: str) -> Iterator[TestClient]:
+    settings = Settings(database_url=url, scheduler_enabled=False, environment="test")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def down(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """A gateway whose database cannot be reached: a SQLite path that is a folder, or a
+    PostgreSQL server nobody runs (its password must never reach a log)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}"
+    else:
+        url = "postgresql+psycopg://gateway:not-in-any-log@127.0.0.1:1/gateway"
+    yield from _client(url)
+
+
+def test_requests_get_503_with_retry_after_while_the_database_is_down(
+    down: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="gateway.api.problems"):
+        assert down.get("/healthz").status_code == 200  # alive, though it cannot serve
+        for method, path in (
+            ("GET", "/readyz"),
+            ("GET", "/api/v1/sources"),
+            ("GET", "/api/v1/vacancies?postcode=LS1+4AP"),
+            ("POST", "/api/v1/submissions"),
+        ):
+            response = down.request(method, path, headers=bearer("ccg_any"), json={"locations": []})
+            assert response.status_code == 503, (path, response.text)
+            assert response.headers["Retry-After"] == "5"
+            assert response.headers["content-type"] == "application/problem+json"
+            problem = response.json()
+            assert problem["title"] == "Service unavailable"
+            assert problem["detail"].startswith("the gateway's database is unavailable")
+            assert problem["instance"] == path.split("?")[0]
+        fhir = down.get("/fhir/Location", headers=bearer("ccg_any"))
+    assert fhir.status_code == 503 and fhir.headers["Retry-After"] == "5"
+    assert fhir.headers["content-type"].startswith("application/fhir+json")
+    outcome = fhir.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert (outcome["issue"][0]["code"], outcome["issue"][0]["severity"]) == ("transient", "error")
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("database unavailable on ")]
+    assert "database unavailable on GET /api/v1/sources: " in said[1]
+    assert said[1].split(": ")[1] in {"sqlite3.OperationalError SQLITE_CANTOPEN", "psycopg.OperationalError"}
+    assert "not-in-any-log" not in caplog.text
+
+
+def test_a_pool_with_no_free_connection_is_a_503_too(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    @client.app.get("/api/v1/test-pool-exhausted")  # type: ignore[attr-defined,misc]
+    def exhausted() -> None:
+        raise sa.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached")
+
+    with caplog.at_level(logging.ERROR, logger="gateway.api.problems"):
+        response = client.get("/api/v1/test-pool-exhausted")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "connection pool exhausted (TimeoutError)" in caplog.text
+
+
+def test_ready_once_the_database_answers_at_this_code_s_schema(client: TestClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200 and response.json() == {"status": "ready"}
+
+
+def test_not_ready_on_a_database_never_migrated_or_behind_this_code(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    for client in _client(url):
+        response = client.get("/readyz")
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+        assert response.json()["detail"] == "the database has no gateway schema: run gateway db upgrade"
+    upgrade(url)
+    command.downgrade(alembic_config(url), "-1")
+    for client in _client(url):
+        detail = client.get("/readyz").json()["detail"]
+        assert detail.startswith("the database schema is at revision ")
+        assert detail.endswith(": run gateway db upgrade")
+    upgrade(url)
+    for client in _client(url):
+        assert client.get("/readyz").status_code == 200
