@@ -131,7 +131,12 @@ def _authorise_regions(
 
 
 def apply_records(
-    session: Session, principal: Principal, records: list[Any], *, submission_id: str, received_at: datetime
+    session: Session,
+    principal: Principal,
+    records: list[Any],
+    *,
+    submission_id: str | None,
+    received_at: datetime,
 ) -> list[RecordResult]:
     """Validate, authorise and apply already-parsed native records (any push format mapped
     onto ``location_update``), each judged on its own; one result per record, in order.
@@ -184,6 +189,31 @@ def _process(
         "records": [r.as_dict() for r in results],
     }
     return answer, summary
+
+
+def check_submission(factory: sessionmaker[Session], principal: Principal, body: bytes) -> dict[str, Any]:
+    """Judge a batch exactly as a push would be (the same checks, regions and precedence
+    against what the gateway holds now) and answer what would become of each record,
+    writing nothing: no kept body, no version, no change. For a tracker trying its
+    records before it pushes them. Raises as a push would refuse the batch."""
+    principal.require(Scope.SUBMIT)
+    records = parse_batch(body)
+    checked_at = utcnow()
+    with gc_paused(), factory() as session:
+        session.begin()
+        try:
+            results = apply_records(session, principal, records, submission_id=None, received_at=checked_at)
+        finally:
+            session.rollback()  # whatever was judged, nothing stays
+    for result in results:
+        result.version_id = None  # none was kept
+    return {
+        "dry_run": True,
+        "source": principal.name,
+        "checked_at": checked_at.isoformat(),
+        "summary": summarise(results),
+        "records": [r.as_dict() for r in results],
+    }
 
 
 def receive_submission(

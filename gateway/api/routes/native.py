@@ -12,7 +12,7 @@ from pydantic import AwareDatetime
 from gateway.api.bodies import read_body
 from gateway.api.deps import FactoryDep, Reader, SessionDep, Submitter
 from gateway.ingest.submission_log import MAX_LIMIT, list_submissions, submission_detail
-from gateway.ingest.submissions import receive_submission
+from gateway.ingest.submissions import check_submission, receive_submission
 from gateway.locations import get_location_detail, get_location_history
 from gateway.model.capacity import CQC_ID_PATTERN
 
@@ -47,6 +47,21 @@ async def post_submission(
     )
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
     return JSONResponse(outcome.body, status_code=outcome.status_code, headers=headers)
+
+
+@router.post(
+    "/submissions/check",
+    summary="Try a batch: what a push of it would do to each record, writing nothing",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TrackerSubmission"}}},
+        }
+    },
+)
+async def check_submission_route(request: Request, principal: Submitter, factory: FactoryDep) -> JSONResponse:
+    body = await read_body(request, request.app.state.settings.max_submission_bytes)
+    return JSONResponse(await run_in_threadpool(check_submission, factory, principal, body))
 
 
 @router.get(
