@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 from sqlalchemy.orm import Session, sessionmaker
@@ -279,6 +280,56 @@ def _holding_lease(
         console.print(f"[red]{what} is running in another gateway process; try again later[/red]")
         raise typer.Exit(1)
     return result  # type: ignore[return-value]
+
+
+@app.command("sources")
+def sources_command(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, as GET /api/v1/sources")] = False,
+) -> None:
+    """Each source's health, as GET /api/v1/sources gives it: status, last sync, failures
+    in a row, age of its newest data. Exit status 1 when any source is failing."""
+    import orjson
+
+    from gateway.sync.health import source_health
+
+    with _database(migrate=False) as factory, factory() as session:
+        health = source_health(session, get_settings())
+    if as_json:
+        print(orjson.dumps({"sources": health}).decode())
+    else:
+        errors = any(row["last_error_class"] for row in health)
+        table = Table(
+            Column("source", no_wrap=True),
+            Column("status", no_wrap=True),
+            Column("last success", no_wrap=True),
+            Column("fails", no_wrap=True),
+            Column("data age", no_wrap=True),
+            *([Column("last error", overflow="fold")] if errors else []),
+            title="sources (times in UTC)",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            collapse_padding=True,
+        )
+        for row in health:
+            success = row["last_successful_sync"]
+            table.add_row(
+                row["source"],
+                row["status"],
+                success[:16].replace("T", " ") if success else "never",
+                str(row["consecutive_failures"]),
+                _age(row["newest_data_age_seconds"]),
+                *([row["last_error_class"] or ""] if errors else []),
+            )
+        console.print(table if health else "no source has synced or pushed yet")
+    if any(row["status"] == "failing" for row in health):
+        raise typer.Exit(1)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "no data"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
 @app.command("reconcile")
