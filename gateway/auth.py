@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy.orm import Session
@@ -36,6 +37,7 @@ class Principal:
     name: str
     scopes: frozenset[str]
     regions: frozenset[str]
+    expires_at: datetime | None = None  # when the token stops working (None: never)
 
     def require(self, scope: Scope) -> None:
         if scope.value not in self.scopes and Scope.ADMIN.value not in self.scopes:
@@ -60,12 +62,20 @@ def parse_regions(values: Iterable[str]) -> list[str]:
 
 
 def create_token(
-    session: Session, *, name: str, scopes: Iterable[str], regions: Iterable[str] = ()
+    session: Session,
+    *,
+    name: str,
+    scopes: Iterable[str],
+    regions: Iterable[str] = (),
+    expires_at: datetime | None = None,
 ) -> tuple[ApiToken, str]:
-    """Mint a token; the plain token is returned once and never stored."""
+    """Mint a token (working until ``expires_at``, or until revoked when None); the plain
+    token is returned once and never stored."""
     scope_values = sorted({Scope(s.strip().lower()).value for s in scopes})
     if not scope_values:
         raise ValueError("a token needs at least one scope")
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValueError("a token's expiry must lie in the future")
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
         id=str(uuid.uuid4()),
@@ -74,6 +84,7 @@ def create_token(
         scopes=scope_values,
         regions=parse_regions(regions),
         created_at=utcnow(),
+        expires_at=expires_at,
     )
     repository.add_token(session, token)
     return token, plain
@@ -115,7 +126,13 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     token = repository.token_by_hash(session, digest(value.strip()))
     if token is None or token.revoked_at is not None:
         raise NotAuthenticated("unknown or revoked token")
-    return Principal(token.id, token.name, frozenset(token.scopes), frozenset(token.regions))
+    if token.expires_at is not None and token.expires_at <= utcnow():
+        raise NotAuthenticated(
+            f"this token expired at {token.expires_at.isoformat(timespec='seconds')}; ask for a new one"
+        )
+    return Principal(
+        token.id, token.name, frozenset(token.scopes), frozenset(token.regions), token.expires_at
+    )
 
 
 class PrincipalCache:
@@ -146,4 +163,7 @@ class PrincipalCache:
                 self._found = {k: v for k, v in self._found.items() if v[0] >= now}
                 if len(self._found) >= self.max_size:
                     self._found.clear()
-            self._found[digest(authorization)] = (time.monotonic() + self.ttl_s, principal)
+            trusted_s = self.ttl_s
+            if principal.expires_at is not None:  # never trusted past its expiry
+                trusted_s = min(trusted_s, (principal.expires_at - utcnow()).total_seconds())
+            self._found[digest(authorization)] = (time.monotonic() + trusted_s, principal)

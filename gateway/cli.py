@@ -76,21 +76,31 @@ def token_create(
         list[str] | None,
         typer.Option(help="NHS regions a tracker may write (codes or names, or 'all')"),
     ] = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(min=0, help="Stop working after this many days (unset: never)")
+    ] = None,
 ) -> None:
     """Mint a token and print it once: only its digest is stored."""
     from gateway.auth import create_token
     from gateway.store.db import transaction
+    from gateway.store.tables import utcnow
 
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days is not None else None
     try:
         with _database() as factory, transaction(factory) as session:
             token, plain = create_token(
-                session, name=name, scopes=_split(scopes), regions=_split(regions or [])
+                session,
+                name=name,
+                scopes=_split(scopes),
+                regions=_split(regions or []),
+                expires_at=expires_at,
             )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    expiry = f"; expires {expires_at.isoformat(timespec='seconds')}" if expires_at else ""
     console.print(
         f"token for [bold]{token.name}[/] (scopes {', '.join(token.scopes)}; "
-        f"regions {', '.join(token.regions) or 'none'}); shown once:"
+        f"regions {', '.join(token.regions) or 'none'}{expiry}); shown once:"
     )
     print(plain)
 
@@ -123,7 +133,10 @@ def token_list() -> None:
     # terminal (or a pipe's 80 columns); the other columns wrap instead of losing their ends.
     table = Table(
         Column("id", no_wrap=True, min_width=36),
-        *(Column(header, overflow="fold") for header in ("name", "scopes", "regions", "created", "revoked")),
+        *(
+            Column(header, overflow="fold")
+            for header in ("name", "scopes", "regions", "created", "expires", "revoked")
+        ),
     )
     with _database(migrate=False) as factory, factory() as session:
         for t in repository.list_tokens(session):
@@ -133,6 +146,7 @@ def token_list() -> None:
                 ",".join(t.scopes),
                 ",".join(t.regions),
                 t.created_at.isoformat(timespec="seconds"),
+                t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never",
                 t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "",
             )
     console.print(table)

@@ -193,6 +193,7 @@ class ApiToken(SQLModel, table=True):
     regions: list[str] = _json([])
     created_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # None: never
 
 
 class RegistryLocation(SQLModel, table=True):
