@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import time
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -35,6 +36,25 @@ class UTCFormatter(logging.Formatter):
 
     default_time_format = "%Y-%m-%dT%H:%M:%S"
     default_msec_format = "%s.%03dZ"
+
+
+class WithoutExceptionText(logging.Filter):
+    """Let a record's exception through by its type and stack only, as
+    ``gateway.errors.log_unexpected`` logs one: an exception's text may quote data (a
+    driver's error carries the statement's parameters: a pushed record). The HTTP server
+    logs every request the app failed on with the exception it re-raises (Starlette's
+    error middleware always re-raises), after the gateway has logged it so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            error = record.exc_info[1]
+            if error is not None:
+                stack = "".join(traceback.format_tb(error.__traceback__))
+                record.msg = f"{record.getMessage()}: {type(error).__name__}\n{stack}"
+                record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def log_config(level: str = "info", log_format: str = "text") -> dict[str, Any]:
@@ -62,8 +82,14 @@ def log_config(level: str = "info", log_format: str = "text") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"gateway": formatter},
+        "filters": {"without_exception_text": {"()": "gateway.logs.WithoutExceptionText"}},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "gateway", "stream": "ext://sys.stderr"}
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "gateway",
+                "stream": "ext://sys.stderr",
+                "filters": ["without_exception_text"],
+            }
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {
@@ -90,4 +116,6 @@ def configure_logging(level: str = "info", log_format: str = "text", console: Co
         from rich.logging import RichHandler
 
         root = logging.getLogger()
-        root.handlers = [RichHandler(console=console, show_path=False, log_time_format="[%X]")]
+        handler = RichHandler(console=console, show_path=False, log_time_format="[%X]")
+        handler.addFilter(WithoutExceptionText())
+        root.handlers = [handler]

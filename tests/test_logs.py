@@ -4,6 +4,9 @@ kept out; bad formats refused."""
 
 from __future__ import annotations
 
+import io
+import logging
+import logging.config
 import os
 import re
 import socket
@@ -15,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.logs import log_config
+from gateway.logs import LOG_FORMATS, log_config
 
 RETRY_LINE = "London tracker page failed (try 1)"
 TEXT_LINE = re.compile(
@@ -95,6 +98,36 @@ def test_the_level_holds_for_every_logger_and_the_chatty_ones_stay_at_warnings()
     assert config["loggers"]["uvicorn.access"]["level"] == "ERROR"
     assert config["loggers"]["httpx"]["level"] == 40  # never below the level asked for
     assert log_config("debug", "json")["loggers"]["httpx"]["level"] == 30
+
+
+@pytest.mark.parametrize("log_format", LOG_FORMATS)
+def test_an_exception_is_logged_by_its_type_and_stack_never_its_text(log_format: str) -> None:
+    # As the HTTP server logs a request the app failed on: with the exception itself, whose
+    # text (a driver's error, say) may quote a pushed record.
+    config = log_config("info", log_format)
+    configurator = logging.config.DictConfigurator(config)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(configurator.configure_formatter(config["formatters"]["gateway"]))
+    for name in config["handlers"]["stderr"]["filters"]:
+        handler.addFilter(configurator.configure_filter(config["filters"][name]))
+    logger = logging.getLogger("tests.logs.exception")
+    logger.addHandler(handler)
+    logger.propagate = False
+    quoted = "[parameters: {'name': 'Sentinel Lodge'}]"  # not on the line the stack shows
+    try:
+        try:
+            raise ValueError(quoted)
+        except ValueError:
+            logger.exception("Exception in ASGI application")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    text = out.getvalue()
+    assert "Sentinel Lodge" not in text
+    assert "Exception in ASGI application" in text
+    assert "ValueError" in text
+    assert "test_logs.py" in text  # the stack stays
 
 
 def test_an_unknown_format_or_level_is_refused_by_name() -> None:
