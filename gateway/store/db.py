@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -54,13 +55,13 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
     )
 
 
-def database_fault(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> str:
+def database_fault(error: sa.exc.DBAPIError | sa.exc.TimeoutError | sqlite3.Error) -> str:
     """What went wrong with the database, safe to log: the driver's error class and its
     code (a PostgreSQL SQLSTATE, a SQLite error name), never the message, which may quote
-    SQL parameters (records)."""
+    SQL parameters (records). The bulk inserts' raw SQLite errors come unwrapped."""
     if isinstance(error, sa.exc.TimeoutError):
         return "connection pool exhausted (TimeoutError)"
-    orig = error.orig
+    orig = error.orig if isinstance(error, sa.exc.DBAPIError) else error
     kind = f"{type(orig).__module__.split('.')[0]}.{type(orig).__name__}"
     code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
     return f"{kind} {code}" if code else kind

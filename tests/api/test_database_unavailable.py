@@ -6,6 +6,7 @@ revision) while /healthz only says it is alive."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,6 +80,23 @@ def test_a_pool_with_no_free_connection_is_a_503_too(
         response = client.get("/api/v1/test-pool-exhausted")
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert "connection pool exhausted (TimeoutError)" in caplog.text
+
+
+def test_a_locked_sqlite_database_met_by_a_bulk_insert_is_a_503_too(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bulk inserts go to the SQLite driver directly, so its errors come unwrapped."""
+
+    @client.app.get("/api/v1/test-database-locked")  # type: ignore[attr-defined,misc]
+    def locked() -> None:
+        error = sqlite3.OperationalError("database is locked")
+        error.sqlite_errorname = "SQLITE_BUSY"  # type: ignore[attr-defined]
+        raise error
+
+    with caplog.at_level(logging.ERROR, logger="gateway.api.problems"):
+        response = client.get("/api/v1/test-database-locked")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "sqlite3.OperationalError SQLITE_BUSY" in caplog.text
 
 
 def test_ready_once_the_database_answers_at_this_code_s_schema(client: TestClient) -> None:
