@@ -95,3 +95,14 @@ def test_problems_point_at_the_field() -> None:
     pointers = {p.pointer for p in ITEM.problems(record, "/locations/7")}
     assert pointers == {"/locations/7/vacancies/0/occupied", "/locations/7/updated_at"}
     assert ITEM.problems(location()) == []
+
+
+def test_a_time_that_is_no_date_time_is_named_by_the_reference_validator() -> None:
+    """The schemas' one format, date-time, is checked (by rfc3339-validator, installed for
+    it): a month 13 is refused at its field, as the compiled gate refuses it."""
+    record = location(updated_at="2026-13-01T09:00:00Z")
+    assert not ITEM.gate_accepts(record)
+    problems = ITEM.reference_problems(record)
+    assert [(p.pointer, p.message) for p in problems] == [
+        ("/updated_at", "'2026-13-01T09:00:00Z' is not a 'date-time'")
+    ]
