@@ -21,7 +21,9 @@ DOCUMENTATION = {
     "Location": "Care homes and community-rehabilitation providers (id: CQC location ID).",
     "HealthcareService": (
         "One per location and vacancy type (id: <CQC location ID>-<vacancy type>), bed counts in the "
-        f"{S.EXT_BED_AVAILABILITY} extension. A vacancy type a location stopped offering stays, inactive."
+        f"{S.EXT_BED_AVAILABILITY} extension. A vacancy type a location stopped offering stays, inactive "
+        "(readable and in history; search finds it with active=false, and without active finds only the "
+        "services of the current view: those locations offer now, a closed location's inactive)."
     ),
     "Organization": (
         "Providers (id: CQC provider ID), named by the locations they run. A provider no location names "
@@ -167,7 +169,10 @@ def capability_statement(base: str) -> dict[str, Any]:
 
 TRANSACTION_DOC = (
     "A regional tracker syncs by POST [base] with a transaction (or batch) Bundle of Location and "
-    "HealthcareService resources in the gateway's profile: the same validation, authorisation, provenance "
-    "and history as a native push. Each location is judged on its own: good ones are kept beside bad ones, "
-    "and the transaction-response carries an OperationOutcome for each failed entry."
+    "HealthcareService resources in the gateway's profile, each entry a PUT (an update, which creates the "
+    "resource when the gateway does not hold it yet: its id is the CQC's, not the gateway's) or a POST: the "
+    "same validation, authorisation, provenance and history as a native push. Each location is judged on its "
+    "own: good ones are kept beside bad ones, and the transaction-response carries an OperationOutcome for "
+    "each failed entry. Writes are served only as entries of such a Bundle: no resource lists create or "
+    "update, since a PUT or POST to [type] or [type]/[id] of its own is not served (405)."
 )

@@ -121,7 +121,14 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParam]] = {
                 f"Short-stay service offered ({S.SHORT_STAY_SERVICE})",
                 _base("characteristic", "HealthcareService"),
             ),
-            SearchParam("active", ParamType.TOKEN, "true | false", _base("active", "HealthcareService")),
+            SearchParam(
+                "active",
+                ParamType.TOKEN,
+                "true (lines of open locations) | false (lines of closed locations, and vacancy types a "
+                "location stopped offering, as a read gives them); without it, search finds the lines "
+                "locations hold now, open or closed, not the retired ones",
+                _base("active", "HealthcareService"),
+            ),
             SearchParam(
                 "admittable", ParamType.NUMBER, "Beds vacant and accepting admissions today", S.SP_ADMITTABLE
             ),

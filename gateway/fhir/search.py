@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from adapters.fhir.outbound import render
 from adapters.fhir.outbound.render import LocationSnapshot
 from gateway.fhir import params as P
+from gateway.fhir import retired
 from gateway.fhir.bundles import bundle, decode_cursor, encode_cursor, entry, operation_outcome, page_url
 from gateway.fhir.criteria import (
     LOC,
@@ -41,8 +42,14 @@ from gateway.store.fhir import OrganizationVersion
 def _pages_in_sql(resource_type: str, sort: str, criteria: Criteria) -> bool:
     """Can SQL count and page this search? Only when every filter is in its query: the
     exact ``near`` distance is applied in Python, after SQL's bounding box, so a near
-    search counted or limited in SQL would count and fill pages with rows beyond the radius."""
-    return sort == "_id" and resource_type in PLANS and criteria.near is None
+    search counted or limited in SQL would count and fill pages with rows beyond the radius;
+    retired services (``active=false``) come from the version history, not the plan's query."""
+    return (
+        sort == "_id"
+        and resource_type in PLANS
+        and criteria.near is None
+        and not (resource_type == "HealthcareService" and retired.wanted(criteria))
+    )
 
 
 def _sql_page(
@@ -119,7 +126,10 @@ def search(session: Session, request: SearchRequest) -> dict[str, Any]:
             session, request.resource_type, criteria, after[0] if after else None, count, total_mode != "none"
         )
     else:
-        candidates = sorted(all_candidates(session, request.resource_type, criteria), key=key)
+        found = all_candidates(session, request.resource_type, criteria)
+        if request.resource_type == "HealthcareService" and retired.wanted(criteria):
+            found.extend(retired.service_candidates(session, criteria))
+        candidates = sorted(found, key=key)
         candidates_after = [c for c in candidates if key(c) > after] if after else candidates
         page, total, more = candidates_after[:count], len(candidates), len(candidates_after) > count
 
@@ -243,8 +253,14 @@ def _render_page(
         for resource in organizations(session, {s.provider_id for s in matched if s.provider_id}):
             add(resource, "include")
     if "HealthcareService:location" in includes:
+        # The Location as it is now: a retired service is drawn from an older version.
+        current = store.current_version_ids(session, {s.cqc_location_id for s in matched})
+        stale = sorted(set(current.values()) - {s.version_id for s in matched})
+        by_version = {s.version_id: s for s in [*matched, *store.versions_by_id(session, stale)]}
         for snapshot in matched:
-            add(render.render_location(snapshot), "include")
+            location = by_version.get(current.get(snapshot.cqc_location_id, -1))
+            if location is not None:
+                add(render.render_location(location), "include")
     if "HealthcareService:location" in revincludes:
         for snapshot in matched:
             for resource in render.render_services(snapshot):

@@ -399,3 +399,72 @@ def test_a_rehab_service_may_leave_reserved_out_and_a_care_home_service_may_not(
     assert refused["status"].startswith("422")
     [(expression, message)] = diagnostics(response.json()["entry"][3])
     assert expression.startswith("Bundle.entry[3]") and "reserved" in message
+
+
+def test_an_inactive_service_with_bed_counts_is_refused_not_taken_as_open(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    token = make_token()
+    two = location(vacancies=[vacancy("dementia-nursing"), vacancy()])
+    assert statuses(post(client, token, transaction(*resources(two)))) == ["201 Created"] * 3
+    path = "/fhir/HealthcareService/1-100000001-dementia-nursing"
+    before = client.get(path, headers=bearer(token)).json()
+    later = resources(
+        location(updated_at="2026-11-21T09:00:00Z", vacancies=[vacancy("dementia-nursing"), vacancy()])
+    )
+    later[1]["active"] = False  # dementia-nursing retired, its counts still sent
+    response = post(client, token, transaction(*later))
+    assert response.status_code == 200, response.text
+    assert statuses(response) == ["422 Unprocessable Entity"] * 3
+    [(where, why)] = diagnostics(response.json()["entry"][1])
+    assert where == "Bundle.entry[1].resource.active" and "withdraws dementia-nursing" in why
+    # Nothing changed: the service is still open, with the counts first sent.
+    assert client.get(path, headers=bearer(token)).json() == before
+    assert before["active"] is True
+
+
+def test_the_capability_statement_says_writes_are_transaction_entries_only(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    """Writes are served only as entries of a transaction or batch Bundle: no resource
+    lists create or update (a PUT or POST of its own is a 405), so none claims
+    updateCreate; the transaction's documentation says a PUT entry creates what the
+    gateway does not hold yet."""
+    statement = client.get("/fhir/metadata").json()
+    for resource in statement["rest"][0]["resource"]:
+        assert not {"create", "update"} & {i["code"] for i in resource["interaction"]}, resource["type"]
+        assert resource.get("updateCreate", False) is False
+    transaction_doc = {i["code"]: i["documentation"] for i in statement["rest"][0]["interaction"]}
+    assert set(transaction_doc) == {"transaction", "batch"}
+    assert "creates the resource when the gateway does not hold it yet" in transaction_doc["transaction"]
+    assert "not served (405)" in transaction_doc["transaction"]
+    # As documented: a PUT entry creates what the gateway does not hold (a conditional one
+    # too), and a PUT or POST of its own is not served.
+    token = make_token()
+    new = resources(location())
+    assert statuses(post(client, token, transaction(*new))) == ["201 Created"] * 2
+    other = resources(location("1-100000002", address={"line1": "2 High Street", "postcode": "M1 1AA"}))
+    entries = [
+        {
+            "resource": other[0],
+            "request": {
+                "method": "PUT",
+                "url": f"Location?identifier={S.CQC_LOCATION_ID}|1-100000002",
+            },
+        },
+        {
+            "resource": other[1],
+            "request": {"method": "PUT", "url": f"HealthcareService?_id={other[1]['id']}"},
+        },
+    ]
+    assert statuses(post(client, token, transaction(*entries))) == ["201 Created"] * 2
+    alone = client.put(
+        "/fhir/Location/1-100000003",
+        content=orjson.dumps(new[0]),
+        headers={"Content-Type": FHIR_JSON, **bearer(token)},
+    )
+    assert alone.status_code == 405
+    posted = client.post(
+        "/fhir/Location", content=orjson.dumps(new[0]), headers={"Content-Type": FHIR_JSON, **bearer(token)}
+    )
+    assert posted.status_code == 405

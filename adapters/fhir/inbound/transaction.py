@@ -284,6 +284,16 @@ def _services(group: MappedLocation, entries: list[dict[str, Any]], record: dict
             continue
         types[vacancy_type] = s
         found = _line(s, resource, vacancy_type, f"{base}.type[{k}].coding[{c}].code")
+        if found is not None and resource.get("active") is False and record["active"]:
+            # Counts on a retired line of an open location: withdraw it, or keep it? Asked,
+            # not guessed. (A closed location's lines are all inactive, counts and all, as
+            # the gateway publishes them: those are kept.)
+            message = (
+                f"an inactive HealthcareService of an active Location withdraws {vacancy_type} and has no "
+                f"bed counts: leave {S.EXT_BED_AVAILABILITY} out to withdraw it, or send active: true"
+            )
+            group.issues.append(Issue(s, f"{base}.active", message))
+            continue
         if found is not None:
             lines[vacancy_type] = found
         for name, element, system in (

@@ -570,3 +570,30 @@ def test_an_entry_repeating_another_s_full_url_is_refused_naming_the_first() -> 
     ]
     first_location, second_location = mapped.locations
     assert first_location.record is not None and second_location.record is None
+
+
+def test_an_inactive_service_with_bed_counts_of_an_active_location_is_refused_naming_it() -> None:
+    def retire_with_counts(r: list[dict[str, Any]]) -> None:
+        r[1]["active"] = False  # its bed-availability extension stays
+
+    [(where, why)] = issues(broken(retire_with_counts))
+    assert where == "Bundle.entry[1].resource.active"
+    assert "withdraws general-nursing" in why and S.EXT_BED_AVAILABILITY in why and "active: true" in why
+    [group] = broken(retire_with_counts).locations
+    assert group.record is None  # neither kept as an open line nor silently dropped
+
+    # Without counts it withdraws the type; a closed location's services are all inactive
+    # with their counts (as the gateway publishes them) and keep them.
+    def withdraw(r: list[dict[str, Any]]) -> None:
+        r[1]["active"] = False
+        del r[1]["extension"][0]
+
+    two = location(vacancies=[vacancy(), vacancy("general-residential")])
+    assert [ln["vacancy_type"] for ln in only_record(broken(withdraw, two))["vacancies"]] == [
+        "general-residential"
+    ]
+    closed = published(location(active=False))
+    assert closed[1]["active"] is False and closed[1]["extension"][0]["url"] == S.EXT_BED_AVAILABILITY
+    assert [ln["vacancy_type"] for ln in only_record(map_bundle(bundle(*closed)))["vacancies"]] == [
+        "general-nursing"
+    ]
