@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from gateway.model.capacity import above_registered
 from gateway.model.vocab import QualityFlag
+from gateway.search.query import authority_key
 from gateway.store.repository import chunks
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table
 
@@ -134,7 +135,7 @@ class Entry:
     latitude: float | None
     longitude: float | None
     nhs_region: str | None
-    local_authority: str | None  # lower case
+    local_authority: str | None  # as compared: lower case, spacing made single (``authority_key``)
     icb: str | None
     sub_icb: str | None
     rating: str  # the registry's overall rating, else 'not-rated'
@@ -189,9 +190,9 @@ def _entry(row: Sequence[Any], lines: list[Line]) -> Entry:
         lat,
         lon,
         region,
-        la.lower() if la else None,
-        icb,
-        sub_icb,
+        authority_key(la) if la else None,
+        icb.upper() if icb else None,  # codes are compared in upper case
+        sub_icb.upper() if sub_icb else None,
         rating or "not-rated",
         brand.lower() if brand else None,
         brand_id.lower() if brand_id else None,

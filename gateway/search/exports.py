@@ -52,6 +52,8 @@ HEADERS = [
     "Admission status",
     "Accepting out-of-hours admissions",
     "Short-stay services",
+    # What a short stay costs here: a short-stay search's price filter and sort read it.
+    "Short-stay weekly cost (GBP)",
     "Languages",
     "Notes",
     "Funding accepted",
@@ -127,6 +129,7 @@ def rows(result: dict[str, Any]) -> Iterator[list[Any]]:
         _ADMISSION_STATUS[result["accepting_admissions"]],
         {True: "Yes", False: "No", None: ""}[result["out_of_hours_admissions"]],
         "; ".join(result["short_stay_services"] or []),
+        result["short_stay_weekly_cost"],
         "; ".join(result["languages"] or []),
         result["notes"] or "",
         "; ".join(result["funding_sources"] or []),
@@ -208,12 +211,15 @@ def xlsx_stream(results: Iterable[dict[str, Any]], filters: list[tuple[str, str]
             yield chunk
 
 
-def table_response(rows: list[dict[str, Any]], name: str, fmt: str, columns: list[str]) -> Any:
+def table_response(
+    rows: list[dict[str, Any]], name: str, fmt: str, columns: list[str], about: str = ""
+) -> Any:
     """A small report table as CSV or Excel (reports are a few hundred rows at most), with
-    ``columns`` as its header whatever the rows hold (a row without one: a blank cell)."""
+    ``columns`` as its header whatever the rows hold (a row without one: a blank cell), and
+    ``about`` (the filters it was drawn from) after the export time on its first line."""
     from fastapi.responses import Response
 
-    stamp = f"Exported at: {utcnow().isoformat(timespec='seconds')}"
+    stamp = f"Exported at: {utcnow().isoformat(timespec='seconds')}" + (f"; {about}" if about else "")
     if fmt == "csv":
         buffer = io.StringIO()
         buffer.write(BOM)

@@ -240,8 +240,12 @@ class Snapshot(Columns):
     def _order(
         self, q: SearchQuery, rows: NDArray[np.intp], distance: NDArray[np.float64] | None
     ) -> NDArray[np.intp]:
+        """The order asked; ties closest first when a postcode was given (a discharge team
+        sorting by price near a hospital wants the nearer of two equal prices first), then
+        by CQC location ID."""
+        near = np.zeros(len(rows)) if distance is None else np.where(np.isnan(distance), np.inf, distance)
         if q.sort is Sort.FRESHNESS:
-            return np.lexsort((rows, -self.updated[rows]))
+            return np.lexsort((rows, near, -self.updated[rows]))
         if q.sort in (Sort.ADMITTABLE, Sort.PRICE):
             lines = self._lines(q)
             picked = np.ones(len(self.line_location), np.bool_) if lines is None else lines
@@ -249,15 +253,15 @@ class Snapshot(Columns):
                 total = np.bincount(
                     self.line_location[picked], weights=self.line_admittable[picked], minlength=self.size
                 )
-                return np.lexsort((rows, -total[rows]))
+                return np.lexsort((rows, near, -total[rows]))
             prices = self._line_prices(q)
             priced = picked & (prices > 0)  # a missing or zero price does not count
             cheapest = np.full(self.size, np.inf)
             np.minimum.at(cheapest, self.line_location[priced], prices[priced])
-            return np.lexsort((rows, cheapest[rows]))
+            return np.lexsort((rows, near, cheapest[rows]))
         if distance is None:
             return np.arange(len(rows))
-        return np.lexsort((rows, np.where(np.isnan(distance), np.inf, distance)))
+        return np.lexsort((rows, near))
 
 
 def read_marker(session: Session) -> Marker:

@@ -115,6 +115,12 @@ def parse_duration(parameter: str, value: str | None) -> timedelta | None:
     )
 
 
+def area_codes(values: list[str]) -> list[str]:
+    """ICB or sub-ICB codes as compared: upper case, as the registry writes them ('qop'
+    is 'QOP')."""
+    return sorted({v.strip().upper() for v in values})
+
+
 def authority_key(name: str) -> str:
     """A local authority's name as compared: lower case, spacing made single."""
     return " ".join(name.lower().split())

@@ -4,6 +4,7 @@ Lines are counted as the provider sent them (an inconsistent line once, with its
 figures); the totals derived here never go negative: vacancies total is
 ``max(capacity - occupied, 0)`` per line. Lines of unmapped source codes and inactive
 locations are left out. The report says how many lines broke the capacity invariant.
+Reports count care homes unless asked otherwise (``counted_provider_types``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,20 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from gateway.errors import Unprocessable
-from gateway.model.vocab import LONG_TERM_VACANCY_TYPES, NhsRegion, VacancyType
-from gateway.search.query import codes, stay_types
-from gateway.search.service import check_local_authorities
-from gateway.store.registry import registry_authorities
+from gateway.model.vocab import (
+    COMMUNITY_REHAB_VACANCY_TYPES,
+    LONG_TERM_VACANCY_TYPES,
+    NhsRegion,
+    ProviderType,
+    VacancyType,
+)
+from gateway.search.query import area_codes, authority_key, codes, stay_types
+from gateway.search.service import (
+    check_area_codes,
+    check_local_authorities,
+    reference_authorities,
+)
+from gateway.store.registry import registry_area_codes, registry_authorities
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table, utcnow
 
 LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
@@ -67,6 +78,20 @@ LOCATION_COUNTS = {
 }
 
 
+def counted_provider_types(provider_types: list[str], vacancy_types: list[str]) -> list[str]:
+    """The provider types a report counts: those asked for; else care homes, as the
+    national tracker's reports count (its published figures, which the gateway's are
+    compared with, are care homes'; community rehabilitation providers are "other
+    providers"), unless a community rehabilitation vacancy type is asked for (then every
+    provider type: the vacancy types choose the lines)."""
+    if provider_types:
+        return sorted(provider_types)
+    rehab = {v.value for v in COMMUNITY_REHAB_VACANCY_TYPES}
+    if rehab & set(vacancy_types):
+        return [p.value for p in ProviderType]
+    return [ProviderType.CARE_HOME.value]
+
+
 def _filters(
     stay: str | None,
     vacancy_types: list[str],
@@ -88,8 +113,7 @@ def _filters(
         conditions.append(LOC.c.out_of_hours_admissions.is_(out_of_hours))
     if accepting is not None:
         conditions.append(LOC.c.accepting_admissions.is_(accepting))
-    if provider_types:
-        conditions.append(LOC.c.provider_type.in_(provider_types))
+    conditions.append(LOC.c.provider_type.in_(provider_types))
     return conditions
 
 
@@ -130,12 +154,13 @@ def occupancy(
             errors=[{"parameter": "group_by", "message": f"unknown value {group_by!r}"}],
         )
     key = GROUPS[group_by]
-    conditions = _filters(stay, vacancy_types or [], out_of_hours, accepting, provider_types or [])
+    counted = counted_provider_types(provider_types or [], vacancy_types or [])
+    conditions = _filters(stay, vacancy_types or [], out_of_hours, accepting, counted)
     joined = LINE.join(LOC, LOC.c.cqc_location_id == LINE.c.cqc_location_id).outerjoin(
         REG, REG.c.cqc_location_id == LOC.c.cqc_location_id
     )
     if group is not None:
-        return _drill_down(session, joined, key, group, conditions, group_by)
+        return {**_drill_down(session, joined, key, group, conditions, group_by), "provider_types": counted}
     fresh = sa.case((LOC.c.source_updated_at >= utcnow() - timedelta(days=7), LOC.c.cqc_location_id))
     stmt = (
         sa.select(
@@ -149,28 +174,44 @@ def occupancy(
         .select_from(joined)
         .where(*conditions)
         .group_by(key)
-        .order_by(key)
+        .order_by(key.asc().nulls_last())  # an area not known (no registry record) last, on every database
     )
-    rows: list[dict[str, Any]] = []
     totals: defaultdict[str, int] = defaultdict(int)
     inconsistent = 0
-    registered = _registered(session, group_by)
+    registered, written = _registered(session, group_by)
+    groups: dict[Any, dict[str, Any]] = {}
     for record in session.execute(stmt):
         values = {c: int(record[i + 1] or 0) for i, c in enumerate(COUNTS)}
         values["vacancies_total"] = int(record[6] or 0)
         for k, v in values.items():
             totals[k] += v
         inconsistent += int(record[9] or 0)
-        rows.append(
-            {
-                "group": record[0],
-                "group_display": _display(group_by, record[0]),
-                **_row(values),
-                "locations_with_vacancy_data": record[7],
-                "locations_updated_last_7_days": record[8],
-                "cqc_registered_care_homes": registered.get(record[0]) if registered is not None else None,
-            }
-        )
+        # One local authority written in several ways ('Manchester', 'MANCHESTER ') is one
+        # group: its spellings' rows are merged (a location has one spelling, so its
+        # location counts add up too), named as the registry writes it where it can.
+        same = _group_key(group_by, record[0])
+        found = groups.get(same)
+        if found is None:
+            name = written.get(same) or _reference_name(group_by, same) or record[0]
+            found = groups[same] = {"group": name, "values": defaultdict(int), "seen": [0, 0]}
+        for k, v in values.items():
+            found["values"][k] += v
+        found["seen"][0] += record[7]
+        found["seen"][1] += record[8]
+    ordered = groups.items()
+    if group_by == "local_authority":
+        ordered = sorted(ordered, key=lambda item: (item[0] is None, item[0] or ""))  # type: ignore[assignment]
+    rows = [
+        {
+            "group": found["group"],
+            "group_display": _display(group_by, found["group"]),
+            **_row(dict(found["values"])),
+            "locations_with_vacancy_data": found["seen"][0],
+            "locations_updated_last_7_days": found["seen"][1],
+            "cqc_registered_care_homes": registered.get(same) if registered is not None else None,
+        }
+        for same, found in ordered
+    ]
     national = session.execute(
         sa.select(sa.func.count(sa.distinct(LOC.c.cqc_location_id)), sa.func.count(sa.distinct(fresh)))
         .select_from(joined)
@@ -178,6 +219,7 @@ def occupancy(
     ).one()
     return {
         "group_by": group_by,
+        "provider_types": counted,
         "columns": list(COUNTS) + ["vacancies_total"],
         "location_counts": LOCATION_COUNTS,
         "inconsistent_lines": inconsistent,
@@ -194,16 +236,41 @@ def occupancy(
     }
 
 
-def _registered(session: Session, group_by: str) -> dict[Any, int] | None:
+def _group_key(group_by: str, value: Any) -> Any:
+    """The key by which a report's rows are one group: a local authority's name as the
+    search compares it (any case and spacing), any other group's value as it is."""
+    if group_by == "local_authority" and isinstance(value, str):
+        return authority_key(value)
+    return value
+
+
+def _reference_name(group_by: str, same: Any) -> str | None:
+    """A local authority's name as the postcode districts write it (None: not theirs)."""
+    if group_by != "local_authority" or same is None:
+        return None
+    return reference_authorities().get(same)
+
+
+def _registered(session: Session, group_by: str) -> tuple[dict[Any, int] | None, dict[Any, str]]:
+    """The registry's registered care homes per group (None: not given for ``group_by``),
+    and each group's name as the registry writes it (local authorities)."""
     column = REGISTRY_GROUPS.get(group_by)
     if column is None:
-        return None
+        return None, {}
     stmt = (
         sa.select(column, sa.func.count())
         .where(REG.c.care_home.is_(True), REG.c.registration_status == "Registered")
         .group_by(column)
+        .order_by(column)
     )
-    return {row[0]: int(row[1]) for row in session.execute(stmt)}
+    counts: defaultdict[Any, int] = defaultdict(int)
+    written: dict[Any, str] = {}
+    for value, count in session.execute(stmt):
+        same = _group_key(group_by, value)
+        counts[same] += int(count)
+        if group_by == "local_authority" and value is not None:
+            written.setdefault(same, value.strip())
+    return dict(counts), written
 
 
 def _display(group_by: str, value: Any) -> str | None:
@@ -216,33 +283,35 @@ def _display(group_by: str, value: Any) -> str | None:
         return str(value)
 
 
-def _in_group(key: Any, group_by: str, group: str) -> tuple[str, sa.ColumnElement[bool]]:
+def _in_group(
+    session: Session, joined: Any, key: Any, group_by: str, group: str
+) -> tuple[str, sa.ColumnElement[bool]]:
     """The drill-down's group as its rows name it, and the condition selecting it: a region
     or vacancy type by its code or display name (anything else is refused, naming the
-    allowed values), a local authority in any case (as the search takes it)."""
+    allowed values), a local authority in any case and spacing (as the search takes it;
+    every spelling the view holds of it, as its group's row counts them all), an ICB by
+    its code in any case (an unknown one refused, as in the search)."""
     vocabulary = VOCABULARY_GROUPS.get(group_by)
     if vocabulary is not None:
         code = codes("group", [group], vocabulary)[0]
         return code, key == code
     if group_by == "local_authority":
-        return group, sa.func.lower(key) == group.lower()
-    return group, key == group
+        held = list(session.scalars(sa.select(key).select_from(joined).where(key.is_not(None)).distinct()))
+        check_local_authorities([group], lambda: [*held, *registry_authorities(session)], "group")
+        wanted = authority_key(group)
+        return group, key.in_([name for name in held if authority_key(name) == wanted])
+    # An ICB by its code in any case; one neither the view nor the registry has is refused.
+    code = area_codes([group])[0]
+    held_codes = {c.upper() for c in session.scalars(sa.select(key).select_from(joined).distinct()) if c}
+    check_area_codes("group", [code], held_codes, lambda: registry_area_codes(session, "icb"))
+    return code, sa.func.upper(key) == code
 
 
 def _drill_down(
     session: Session, joined: Any, key: Any, group: str, conditions: list[Any], group_by: str
 ) -> dict[str, Any]:
     """The locations of one group, each row the sum of its lines (as the group's row is)."""
-    if group_by == "local_authority":
-        check_local_authorities(
-            [group],
-            lambda: [
-                *session.scalars(sa.select(key).select_from(joined).distinct()),
-                *registry_authorities(session),
-            ],
-            "group",
-        )
-    group, in_group = _in_group(key, group_by, group)
+    group, in_group = _in_group(session, joined, key, group_by, group)
     stmt = (
         sa.select(
             LOC.c.cqc_location_id,
@@ -255,7 +324,7 @@ def _drill_down(
         .select_from(joined)
         .where(*conditions, in_group)
         .group_by(LOC.c.cqc_location_id, LOC.c.name, LOC.c.source, LOC.c.source_updated_at)
-        .order_by(LOC.c.name)
+        .order_by(LOC.c.name, LOC.c.cqc_location_id)  # homes of one name ("The Willows") in a stable order
     )
     locations = []
     for record in session.execute(stmt):
@@ -288,7 +357,8 @@ def unavailable(
             errors=[{"parameter": "group_by", "message": f"unknown value {group_by!r}"}],
         )
     key = GROUPS[group_by]
-    conditions = _filters(None, [], None, None, provider_types or [])
+    counted = counted_provider_types(provider_types or [], [])
+    conditions = _filters(None, [], None, None, counted)
     joined = LINE.join(LOC, LOC.c.cqc_location_id == LINE.c.cqc_location_id).outerjoin(
         REG, REG.c.cqc_location_id == LOC.c.cqc_location_id
     )
@@ -296,21 +366,26 @@ def unavailable(
         sa.select(key, LINE.c.unavailable, LINE.c.unavailable_reasons, LINE.c.consistent)
         .select_from(joined)
         .where(*conditions, LINE.c.unavailable > 0)
+        .order_by(
+            key
+        )  # so an authority's first spelling, its name when no list has it, is the same each time
     )
+    _, written = _registered(session, group_by)
     areas: dict[Any, dict[str, Any]] = {}
     national: dict[str, int] = defaultdict(int)
     total = inconsistent = 0
     for area, beds, reasons, consistent in session.execute(stmt):
         inconsistent += consistent is False
-        row = areas.setdefault(
-            area,
-            {
-                "group": area,
-                "group_display": _display(group_by, area),
+        same = _group_key(group_by, area)  # one authority's spellings are one area, as in occupancy
+        row = areas.get(same)
+        if row is None:
+            name = written.get(same) or _reference_name(group_by, same) or area
+            row = areas[same] = {
+                "group": name,
+                "group_display": _display(group_by, name),
                 "unavailable_beds": 0,
                 "by_reason": defaultdict(int),
-            },
-        )
+            }
         row["unavailable_beds"] += beds
         total += beds
         for reason in reasons or ["not-given"]:
@@ -318,10 +393,11 @@ def unavailable(
             national[reason] += beds
     rows = [
         {**row, "by_reason": dict(sorted(row["by_reason"].items()))}
-        for _, row in sorted(areas.items(), key=lambda item: str(item[0]))
+        for _, row in sorted(areas.items(), key=lambda item: (item[0] is None, str(item[0])))
     ]
     return {
         "group_by": group_by,
+        "provider_types": counted,
         "inconsistent_lines": inconsistent,
         "rows": rows,
         "total": {"group": "England", "unavailable_beds": total, "by_reason": dict(sorted(national.items()))},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from rapidfuzz import fuzz, process
@@ -76,6 +76,14 @@ def _find(
                 *registry_queries.registry_authorities(session),
             ],
         )
+    for area, wanted in (("icb", q.icbs), ("sub_icb", q.sub_icbs)):
+        if wanted:
+            check_area_codes(
+                area,
+                wanted,
+                snapshot.categories[area][1],
+                partial(registry_queries.registry_area_codes, session, area),
+            )
     point = origin = None
     if q.postcode is not None:
         lat, lon, how = resolve_point(snapshot, q.postcode)
@@ -87,7 +95,7 @@ def _find(
 
 
 @cache
-def _reference_authorities() -> dict[str, str]:
+def reference_authorities() -> dict[str, str]:
     """Local authorities as the gateway's postcode districts name them (some by an older
     or shorter name), keyed lower case, to as written."""
     return {
@@ -104,7 +112,7 @@ def check_local_authorities(
     shortened authority ('Manchster', 'Hull') would otherwise look like one with no
     vacancies. Known: the postcode districts' authorities, and ``known()`` (read only for
     a name not among those: the view's and the registry's authorities)."""
-    names: dict[str, str] = dict(_reference_authorities())
+    names: dict[str, str] = dict(reference_authorities())
     read = False
     for name in wanted:
         key = authority_key(name)
@@ -118,6 +126,29 @@ def check_local_authorities(
         likely = _likeliest(key, names)
         hint = f"; did you mean {' or '.join(map(repr, likely))}?" if likely else ""
         raise refuse(parameter, f"unknown local authority {name!r}{hint}")
+
+
+def check_area_codes(
+    parameter: str, wanted: Iterable[str], held: Iterable[str | None], known: Callable[[], set[str]]
+) -> None:
+    """Refuse an ICB or sub-ICB code that neither the national view (``held``) nor the
+    registry (``known()``, read only for a code not held) gives: a mistyped code would
+    otherwise look like an area with no vacancies. Before the registry gives any codes (not
+    yet synced) no code can be told unknown, so none is refused."""
+    codes, registry = set(held), None
+    for code in wanted:
+        if code in codes:
+            continue
+        if registry is None:
+            registry = known()
+        if code in registry or not registry:
+            continue
+        every = sorted(c for c in codes | registry if c)
+        close = process.extract(code, every, scorer=fuzz.ratio, limit=3, score_cutoff=60)
+        hint = f"; did you mean {' or '.join(repr(c) for c, _, _ in close)}?" if close else ""
+        raise refuse(
+            parameter, f"unknown code {code!r}: no location of the national view or the registry has it{hint}"
+        )
 
 
 def _likeliest(key: str, names: dict[str, str]) -> list[str]:

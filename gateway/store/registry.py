@@ -336,6 +336,14 @@ def registry_authorities(session: Session) -> list[str]:
     )
 
 
+def registry_area_codes(session: Session, area: str) -> set[str]:
+    """Every ICB (``area`` 'icb') or sub-ICB ('sub_icb') code the CQC registry gives, in
+    upper case."""
+    t = table(RegistryLocation)
+    column = t.c.icb_code if area == "icb" else t.c.sub_icb_code
+    return {code.upper() for code in session.scalars(sa.select(column).where(column.is_not(None)).distinct())}
+
+
 def reported_ids_not_in_registry(session: Session) -> list[str]:
     """CQC IDs of the national view's active locations the registry does not hold, in
     order (an incremental sync fetches them: a tracker may start reporting a location the

@@ -3,6 +3,8 @@ price; a home that gives no short-stay cost is priced by its line instead."""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import orjson
@@ -67,3 +69,20 @@ def test_without_a_short_stay_cost_the_line_price_stands_in(client: TestClient, 
 def test_short_stays_sorted_by_price_use_the_short_stay_cost(client: TestClient, token: str) -> None:
     assert found(client, token, stay="short-stay", sort="price") == ["1-1", "1-3", "1-2", "1-4"]
     assert found(client, token, sort="price") == ["1-2", "1-1", "1-3", "1-4"]
+
+
+def test_a_short_stay_export_shows_the_cost_it_was_filtered_and_sorted_by(
+    client: TestClient, token: str
+) -> None:
+    # Filtered at £560 a week, the file must show why 1-1 (£550 a short stay, £600 a
+    # long-term week) is in it, not only its £600 line price.
+    params = {"stay": "short-stay", "max_weekly_price": 560, "format": "csv"}
+    response = client.get("/api/v1/vacancies", params=params, headers=bearer(token))
+    assert response.status_code == 200, response.text
+    table = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    header = next(row for row in table if row and row[0] == "CQC location ID")
+    [row] = table[table.index(header) + 1 :]
+    exported = dict(zip(header, row, strict=True))
+    assert exported["CQC location ID"] == "1-1"
+    assert exported["Short-stay weekly cost (GBP)"] == "550.0"
+    assert exported["Weekly price from (GBP)"] == "600.0"

@@ -177,7 +177,8 @@ def test_csv_and_excel_exports_carry_filters_and_time(client: TestClient, token:
 
 
 def test_occupancy_report_totals_equal_sums_over_lines(client: TestClient, token: str) -> None:
-    report = client.get("/api/v1/reports/occupancy", headers=bearer(token)).json()
+    every_type = {"provider_type": ["care-home", "community-rehab"]}
+    report = client.get("/api/v1/reports/occupancy", params=every_type, headers=bearer(token)).json()
     lines = [ln for cqc, _, over in HOMES for ln in over.get("vacancies", [vacancy()])]
     total = report["total"]
     for key in ("maximum_capacity", "occupied", "reserved", "admittable", "unavailable"):
@@ -187,11 +188,11 @@ def test_occupancy_report_totals_equal_sums_over_lines(client: TestClient, token
     assert total["locations_with_vacancy_data"] == len(HOMES)
     assert [row["group"] for row in report["rows"]] == ["north-east-and-yorkshire", "north-west"]
     drill = client.get(
-        "/api/v1/reports/occupancy", params={"group": "north-west"}, headers=bearer(token)
+        "/api/v1/reports/occupancy", params={"group": "north-west", **every_type}, headers=bearer(token)
     ).json()
     assert {loc["cqc_location_id"] for loc in drill["locations"]} == {"1-1", "1-2", "1-3", "1-5"}
     by_type = client.get(
-        "/api/v1/reports/occupancy", params={"group_by": "vacancy_type"}, headers=bearer(token)
+        "/api/v1/reports/occupancy", params={"group_by": "vacancy_type", **every_type}, headers=bearer(token)
     )
     assert {row["group"] for row in by_type.json()["rows"]} == {
         "general-nursing",
@@ -222,7 +223,8 @@ def test_inconsistent_lines_are_counted_once_and_never_negative(
 
 
 def test_unavailable_report_by_reason_and_area(client: TestClient, token: str) -> None:
-    report = client.get("/api/v1/reports/unavailable", headers=bearer(token)).json()
+    every_type = {"provider_type": ["care-home", "community-rehab"]}
+    report = client.get("/api/v1/reports/unavailable", params=every_type, headers=bearer(token)).json()
     # Each home's default line has 1 bed unavailable for staffing absence.
     assert report["total"]["unavailable_beds"] == len(HOMES)
     assert report["total"]["by_reason"] == {"staffing-absence": len(HOMES)}
@@ -374,3 +376,68 @@ def test_an_authority_only_the_registry_knows_is_a_true_empty_answer(
     with transaction(factory) as session:
         replace_registry_locations(session, [elsewhere.model_dump()])
     assert ids(get(client, token, local_authority="duchy of testwall")) == []
+
+
+def test_a_blank_filter_is_no_filter_as_in_the_trackers_form(client: TestClient, token: str) -> None:
+    # A search form sends its empty fields ("Contract with LA: blank for all"): a blank
+    # brand or language must not find nothing, nor a blank authority be an unknown one.
+    everything = ids(get(client, token))
+    blanks = {
+        "brand": "",
+        "language": " ",
+        "contract_la": "",
+        "icb": "",
+        "local_authority": "",
+        "postcode": "",
+    }
+    response = get(client, token, **blanks, vacancy_type="", sort="")
+    assert ids(response) == everything
+    csv_text = get(client, token, **blanks, format="csv").text
+    assert "Filters: none (all of England)" in csv_text
+    unknown = get(client, token, colour="")
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["parameter"] == "colour"
+
+
+def test_reports_count_care_homes_unless_asked_as_the_trackers_reference_figures_do(
+    client: TestClient, token: str
+) -> None:
+    # The national tracker's occupancy figures (the spec's reference table, which the
+    # demo data reproduces) are care homes'; community rehab providers are "other
+    # providers". 1-5 is a community rehab provider in the North West.
+    def report(url: str, **params: Any) -> Any:
+        response = client.get(url, params=params, headers=bearer(token))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    care_homes = [over.get("vacancies", [vacancy()]) for cqc, _, over in HOMES if cqc != "1-5"]
+    occupancy = report("/api/v1/reports/occupancy")
+    assert occupancy["provider_types"] == ["care-home"]
+    assert occupancy["total"]["maximum_capacity"] == sum(
+        ln["maximum_capacity"] for lines in care_homes for ln in lines
+    )
+    assert occupancy["total"]["locations_with_vacancy_data"] == len(HOMES) - 1
+    assert "1-5" not in {
+        loc["cqc_location_id"] for loc in report("/api/v1/reports/occupancy", group="north-west")["locations"]
+    }
+    assert report("/api/v1/reports/unavailable")["total"]["unavailable_beds"] == len(HOMES) - 1
+    rehab = report("/api/v1/reports/occupancy", provider_type="community-rehab")
+    assert rehab["total"]["maximum_capacity"] == 20 and rehab["total"]["locations_with_vacancy_data"] == 1
+    # Asking for a community rehab vacancy type is asking for community rehab providers.
+    by_type = report(
+        "/api/v1/reports/occupancy", group_by="vacancy_type", vacancy_type="community-rehab-nhs-la"
+    )
+    assert [row["group"] for row in by_type["rows"]] == ["community-rehab-nhs-la"]
+
+
+@pytest.mark.parametrize("sort", ["price", "admittable", "freshness"])
+def test_ties_of_a_sort_come_closest_first_near_a_postcode(
+    client: TestClient, make_token: TokenMaker, sort: str
+) -> None:
+    # Equal price, admittable beds and last update: the nearer home first, whatever its ID.
+    token = make_token(name="ties")
+    postcodes = {"1-7": "LS1 1AA", "1-8": "M20 2AA", "1-9": "M1 1AA"}  # far, near, here
+    records = [location(cqc, address={"line1": "1 Road", "postcode": pc}) for cqc, pc in postcodes.items()]
+    client.post("/api/v1/submissions", content=orjson.dumps(batch(*records)), headers=bearer(token))
+    response = get(client, token, postcode="M1 1AA", sort=sort)
+    assert ids(response) == ["1-9", "1-8", "1-7"]
+    assert ids(get(client, token, sort=sort)) == ["1-7", "1-8", "1-9"]  # no postcode: by CQC ID

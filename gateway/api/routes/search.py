@@ -6,10 +6,11 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 
 from gateway.api.deps import FactoryDep, Reader, SessionDep
 from gateway.api.query_params import Param, QueryParameters
@@ -25,10 +26,12 @@ from gateway.search import exports, reports
 from gateway.search.query import (
     SearchQuery,
     Sort,
+    area_codes,
     check_postcode,
     codes,
     keywords,
     parse_duration,
+    refuse,
     stay_types,
 )
 from gateway.search.service import search
@@ -92,6 +95,16 @@ VACANCY_PARAMETERS = QueryParameters(
 )
 
 
+def _given(query: QueryParams) -> QueryParams:
+    """The parameters given a value. A blank one is not given, as in the tracker's search
+    form ("Contract with LA: blank for all"): a form sends its empty fields, and a blank
+    brand or language must not find nothing. An unknown name is refused even blank."""
+    for name in query:
+        if name not in VACANCY_PARAMETERS.params:
+            raise refuse(name, "unknown parameter")
+    return QueryParams([(k, v) for k, v in query.multi_items() if v.strip()])
+
+
 @router.get(
     "/vacancies",
     summary="Find vacancies anywhere in England (every source at once)",
@@ -101,7 +114,7 @@ async def find_vacancies(request: Request, factory: FactoryDep, _: Reader) -> An
     """Filters combine with AND; several values of one filter with OR."""
     # The parameters are parsed from one table (FastAPI's validation of 28 of them cost
     # more than the search), and the database work is one worker-thread call.
-    p = VACANCY_PARAMETERS.parse(request.query_params)
+    p = VACANCY_PARAMETERS.parse(_given(request.query_params))
     postcode, format = p["postcode"], p["format"]
     point_postcode, radius = check_postcode(postcode, p["radius_km"])
     chosen_stay, types = stay_types(p["stay"], codes("vacancy_type", p["vacancy_type"], VacancyType))
@@ -109,8 +122,8 @@ async def find_vacancies(request: Request, factory: FactoryDep, _: Reader) -> An
         postcode=point_postcode or postcode,
         radius_km=radius,
         local_authorities=p["local_authority"],
-        icbs=p["icb"],
-        sub_icbs=p["sub_icb"],
+        icbs=area_codes(p["icb"]),
+        sub_icbs=area_codes(p["sub_icb"]),
         regions=codes("region", p["region"], NhsRegion),
         regulated_activities=p["regulated_activity"],
         specialisms=p["specialism"],
@@ -137,7 +150,7 @@ async def find_vacancies(request: Request, factory: FactoryDep, _: Reader) -> An
     if format == "json":
         return Response(await run_in_threadpool(_search_json, factory, q), media_type="application/json")
     # An export holds every page of the query, so paging is no filter of it.
-    filters = [(k, v) for k, v in request.query_params.multi_items() if k not in _NOT_FILTERS]
+    filters = [(k, v) for k, v in _given(request.query_params).multi_items() if k not in _NOT_FILTERS]
     stream = exports.csv_stream if format == "csv" else exports.xlsx_stream
     media = "text/csv" if format == "csv" else exports.XLSX
     results = await run_in_threadpool(exports.results_of, factory, q)  # bad input: a 422 here
@@ -148,8 +161,49 @@ async def find_vacancies(request: Request, factory: FactoryDep, _: Reader) -> An
     )
 
 
-@router.get("/reports/occupancy", summary="Occupancy by NHS region, local authority, ICB or vacancy type")
+def _only(*names: str) -> Any:
+    """A dependency refusing any query parameter but ``names``: a filter a report does not
+    have (the search's ``region=`` or ``accepting_today=``, say) must not be silently
+    ignored, leaving a national report that looks filtered."""
+    allowed = frozenset(names)
+
+    def check(request: Request) -> None:
+        for name in request.query_params:
+            if name not in allowed:
+                raise refuse(name, f"unknown parameter; allowed: {', '.join(names)}")
+
+    return Depends(check)
+
+
+def _report_filters(request: Request, report: dict[str, Any]) -> str:
+    """What a report's file was drawn from, written in it: the filters asked and the
+    provider types counted (care homes when none was asked), so a file read later says
+    which figures it holds."""
+    asked = [f"{k}={v}" for k, v in request.query_params.multi_items() if k != "format"]
+    counted = ", ".join(report["provider_types"])
+    return f"Filters: {'; '.join(asked) or 'none'}; provider types counted: {counted}"
+
+
+_OCCUPANCY_PARAMETERS = _only(
+    "group_by",
+    "group",
+    "stay",
+    "vacancy_type",
+    "out_of_hours",
+    "accepting_admissions",
+    "provider_type",
+    "format",
+)
+_UNAVAILABLE_PARAMETERS = _only("group_by", "provider_type", "format")
+
+
+@router.get(
+    "/reports/occupancy",
+    summary="Occupancy by NHS region, local authority, ICB or vacancy type",
+    dependencies=[_OCCUPANCY_PARAMETERS],
+)
 def occupancy_report(
+    request: Request,
     session: SessionDep,
     _: Reader,
     group_by: Literal["nhs_region", "local_authority", "icb", "vacancy_type"] = "nhs_region",
@@ -175,16 +229,22 @@ def occupancy_report(
     )
     if format == "json":
         return report
+    about = _report_filters(request, report)
     if "locations" in report:  # a drill-down: its locations, even when it has none
         return exports.table_response(
-            report["locations"], f"occupancy-by-{group_by}", format, reports.LOCATION_COLUMNS
+            report["locations"], f"occupancy-by-{group_by}", format, reports.LOCATION_COLUMNS, about
         )
     rows = [*report["rows"], report["total"]]
-    return exports.table_response(rows, f"occupancy-by-{group_by}", format, reports.GROUP_COLUMNS)
+    return exports.table_response(rows, f"occupancy-by-{group_by}", format, reports.GROUP_COLUMNS, about)
 
 
-@router.get("/reports/unavailable", summary="Vacancies not available for admission, by reason and area")
+@router.get(
+    "/reports/unavailable",
+    summary="Vacancies not available for admission, by reason and area",
+    dependencies=[_UNAVAILABLE_PARAMETERS],
+)
 def unavailable_report(
+    request: Request,
     session: SessionDep,
     _: Reader,
     group_by: Literal["nhs_region", "local_authority", "icb"] = "nhs_region",
@@ -208,4 +268,6 @@ def unavailable_report(
         for row in [*report["rows"], report["total"]]
     ]
     columns = ["group", "unavailable_beds", *reasons]
-    return exports.table_response(flat, f"unavailable-by-{group_by}", format, columns)
+    return exports.table_response(
+        flat, f"unavailable-by-{group_by}", format, columns, _report_filters(request, report)
+    )
