@@ -34,13 +34,22 @@ T = TypeVar("T")
 def _database(*, migrate: bool = True) -> Iterator[sessionmaker[Session]]:
     """Sessions on the database GATEWAY_DATABASE_URL names (brought to the latest schema
     first unless ``migrate`` is false); its connections are closed when the block ends."""
-    from gateway.store.db import create_engine, session_factory, upgrade
+    import sqlalchemy as sa
+
+    from gateway.store.db import create_engine, database_fault, schema_behind, session_factory, upgrade
 
     url = get_settings().database_url
     if migrate:
         upgrade(url)
     engine = create_engine(url)
     try:
+        try:
+            behind = None if migrate else schema_behind(engine)
+        except sa.exc.OperationalError as error:
+            behind = f"the database does not answer ({database_fault(error)})"
+        if behind is not None:
+            console.print(f"[red]GATEWAY_DATABASE_URL: {behind}[/red]", highlight=False)
+            raise typer.Exit(2)
         yield session_factory(engine)
     finally:
         engine.dispose()

@@ -1,0 +1,32 @@
+"""Commands that read the database without migrating it (``sources``, ``token list`` and
+``revoke``) say plainly when it cannot serve them, exit status 2, instead of a traceback
+quoting SQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import GatewayCli
+
+
+def test_a_database_never_migrated_is_named_with_what_to_run(gateway_cli: GatewayCli, tmp_path: Path) -> None:
+    for command in (["sources"], ["token", "list"], ["token", "revoke", "--name", "x"]):
+        done = gateway_cli(*command, GATEWAY_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}")
+        assert done.exit_code == 2, (command, done.output)
+        assert (
+            "GATEWAY_DATABASE_URL: the database has no gateway schema: run gateway db upgrade" in done.output
+        )
+        assert "SELECT" not in done.output
+
+
+def test_a_database_that_does_not_answer_is_said_without_its_password(gateway_cli: GatewayCli) -> None:
+    done = gateway_cli(
+        "sources", GATEWAY_DATABASE_URL="postgresql+psycopg://gw:not-shown@127.0.0.1:1/gateway"
+    )
+    assert done.exit_code == 2, done.output
+    assert "GATEWAY_DATABASE_URL: the database does not answer (psycopg.OperationalError)" in done.output
+    assert "not-shown" not in done.output
+
+
+def test_a_migrated_database_is_read(gateway_cli: GatewayCli) -> None:
+    assert gateway_cli("sources").exit_code == 0
