@@ -87,6 +87,9 @@ def _check_free(ports: list[int]) -> None:
     running, say): its servers would answer in place of this demo's."""
     for port in ports:
         with socket.socket() as sock:
+            # As the servers bind: connections a stopped demo closed a moment ago
+            # (TIME_WAIT) hold the port for a minute, but only a listener takes it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# Loggers that would say too much at INFO: a line per upstream request, per job started.
-_QUIET = ("httpx", "httpcore", "apscheduler", "multipart")
+# Loggers that would say too much at INFO: a line per upstream request, per job started,
+# per schema check (each /readyz reads the schema's revision).
+_QUIET = ("httpx", "httpcore", "apscheduler", "multipart", "alembic")
 
 
 class UTCFormatter(logging.Formatter):

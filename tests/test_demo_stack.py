@@ -54,3 +54,18 @@ def test_the_demo_refuses_a_production_environment(
     monkeypatch.setenv("GATEWAY_ENVIRONMENT", "development")
     with pytest.raises(_PastTheGuard):  # elsewhere the demo starts as before
         demo_stack.run_demo(port=0, data_dir=tmp_path / "demo-data")
+
+
+def test_a_port_whose_last_server_just_stopped_is_free_again() -> None:
+    """Connections closed by a demo that just stopped linger (TIME_WAIT) for a minute;
+    they must not make the next demo refuse the port."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end waits in TIME_WAIT
+        client.close()
+    _check_free([port])
