@@ -316,7 +316,9 @@ def sources_command(
     from gateway.sync.health import source_health
 
     with _database(migrate=False) as factory, factory() as session:
-        health = source_health(session, get_settings())
+        # Every source that has run, though its upstream settings are the gateway's, not
+        # this command's: a monitor must see London failing wherever it runs.
+        health = source_health(session, get_settings(), every_pulled=True)
     if as_json:
         print(orjson.dumps({"sources": health}).decode())
     else:

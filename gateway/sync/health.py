@@ -48,14 +48,19 @@ def _describe(
     }
 
 
-def source_health(session: Session, settings: Settings, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Health of every configured pulled source and every tracker that has pushed."""
+def source_health(
+    session: Session, settings: Settings, now: datetime | None = None, *, every_pulled: bool = False
+) -> list[dict[str, Any]]:
+    """Health of every configured pulled source and every tracker that has pushed;
+    ``every_pulled``: also the pulled sources not configured here that have run (a
+    command run where the gateway's upstream settings are not)."""
     now = now or utcnow()
     out = []
     for name, spec in PULLED_SOURCES.items():
-        if not spec.configured(settings):
-            continue
         activity = source_queries.pulled_source_activity(session, name)
+        ran = activity.last_attempt is not None or activity.last_success is not None
+        if not (spec.configured(settings) or (every_pulled and ran)):
+            continue
         out.append(
             _describe(
                 name,

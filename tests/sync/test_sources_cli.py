@@ -65,3 +65,15 @@ def test_json_is_what_the_api_serves(gateway_cli: GatewayCli, factory: sessionma
     (source,) = orjson.loads(done.output)["sources"]
     assert (source["source"], source["kind"], source["status"]) == ("tracker-north-west", "push", "ok")
     assert source["newest_data_age_seconds"] is not None and source["consecutive_failures"] == 0
+
+
+def test_a_pulled_source_that_has_run_is_shown_without_its_settings(
+    gateway_cli: GatewayCli, factory: sessionmaker[Session]
+) -> None:
+    """A monitor run where the gateway's upstream settings are not still sees London."""
+    _london_fails(factory, 3)
+    done = gateway_cli("sources", GATEWAY_LONDON_BASE_URL=None, GATEWAY_CQC_BASE_URL=None)
+    assert done.exit_code == 1, done.output
+    rows = {line.split()[0]: line.split() for line in done.output.splitlines() if line.strip()}
+    assert rows["london"][1] == "failing"
+    assert "cqc" not in rows  # never run here: nothing to show
