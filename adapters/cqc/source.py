@@ -140,6 +140,14 @@ class CqcSource:
         todo = [i for i in dict.fromkeys([*listed, *sorted(also)]) if i not in skip]
         return await self._fetch(todo, on_batch, progress, len(todo))
 
+    async def fetch_locations(
+        self, location_ids: Iterable[str], on_batch: OnBatch, progress: OnProgress | None = None
+    ) -> int:
+        """Fetch the details of ``location_ids``, each once (locations trackers began to
+        report while a full sync listed the registry, say)."""
+        todo = list(dict.fromkeys(location_ids))
+        return await self._fetch(todo, on_batch, progress, len(todo))
+
     async def incremental_sync(
         self,
         start: str,

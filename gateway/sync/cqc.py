@@ -26,6 +26,7 @@ seen by the next incremental run.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -250,6 +251,13 @@ async def _full(
         done = registry_queries.registry_ids_synced_since(session, datetime.fromisoformat(started))
         reported = registry_queries.reported_location_ids(session)
     asked = await source.full_sync(done, stored.locations, context.progress, also=reported)
+    # Locations trackers began to report while the registry was listed and fetched (a full
+    # sync takes half an hour at the CQC's rate): fetched now, not left to the next run.
+    with context.factory() as session:
+        late = set(registry_queries.reported_ids_not_in_registry(session)) - reported
+    if late:
+        asked += await source.fetch_locations(sorted(late), stored.locations, _after(context, asked))
+        reported |= late
     with context.factory() as session:
         providers = registry_queries.providers_to_fetch_since(session, datetime.fromisoformat(started))
     await _providers(context, source, providers | set(cursor.get("retry_provider_ids", [])), stored, asked)
@@ -271,13 +279,19 @@ async def _providers(
 ) -> None:
     """Fetch the providers' details once the run's ``asked`` locations are in (progress
     goes on counting from there)."""
+    await source.fetch_providers(sorted(provider_ids), stored.provider_details, _after(context, asked))
+
+
+def _after(context: SyncContext, asked: int) -> Callable[[int, int | None], None]:
+    """The run's progress for a later part of it, counted on from the ``asked`` calls
+    before it."""
     progress = context.progress
 
     def shifted(done: int, total: int | None) -> None:
         if progress is not None:
             progress(asked + done, None if total is None else asked + total)
 
-    await source.fetch_providers(sorted(provider_ids), stored.provider_details, shifted)
+    return shifted
 
 
 def _iso(moment: datetime) -> str:

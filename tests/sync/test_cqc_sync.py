@@ -285,6 +285,29 @@ def test_full_sync_fetches_tracked_locations_the_care_home_listing_leaves_out(
     assert not rehab_kinds & {"unknown-to-cqc", "capacity-above-registered", "not-reported"}
 
 
+def test_a_full_sync_fetches_locations_reported_while_it_ran(
+    cqc: tuple[str, CqcApiSimulator],
+    settings: Settings,
+    factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tracker that starts reporting a location the care-home listing leaves out while a
+    full sync runs (it takes half an hour at the CQC's rate; the demo's trackers push
+    during its first) has it fetched by that sync, not an hour later."""
+    url, sim = cqc
+    quiet(sim)
+    not_a_care_home(sim, "1-555000001", "Riverside Rehabilitation Unit")
+    report(factory, "tracker-east", "1-555000001", "1-555000002")
+    # As if the trackers reported them just after the run read what is reported.
+    monkeypatch.setattr(registry_queries, "reported_location_ids", lambda session: set())
+    full = run(sync_cqc_full, settings, factory, url)
+    assert full.status == "succeeded", full.error_message
+    assert registry(factory)["1-555000001"]["name"] == "Riverside Rehabilitation Unit"
+    assert full.warnings == ["1-555000002: not found (404) on detail; skipped"]
+    assert cursor_of(factory)["reported_unknown_ids"] == ["1-555000002"]  # left to the next full sync
+    assert unknown_to_cqc(factory) == {"1-555000002"}
+
+
 def quiet(sim: CqcApiSimulator) -> None:
     """No faults: the runs' counts are then exact."""
     sim.settings.error_rate = sim.settings.soft_429_rate = sim.settings.hard_429_rate = 0.0
