@@ -14,14 +14,14 @@ from sqlalchemy.orm import Session
 
 from gateway.model.capacity import above_registered
 from gateway.model.vocab import QualityFlag
-from gateway.search.query import authority_key
+from gateway.search.query import authority_key, text_key
 from gateway.store.repository import chunks
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table
 
 LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
 
-# The list-valued attributes the filters read (lower case, compared case-blind), in this
-# order in ``Entry.sets``.
+# The list-valued attributes the filters read (as ``text_key`` writes them: compared in
+# any case and spacing), in this order in ``Entry.sets``.
 SETS = (
     "languages",
     "funding",
@@ -113,8 +113,8 @@ def _list(text: str | None) -> list[Any]:
 
 @lru_cache(maxsize=65536)
 def _lower(text: str | None) -> frozenset[str]:
-    """A JSON list of strings as a set of lower-case strings."""
-    return frozenset(v.lower() for v in _list(text))
+    """A JSON list of strings as a set of its values as compared (``text_key``)."""
+    return frozenset(text_key(v) for v in _list(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +139,8 @@ class Entry:
     icb: str | None
     sub_icb: str | None
     rating: str  # the registry's overall rating, else 'not-rated'
-    brand_name: str | None  # lower case
-    brand_id: str | None  # lower case
+    brand_name: str | None  # as compared (``text_key``)
+    brand_id: str | None  # as compared
     provider_type: str
     accepting: bool | None  # None: the source did not say
     out_of_hours: bool | None
@@ -194,8 +194,8 @@ def _entry(row: Sequence[Any], lines: list[Line]) -> Entry:
         icb.upper() if icb else None,  # codes are compared in upper case
         sub_icb.upper() if sub_icb else None,
         rating or "not-rated",
-        brand.lower() if brand else None,
-        brand_id.lower() if brand_id else None,
+        text_key(brand) if brand else None,
+        text_key(brand_id) if brand_id else None,
         ptype,
         accepting,
         ooh,

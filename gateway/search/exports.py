@@ -212,11 +212,17 @@ def xlsx_stream(results: Iterable[dict[str, Any]], filters: list[tuple[str, str]
 
 
 def table_response(
-    rows: list[dict[str, Any]], name: str, fmt: str, columns: list[str], about: str = ""
+    rows: list[dict[str, Any]],
+    name: str,
+    fmt: str,
+    columns: list[str],
+    about: str = "",
+    headers: list[str] | None = None,
 ) -> Any:
-    """A small report table as CSV or Excel (reports are a few hundred rows at most), with
-    ``columns`` as its header whatever the rows hold (a row without one: a blank cell), and
-    ``about`` (the filters it was drawn from) after the export time on its first line."""
+    """A small report table as CSV or Excel (reports are a few hundred rows at most): the
+    rows' ``columns`` whatever the rows hold (a row without one: a blank cell), headed by
+    ``headers`` (else the columns' keys), and ``about`` (the filters it was drawn from)
+    after the export time on its first line."""
     from fastapi.responses import Response
 
     stamp = f"Exported at: {utcnow().isoformat(timespec='seconds')}" + (f"; {about}" if about else "")
@@ -225,7 +231,7 @@ def table_response(
         buffer.write(BOM)
         writer = csv.writer(buffer)
         writer.writerow([f"# {stamp}"])
-        writer.writerow(_cells(columns))
+        writer.writerow(_cells(headers or columns))
         for row in rows:
             writer.writerow(_cells((row.get(c) for c in columns), ""))
         return Response(
@@ -236,7 +242,7 @@ def table_response(
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(name[:31])
     sheet.append([f"{stamp} {_UTC_NOTE}"])
-    sheet.append(_cells(columns))
+    sheet.append(_cells(headers or columns))
     for row in rows:
         sheet.append([(excel_time if c in _TIME_COLUMNS else spreadsheet_cell)(row.get(c)) for c in columns])
     out = io.BytesIO()

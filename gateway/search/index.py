@@ -34,8 +34,8 @@ from sqlalchemy.orm import Session
 from gateway.model.vocab import LONG_TERM_VACANCY_TYPES
 from gateway.places import EARTH_RADIUS_KM, bounding_box, haversine_km
 from gateway.search.columns import Columns, Marker
-from gateway.search.entries import load, load_points
-from gateway.search.query import SearchQuery, Sort, authority_key
+from gateway.search.entries import SETS, load, load_points
+from gateway.search.query import SearchQuery, Sort, authority_key, text_key
 from gateway.store.tables import (
     LocationVersion,
     RegistryGeneration,
@@ -79,7 +79,7 @@ class Snapshot(Columns):
         return _members(codes, vocabulary, wanted)
 
     def _has(self, attribute: int, value: str) -> NDArray[np.bool_]:
-        """Locations whose ``SETS[attribute]`` holds ``value`` (lower case). Cached for
+        """Locations whose ``SETS[attribute]`` holds ``value`` (as compared). Cached for
         the values the data holds only, so values searched for cannot grow the cache."""
         key = (attribute, value)
         mask = self._masks.get(key)
@@ -90,6 +90,11 @@ class Snapshot(Columns):
             self._masks[key] = mask
         return mask
 
+    def held(self, name: str) -> frozenset[str]:
+        """Every value of the list-valued attribute ``name`` (one of ``SETS``) some
+        location holds, as compared (``text_key``)."""
+        return self._held(SETS.index(name))
+
     def _held(self, attribute: int) -> frozenset[str]:
         """Every value of ``SETS[attribute]`` some location holds (computed once)."""
         held = self._values.get(attribute)
@@ -99,7 +104,7 @@ class Snapshot(Columns):
 
     def _any_of(self, attribute: int, wanted: list[str]) -> NDArray[np.bool_]:
         mask = np.zeros(self.size, np.bool_)
-        for value in {w.lower() for w in wanted}:
+        for value in {text_key(w) for w in wanted}:
             mask |= self._has(attribute, value)
         return mask
 
@@ -157,7 +162,7 @@ class Snapshot(Columns):
             if wanted:
                 mask &= self._category(name, wanted)
         if q.brands:
-            brands = [b.lower() for b in q.brands]
+            brands = [text_key(b) for b in q.brands]
             mask &= self._category("brand_name", brands) | self._category("brand_id", brands)
         if q.accepting_today is not None:
             mask &= self.accepting == int(q.accepting_today)  # not known (-1) matches neither
@@ -210,7 +215,7 @@ class Snapshot(Columns):
 
     def _sets(self, q: SearchQuery, mask: NDArray[np.bool_]) -> None:
         """Narrow ``mask`` by the list-valued filters."""
-        for value in {w.lower() for w in q.languages}:  # every language asked
+        for value in {text_key(w) for w in q.languages}:  # every language asked
             mask &= self._has(0, value)
         for attribute, wanted in (
             (1, q.funding),

@@ -121,9 +121,16 @@ def area_codes(values: list[str]) -> list[str]:
     return sorted({v.strip().upper() for v in values})
 
 
+def text_key(value: str) -> str:
+    """A name or list value as the search compares it (a local authority, brand,
+    specialism, service type, regulated activity, contract, language): lower case, spacing
+    made single."""
+    return " ".join(value.lower().split())
+
+
 def authority_key(name: str) -> str:
     """A local authority's name as compared: lower case, spacing made single."""
-    return " ".join(name.lower().split())
+    return text_key(name)
 
 
 def district_searched(value: str) -> str | None:

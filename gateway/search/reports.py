@@ -22,6 +22,7 @@ from gateway.model.vocab import (
     LONG_TERM_VACANCY_TYPES,
     NhsRegion,
     ProviderType,
+    UnavailableReason,
     VacancyType,
 )
 from gateway.search.query import area_codes, authority_key, codes, stay_types
@@ -51,6 +52,7 @@ VOCABULARY_GROUPS = {"nhs_region": NhsRegion, "vacancy_type": VacancyType}
 VACANCIES = sa.case(
     (LINE.c.maximum_capacity > LINE.c.occupied, LINE.c.maximum_capacity - LINE.c.occupied), else_=0
 )
+NOT_GIVEN = "not-given"  # the reason unavailable beds given none are counted under
 COUNTS = ("maximum_capacity", "occupied", "reserved", "admittable", "unavailable")
 ROW_COLUMNS = [
     *COUNTS,
@@ -192,15 +194,19 @@ def occupancy(
         same = _group_key(group_by, record[0])
         found = groups.get(same)
         if found is None:
-            name = written.get(same) or _reference_name(group_by, same) or record[0]
-            found = groups[same] = {"group": name, "values": defaultdict(int), "seen": [0, 0]}
+            found = groups[same] = {"spellings": set(), "values": defaultdict(int), "seen": [0, 0]}
+        found["spellings"].add(record[0])
         for k, v in values.items():
             found["values"][k] += v
         found["seen"][0] += record[7]
         found["seen"][1] += record[8]
-    ordered = groups.items()
-    if group_by == "local_authority":
-        ordered = sorted(ordered, key=lambda item: (item[0] is None, item[0] or ""))  # type: ignore[assignment]
+    # Every area with registered care homes has a row, of zeros where no line matches, so
+    # the rows add up to the national total, registered care homes too, under any filter.
+    for same in registered or {}:
+        groups.setdefault(same, {"spellings": set(), "values": defaultdict(int), "seen": [0, 0]})
+    for same, found in groups.items():
+        found["group"] = _group_name(group_by, same, found["spellings"], written)
+    ordered = sorted(groups.items(), key=lambda item: (item[0] is None, str(item[0])))
     rows = [
         {
             "group": found["group"],
@@ -208,7 +214,7 @@ def occupancy(
             **_row(dict(found["values"])),
             "locations_with_vacancy_data": found["seen"][0],
             "locations_updated_last_7_days": found["seen"][1],
-            "cqc_registered_care_homes": registered.get(same) if registered is not None else None,
+            "cqc_registered_care_homes": registered.get(same, 0) if registered is not None else None,
         }
         for same, found in ordered
     ]
@@ -244,32 +250,39 @@ def _group_key(group_by: str, value: Any) -> Any:
     return value
 
 
-def _reference_name(group_by: str, same: Any) -> str | None:
-    """A local authority's name as the postcode districts write it (None: not theirs)."""
+def _group_name(group_by: str, same: Any, spellings: set[Any], written: dict[Any, str]) -> Any:
+    """A group's name in a report (its row, its drill-down): a local authority as the
+    registry writes it, else as the postcode districts do, else its first spelling in the
+    view (in one order on every database); any other group as it is."""
     if group_by != "local_authority" or same is None:
-        return None
-    return reference_authorities().get(same)
+        return same
+    known = written.get(same) or reference_authorities().get(same)
+    return known or min((s.strip() for s in spellings if s), default=same)
 
 
 def _registered(session: Session, group_by: str) -> tuple[dict[Any, int] | None, dict[Any, str]]:
     """The registry's registered care homes per group (None: not given for ``group_by``),
-    and each group's name as the registry writes it (local authorities)."""
+    each in the group its report rows place it (the registry's area, else the national
+    view's, as ``GROUPS`` reads it), and each group's name as the registry writes it
+    (local authorities)."""
     column = REGISTRY_GROUPS.get(group_by)
     if column is None:
         return None, {}
+    grouped = GROUPS[group_by]
     stmt = (
-        sa.select(column, sa.func.count())
+        sa.select(grouped, column, sa.func.count())
+        .select_from(REG.outerjoin(LOC, LOC.c.cqc_location_id == REG.c.cqc_location_id))
         .where(REG.c.care_home.is_(True), REG.c.registration_status == "Registered")
-        .group_by(column)
+        .group_by(grouped, column)
         .order_by(column)
     )
     counts: defaultdict[Any, int] = defaultdict(int)
     written: dict[Any, str] = {}
-    for value, count in session.execute(stmt):
+    for value, registry_value, count in session.execute(stmt):
         same = _group_key(group_by, value)
         counts[same] += int(count)
-        if group_by == "local_authority" and value is not None:
-            written.setdefault(same, value.strip())
+        if group_by == "local_authority" and registry_value is not None:
+            written.setdefault(_group_key(group_by, registry_value), registry_value.strip())
     return dict(counts), written
 
 
@@ -299,7 +312,10 @@ def _in_group(
         held = list(session.scalars(sa.select(key).select_from(joined).where(key.is_not(None)).distinct()))
         check_local_authorities([group], lambda: [*held, *registry_authorities(session)], "group")
         wanted = authority_key(group)
-        return group, key.in_([name for name in held if authority_key(name) == wanted])
+        spellings = {name for name in held if authority_key(name) == wanted}
+        # Named as its group's row names it (the registry's spelling), not as typed.
+        name = _group_name(group_by, wanted, spellings, _registered(session, group_by)[1])
+        return name, key.in_(sorted(spellings))
     # An ICB by its code in any case; one neither the view nor the registry has is refused.
     code = area_codes([group])[0]
     held_codes = {c.upper() for c in session.scalars(sa.select(key).select_from(joined).distinct()) if c}
@@ -366,35 +382,35 @@ def unavailable(
         sa.select(key, LINE.c.unavailable, LINE.c.unavailable_reasons, LINE.c.consistent)
         .select_from(joined)
         .where(*conditions, LINE.c.unavailable > 0)
-        .order_by(
-            key
-        )  # so an authority's first spelling, its name when no list has it, is the same each time
     )
     _, written = _registered(session, group_by)
     areas: dict[Any, dict[str, Any]] = {}
     national: dict[str, int] = defaultdict(int)
     total = inconsistent = 0
+    spellings: defaultdict[Any, set[Any]] = defaultdict(set)
     for area, beds, reasons, consistent in session.execute(stmt):
         inconsistent += consistent is False
         same = _group_key(group_by, area)  # one authority's spellings are one area, as in occupancy
+        spellings[same].add(area)
         row = areas.get(same)
         if row is None:
-            name = written.get(same) or _reference_name(group_by, same) or area
-            row = areas[same] = {
-                "group": name,
-                "group_display": _display(group_by, name),
-                "unavailable_beds": 0,
-                "by_reason": defaultdict(int),
-            }
+            row = areas[same] = {"unavailable_beds": 0, "by_reason": defaultdict(int)}
         row["unavailable_beds"] += beds
         total += beds
-        for reason in reasons or ["not-given"]:
+        for reason in reasons or [NOT_GIVEN]:
             row["by_reason"][reason] += beds
             national[reason] += beds
-    rows = [
-        {**row, "by_reason": dict(sorted(row["by_reason"].items()))}
-        for _, row in sorted(areas.items(), key=lambda item: (item[0] is None, str(item[0])))
-    ]
+    rows = []
+    for same, row in sorted(areas.items(), key=lambda item: (item[0] is None, str(item[0]))):
+        name = _group_name(group_by, same, spellings[same], written)
+        rows.append(
+            {
+                "group": name,
+                "group_display": _display(group_by, name),
+                "unavailable_beds": row["unavailable_beds"],
+                "by_reason": dict(sorted(row["by_reason"].items())),
+            }
+        )
     return {
         "group_by": group_by,
         "provider_types": counted,
@@ -404,3 +420,31 @@ def unavailable(
         "note": "beds of a line with several reasons count under each of its reasons; lines are counted "
         "as providers sent them, inconsistent_lines of them breaking the capacity invariant",
     }
+
+
+def reason_display(code: str) -> str:
+    """A reason's users' wording (a code outside the vocabulary as it is)."""
+    if code == NOT_GIVEN:
+        return "Not given"
+    try:
+        return UnavailableReason(code).display
+    except ValueError:
+        return code
+
+
+def unavailable_table(report: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """The unavailable report as a file's table: its rows (the areas, then England), the
+    keys of its columns, and their headers. A column for every reason given anywhere (the
+    national row has them all), each area's count under it or 0, headed by the reason's
+    users' wording (``Staffing Levels (Absence)``; JSON keeps the codes)."""
+    reasons = list(report["total"]["by_reason"])
+    rows = [
+        {
+            "group": row["group"],
+            "unavailable_beds": row["unavailable_beds"],
+            **{reason: row["by_reason"].get(reason, 0) for reason in reasons},
+        }
+        for row in [*report["rows"], report["total"]]
+    ]
+    columns = ["group", "unavailable_beds", *reasons]
+    return rows, columns, ["group", "unavailable_beds", *map(reason_display, reasons)]

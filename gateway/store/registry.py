@@ -344,6 +344,41 @@ def registry_area_codes(session: Session, area: str) -> set[str]:
     return {code.upper() for code in session.scalars(sa.select(column).where(column.is_not(None)).distinct())}
 
 
+# The registry's columns of what the search filters on, by the search's name for it.
+# Those holding JSON lists are read as their text (few distinct lists), then parsed.
+_LISTED_VALUES = {
+    "specialism": ("specialisms",),
+    "service_type": ("service_types",),
+    "regulated_activity": ("regulated_activities",),
+}
+_PLAIN_VALUES = {
+    "brand": ("brand_name", "brand_id"),
+    "icb": ("icb_code",),
+    "sub_icb": ("sub_icb_code",),
+    # A contract with a sub-ICB names it by its code or its name.
+    "contract_sub_icb": ("sub_icb_code", "sub_icb_name"),
+}
+REGISTRY_VALUE_KINDS = frozenset(_LISTED_VALUES) | frozenset(_PLAIN_VALUES)
+
+
+def registry_values(session: Session, kind: str) -> set[str]:
+    """Every value of ``kind`` (one of ``REGISTRY_VALUE_KINDS``: a specialism, service type,
+    regulated activity, brand name or id, ICB or sub-ICB code, sub-ICB code or name) the
+    CQC registry gives, as it writes them."""
+    if kind not in REGISTRY_VALUE_KINDS:
+        raise ValueError(f"the registry keeps no values of {kind!r}")
+    t = table(RegistryLocation)
+    out: set[str] = set()
+    for name in _LISTED_VALUES.get(kind, ()):
+        text = sa.cast(t.c[name], sa.Text)  # PostgreSQL's json has no equality: DISTINCT on its text
+        for listed in session.scalars(sa.select(text).where(t.c[name].is_not(None)).distinct()):
+            out.update(v for v in (orjson.loads(listed) if listed else None) or () if isinstance(v, str))
+    for name in _PLAIN_VALUES.get(kind, ()):
+        column = t.c[name]
+        out.update(session.scalars(sa.select(column).where(column.is_not(None)).distinct()))
+    return out
+
+
 def reported_ids_not_in_registry(session: Session) -> list[str]:
     """CQC IDs of the national view's active locations the registry does not hold, in
     order (an incremental sync fetches them: a tracker may start reporting a location the

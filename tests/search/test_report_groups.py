@@ -55,7 +55,9 @@ def test_one_authority_written_several_ways_is_one_row_its_drill_down_adds_up_to
     assert manchester["maximum_capacity"] == 20 + 30 + 10
     assert manchester["locations_with_vacancy_data"] == 3
     for spelling in ("Manchester", "manchester", "MANCHESTER  "):
-        drill = get(client, token, OCCUPANCY, group_by="local_authority", group=spelling)["locations"]
+        answer = get(client, token, OCCUPANCY, group_by="local_authority", group=spelling)
+        assert answer["group"] == "Manchester", spelling  # as its row names it, not as typed
+        drill = answer["locations"]
         assert sorted(loc["cqc_location_id"] for loc in drill) == ["1-1", "1-2", "1-3"], spelling
         for key in COUNTED:
             assert sum(loc[key] for loc in drill) == manchester[key], (spelling, key)
@@ -205,3 +207,65 @@ def test_a_report_file_says_what_it_was_drawn_from(
         io.BytesIO(client.get(url, params={**params, "format": "xlsx"}, headers=bearer(token)).content)
     )
     assert "provider types counted: care-home" in next(workbook.active.values)[0]
+
+
+def test_a_drill_down_is_named_as_the_registry_writes_its_authority(
+    client: TestClient, token: str, factory: sessionmaker[Session]
+) -> None:
+    # The registry writes Wigan its own way: the row and its drill-down both say so.
+    written = RegistryLocation(
+        cqc_location_id="1-4", name="Reg", registration_status="Registered", local_authority="WIGAN Borough"
+    )
+    odd = location("1-6", local_authority="wigan borough")
+    client.post("/api/v1/submissions", content=orjson.dumps(batch(odd)), headers=bearer(token))
+    with transaction(factory) as session:
+        replace_registry_locations(session, [{**written.model_dump(), "synced_at": utcnow()}])
+    rows = [row["group"] for row in get(client, token, OCCUPANCY, group_by="local_authority")["rows"]]
+    assert "WIGAN Borough" in rows
+    drill = get(client, token, OCCUPANCY, group_by="local_authority", group="wigan   BOROUGH")
+    assert drill["group"] == "WIGAN Borough"
+    assert sorted(loc["cqc_location_id"] for loc in drill["locations"]) == ["1-4", "1-6"]
+
+
+def test_registered_care_homes_add_up_to_the_total_under_any_filter(
+    client: TestClient, token: str, factory: sessionmaker[Session]
+) -> None:
+    # One registered home in each of Manchester, Wigan and Bolton (none reported there);
+    # the registry gives no region for the first two: the view's (north-west) places them.
+    registry = [
+        RegistryLocation(
+            cqc_location_id="1-1", name="R", registration_status="Registered", local_authority="Manchester"
+        ),
+        RegistryLocation(
+            cqc_location_id="1-4", name="R", registration_status="Registered", local_authority="Wigan"
+        ),
+        RegistryLocation(
+            cqc_location_id="1-50",
+            name="R",
+            registration_status="Registered",
+            local_authority="Bolton",
+            nhs_region="north-west",
+        ),
+    ]
+    with transaction(factory) as session:
+        replace_registry_locations(session, [{**r.model_dump(), "synced_at": utcnow()} for r in registry])
+    late = location("1-5", local_authority="Wigan", out_of_hours_admissions=True)  # the only one matching
+    client.post("/api/v1/submissions", content=orjson.dumps(batch(late)), headers=bearer(token))
+    by_authority = get(client, token, OCCUPANCY, group_by="local_authority", out_of_hours="true")
+    rows = {row["group"]: row for row in by_authority["rows"]}
+    # Every area with registered homes has a row, of zeros where no line matches.
+    assert sorted(rows) == ["Bolton", "Manchester", "Wigan"]
+    assert rows["Bolton"]["maximum_capacity"] == rows["Manchester"]["maximum_capacity"] == 0
+    assert rows["Bolton"]["locations_with_vacancy_data"] == 0 and rows["Wigan"]["maximum_capacity"] == 20
+    assert {name: row["cqc_registered_care_homes"] for name, row in rows.items()} == {
+        "Bolton": 1,
+        "Manchester": 1,
+        "Wigan": 1,
+    }
+    for report in (by_authority, get(client, token, OCCUPANCY, out_of_hours="true")):
+        total = report["total"]
+        assert total["cqc_registered_care_homes"] == 3
+        for key in (*COUNTED, "cqc_registered_care_homes", "locations_with_vacancy_data"):
+            assert sum(row[key] for row in report["rows"]) == total[key], key
+    by_region = get(client, token, OCCUPANCY, out_of_hours="true")["rows"]
+    assert [(row["group"], row["cqc_registered_care_homes"]) for row in by_region] == [("north-west", 3)]

@@ -86,7 +86,7 @@ def test_drill_down_by_vacancy_type_adds_up_too(client: TestClient, token: str) 
         ("nhs_region", "north west", "north-west", ["1-1", "1-2"]),
         ("nhs_region", "north-west", "north-west", ["1-1", "1-2"]),
         ("vacancy_type", "Dementia Nursing", "dementia-nursing", ["1-1"]),
-        ("local_authority", "WIGAN", "WIGAN", ["1-2"]),
+        ("local_authority", "WIGAN", "Wigan", ["1-2"]),  # named as its row names it, not as typed
         ("local_authority", "Bolton", "Bolton", []),
     ],
 )
@@ -182,7 +182,8 @@ def reasons_token(client: TestClient, make_token: TokenMaker) -> str:
 
 
 def test_unavailable_exports_have_a_column_for_every_reason(client: TestClient, reasons_token: str) -> None:
-    reasons = ["not-given", "outbreak-covid", "refurbishment", "safeguarding"]
+    # Headed in the users' words, as the tracker names the reasons; JSON keeps the codes.
+    reasons = ["Not given", "Outbreaks (Covid)", "Refurbishment", "Safeguarding"]
     expected = [
         ["group", "unavailable_beds", *reasons],
         ["london", 2, 0, 0, 0, 2],
@@ -193,6 +194,9 @@ def test_unavailable_exports_have_a_column_for_every_reason(client: TestClient, 
     tables = exported(client, reasons_token, "/api/v1/reports/unavailable", {})
     assert tables["xlsx"] == expected
     assert tables["csv"] == [[str(cell) for cell in row] for row in expected]
+    as_json = client.get("/api/v1/reports/unavailable", headers=bearer(reasons_token)).json()
+    codes = ["not-given", "outbreak-covid", "refurbishment", "safeguarding"]
+    assert list(as_json["total"]["by_reason"]) == codes
 
 
 def test_the_unavailable_report_says_how_many_lines_were_inconsistent(

@@ -256,18 +256,7 @@ def unavailable_report(
     )
     if format == "json":
         return report
-    # A column for every reason given anywhere (the national row has them all), each
-    # area's count under it or 0: not only the reasons the first area happens to give.
-    reasons = list(report["total"]["by_reason"])
-    flat = [
-        {
-            "group": row["group"],
-            "unavailable_beds": row["unavailable_beds"],
-            **{reason: row["by_reason"].get(reason, 0) for reason in reasons},
-        }
-        for row in [*report["rows"], report["total"]]
-    ]
-    columns = ["group", "unavailable_beds", *reasons]
+    rows, columns, headers = reports.unavailable_table(report)
     return exports.table_response(
-        flat, f"unavailable-by-{group_by}", format, columns, _report_filters(request, report)
+        rows, f"unavailable-by-{group_by}", format, columns, _report_filters(request, report), headers
     )
