@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fastapi import Depends, Request
 from starlette.datastructures import QueryParams
 
 from gateway.search.query import refuse
@@ -105,3 +106,17 @@ class QueryParameters:
     def openapi(self) -> dict[str, Any]:
         """The routes's ``openapi_extra``: its parameters."""
         return {"parameters": [p.openapi() for p in self.params.values()]}
+
+
+def only_parameters(*names: str) -> Any:
+    """A route dependency refusing any query parameter but ``names``: a filter a route
+    does not have (the search's ``region=`` given to a report, say) must not be silently
+    ignored, leaving an answer that looks filtered."""
+    allowed = frozenset(names)
+
+    def check(request: Request) -> None:
+        for name in request.query_params:
+            if name not in allowed:
+                raise refuse(name, f"unknown parameter; allowed: {', '.join(names)}")
+
+    return Depends(check)

@@ -75,6 +75,12 @@ def find(
 ) -> tuple[int, list[dict[str, Any]]]:
     _check(kinds, KINDS, "kind")
     _check(statuses, STATUSES, "status")
+    if sources:
+        # A mistyped source would look like one with no findings; with none at all there is
+        # nothing to tell a source by.
+        known = tuple(queries.finding_sources(session))
+        if known:
+            _check(sources, known, "source")
     total, findings = queries.list_findings(
         session, kinds=kinds, regions=regions, sources=sources, statuses=statuses, limit=limit, offset=offset
     )

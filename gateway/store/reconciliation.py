@@ -182,6 +182,12 @@ def list_findings(
     return total, list(session.scalars(query))
 
 
+def finding_sources(session: Session) -> list[str]:
+    """Every source some finding names, in order."""
+    column = col(Finding.source)
+    return list(session.scalars(sa.select(column).where(column.is_not(None)).distinct().order_by(column)))
+
+
 def close_finding(finding: Finding, now: datetime) -> None:
     finding.status = "closed"
     finding.closed_at = now

@@ -373,6 +373,32 @@ def test_findings_api_filters_exports_csv_and_reviews_matches(
     assert [(f["source_ref"], f["nhs_region"]) for f in london] == [("LDN-000002", "london")]
     bad = client.get("/api/v1/reconciliation/findings", params={"kind": "bogus"}, headers=bearer(token))
     assert bad.status_code == 422 and "kind" in bad.json()["detail"]
+    # A region by its name as by its code; a mistyped region, source or parameter is named,
+    # never an empty answer that looks like no findings.
+    by_name = client.get(
+        "/api/v1/reconciliation/findings",
+        params={"kind": "unmatched-home", "region": "London"},
+        headers=bearer(token),
+    ).json()["findings"]
+    assert [f["source_ref"] for f in by_name] == ["LDN-000002"]
+    for params, named in (
+        ({"region": "Londn"}, "region"),
+        ({"source": "tracker-nort-west"}, "source"),
+        ({"regoin": "london"}, "regoin"),
+    ):
+        refused = client.get("/api/v1/reconciliation/findings", params=params, headers=bearer(token))
+        assert refused.status_code == 422, params
+        assert named in refused.json()["detail"], refused.json()
+    sources = {
+        f["source"]
+        for f in client.get("/api/v1/reconciliation/findings", headers=bearer(token)).json()["findings"]
+    }
+    assert sources - {None}  # trackers' findings name their source
+    for source in sources - {None}:
+        found = client.get(
+            "/api/v1/reconciliation/findings", params={"source": source}, headers=bearer(token)
+        )
+        assert found.status_code == 200 and found.json()["total"] >= 1, source
     for offset in (2**63, 10**20, 100_000_001):  # past the database's integer: was a 500
         far = client.get("/api/v1/reconciliation/findings", params={"offset": offset}, headers=bearer(token))
         assert far.status_code == 422 and "offset" in far.json()["detail"], offset

@@ -9,19 +9,26 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import Admin, Reader, SessionDep
+from gateway.api.query_params import only_parameters
 from gateway.model.capacity import CQC_ID_PATTERN
+from gateway.model.vocab import NhsRegion
 from gateway.reconcile import api_service
+from gateway.search.query import codes
 
 router = APIRouter(prefix="/api/v1/reconciliation")
 MAX_OFFSET = 100_000_000  # far past any findings there are; a larger one overflows the database's integer
 
 
-@router.get("/findings", summary="Reconciliation findings (JSON or CSV)")
+@router.get(
+    "/findings",
+    summary="Reconciliation findings (JSON or CSV)",
+    dependencies=[only_parameters("kind", "region", "source", "status", "format", "limit", "offset")],
+)
 def list_findings(
     session: SessionDep,
     _: Reader,
     kind: Annotated[list[str] | None, Query(description="one or more finding kinds")] = None,
-    region: Annotated[list[str] | None, Query(description="NHS region codes")] = None,
+    region: Annotated[list[str] | None, Query(description="NHS region codes or names")] = None,
     source: Annotated[list[str] | None, Query()] = None,
     status: Annotated[list[str] | None, Query(description="open (default) or closed")] = None,
     format: Literal["json", "csv"] = "json",
@@ -31,7 +38,7 @@ def list_findings(
     total, rows = api_service.find(
         session,
         kinds=kind,
-        regions=region,
+        regions=codes("region", region, NhsRegion) if region else None,
         sources=source,
         statuses=status or ["open"],
         limit=None if format == "csv" else limit,

@@ -6,14 +6,14 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 
 from gateway.api.deps import FactoryDep, Reader, SessionDep
-from gateway.api.query_params import Param, QueryParameters
+from gateway.api.query_params import Param, QueryParameters, only_parameters
 from gateway.model.vocab import (
     CqcRating,
     FundingSource,
@@ -161,20 +161,6 @@ async def find_vacancies(request: Request, factory: FactoryDep, _: Reader) -> An
     )
 
 
-def _only(*names: str) -> Any:
-    """A dependency refusing any query parameter but ``names``: a filter a report does not
-    have (the search's ``region=`` or ``accepting_today=``, say) must not be silently
-    ignored, leaving a national report that looks filtered."""
-    allowed = frozenset(names)
-
-    def check(request: Request) -> None:
-        for name in request.query_params:
-            if name not in allowed:
-                raise refuse(name, f"unknown parameter; allowed: {', '.join(names)}")
-
-    return Depends(check)
-
-
 def _report_filters(request: Request, report: dict[str, Any]) -> str:
     """What a report's file was drawn from, written in it: the filters asked and the
     provider types counted (care homes when none was asked), so a file read later says
@@ -184,7 +170,7 @@ def _report_filters(request: Request, report: dict[str, Any]) -> str:
     return f"Filters: {'; '.join(asked) or 'none'}; provider types counted: {counted}"
 
 
-_OCCUPANCY_PARAMETERS = _only(
+_OCCUPANCY_PARAMETERS = only_parameters(
     "group_by",
     "group",
     "stay",
@@ -194,7 +180,7 @@ _OCCUPANCY_PARAMETERS = _only(
     "provider_type",
     "format",
 )
-_UNAVAILABLE_PARAMETERS = _only("group_by", "provider_type", "format")
+_UNAVAILABLE_PARAMETERS = only_parameters("group_by", "provider_type", "format")
 
 
 @router.get(
