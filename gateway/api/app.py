@@ -24,7 +24,7 @@ from gateway.ingest.submissions import SCHEMA_NAME
 from gateway.schemas import load_schema
 from gateway.search.index import index_for
 from gateway.settings import Settings, get_settings
-from gateway.store.db import create_engine, schema_behind, session_factory
+from gateway.store.db import check_schema, create_engine, session_factory
 from gateway.sync.scheduler import SourceScheduler
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz", include_in_schema=False, response_model=None)
     def readyz(request: Request) -> dict[str, str] | JSONResponse:
         """Readiness, for a load balancer in front of several processes: the database
-        answers and holds this gateway's schema; else 503 saying why."""
-        behind = schema_behind(request.app.state.engine)  # a database down raises: 503
-        if behind is not None:
-            return problems.unavailable(request, behind)
-        return {"status": "ready"}
+        answers and holds a schema this code serves; else 503 saying why."""
+        schema = check_schema(request.app.state.engine)  # a database down raises: 503
+        if not schema.ready:
+            return problems.unavailable(request, schema.detail or "")
+        return {"status": "ready", **({"schema": schema.detail} if schema.detail else {})}
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -31,7 +31,7 @@ from gateway.search.service import (
     check_local_authorities,
     reference_authorities,
 )
-from gateway.store.registry import registry_area_codes, registry_authorities
+from gateway.store.registry import registry_authorities, registry_values
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table, utcnow
 
 LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
@@ -319,7 +319,7 @@ def _in_group(
     # An ICB by its code in any case; one neither the view nor the registry has is refused.
     code = area_codes([group])[0]
     held_codes = {c.upper() for c in session.scalars(sa.select(key).select_from(joined).distinct()) if c}
-    check_area_codes("group", [code], held_codes, lambda: registry_area_codes(session, "icb"))
+    check_area_codes("group", [code], held_codes, lambda: registry_values(session, "icb"))
     return code, sa.func.upper(key) == code
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -67,25 +68,58 @@ def database_fault(error: sa.exc.DBAPIError | sa.exc.TimeoutError | sqlite3.Erro
     return f"{kind} {code}" if code else kind
 
 
-def schema_behind(engine: sa.Engine) -> str | None:
-    """Why the database cannot serve this code's schema (never migrated, or at an older
-    revision), or None when it is at the latest; the driver's error when it does not
-    answer."""
+def database_bug(error: sa.exc.DBAPIError | sa.exc.TimeoutError | sqlite3.Error) -> bool:
+    """Whether a driver's operational error is the SQL's fault, not the database's state:
+    SQLite reports a syntax error, a missing table or column as an OperationalError with
+    the generic SQLITE_ERROR (PostgreSQL raises a ProgrammingError), and retrying it never
+    helps. Anything else of its class (locked, cannot open, I/O) passes."""
+    orig = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+    return getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaCheck:
+    """Whether this code can serve the database's schema, and what to say of it."""
+
+    ready: bool
+    detail: str | None = None
+
+
+def check_schema(engine: sa.Engine) -> SchemaCheck:
+    """Can this code serve the database's schema? Not when never migrated or at an older
+    revision (``gateway db upgrade`` mends it); yes at its own revision, and at one a newer
+    release made: a rolling deploy migrates first, and the processes of the release before
+    keep serving until they are replaced (the detail says so). The driver's error when the
+    database does not answer."""
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     latest = _latest_revision()
     if current == latest:
-        return None
+        return SchemaCheck(True)
     if current is None:
-        return "the database has no gateway schema: run gateway db upgrade"
-    return (
-        f"the database schema is at revision {current}, this gateway needs {latest}: run gateway db upgrade"
+        return SchemaCheck(False, "the database has no gateway schema: run gateway db upgrade")
+    if current not in _known_revisions():
+        return SchemaCheck(
+            True,
+            f"the database schema is at revision {current}, newer than this gateway's {latest}: "
+            "a newer release migrated it; this process serves until it is replaced",
+        )
+    return SchemaCheck(
+        False,
+        f"the database schema is at revision {current}, this gateway needs {latest}: run gateway db upgrade",
     )
 
 
 @lru_cache(maxsize=1)
 def _latest_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+@lru_cache(maxsize=1)
+def _known_revisions() -> frozenset[str]:
+    return frozenset(
+        r.revision for r in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()
+    )
 
 
 def session_factory(engine: sa.Engine) -> sessionmaker[Session]:

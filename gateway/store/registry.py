@@ -336,14 +336,6 @@ def registry_authorities(session: Session) -> list[str]:
     )
 
 
-def registry_area_codes(session: Session, area: str) -> set[str]:
-    """Every ICB (``area`` 'icb') or sub-ICB ('sub_icb') code the CQC registry gives, in
-    upper case."""
-    t = table(RegistryLocation)
-    column = t.c.icb_code if area == "icb" else t.c.sub_icb_code
-    return {code.upper() for code in session.scalars(sa.select(column).where(column.is_not(None)).distinct())}
-
-
 # The registry's columns of what the search filters on, by the search's name for it.
 # Those holding JSON lists are read as their text (few distinct lists), then parsed.
 _LISTED_VALUES = {

@@ -99,6 +99,25 @@ def test_a_locked_sqlite_database_met_by_a_bulk_insert_is_a_503_too(
     assert "sqlite3.OperationalError SQLITE_BUSY" in caplog.text
 
 
+def test_a_fault_in_the_sql_is_a_500_on_either_database_not_a_503(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite reports a missing column as an OperationalError (PostgreSQL as a
+    ProgrammingError): a bug, which no retry mends, is never answered 'try again'."""
+
+    @client.app.get("/api/v1/test-sql-fault")  # type: ignore[attr-defined,misc]
+    def sql_fault() -> None:
+        with client.app.state.engine.connect() as connection:  # type: ignore[attr-defined]
+            connection.execute(sa.text("SELECT no_such_column FROM location"))
+
+    answering = TestClient(client.app, raise_server_exceptions=False)  # as a server answers a 500
+    with caplog.at_level(logging.ERROR, logger="gateway.api.problems"):
+        response = answering.get("/api/v1/test-sql-fault")
+    assert response.status_code == 500, response.text
+    assert "Retry-After" not in response.headers
+    assert "unexpected error on GET /api/v1/test-sql-fault" in caplog.text
+
+
 def test_ready_once_the_database_answers_at_this_code_s_schema(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200 and response.json() == {"status": "ready"}
@@ -119,3 +138,13 @@ def test_not_ready_on_a_database_never_migrated_or_behind_this_code(tmp_path: Pa
     upgrade(url)
     for client in _client(url):
         assert client.get("/readyz").status_code == 200
+    # Migrated by a newer release (a rolling deploy migrates first): this process still
+    # serves until it is replaced, or the balancer would drop every old process at once.
+    with sa.create_engine(url).begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    for client in _client(url):
+        response = client.get("/readyz")
+        assert response.status_code == 200, response.text
+        note = response.json()["schema"]
+        assert note.startswith("the database schema is at revision 9999, newer than this gateway's ")
+        assert "gateway db upgrade" not in note
