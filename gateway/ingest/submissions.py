@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -252,7 +252,9 @@ def keep_and_process(
                 previous = repository.submission_by_idempotency_key(
                     session, principal.token_id, idempotency_key
                 )
-                if previous is not None:
+                if previous is not None and _abandoned(previous, request_hash, received_at):
+                    _finish(session, previous.id, 500, _ABANDONED, released_key=True)
+                elif previous is not None:
                     return _replay(previous, request_hash)
             repository.add_submission(
                 session,
@@ -299,6 +301,29 @@ def keep_and_process(
             }
             _finish(session, submission_id, 500, failed, released_key=True)
         raise
+
+
+# A push kept but never answered this long ago was abandoned: the process handling it
+# stopped (killed, or its database failed before the failure could be recorded). Its batch
+# was applied in the same transaction as its answer, so none of it was; a retry with its
+# Idempotency-Key is processed afresh instead of answered 409 for ever.
+ABANDONED_AFTER = timedelta(minutes=10)
+_ABANDONED = {
+    "error": "Abandoned",
+    "status": 500,
+    "detail": "the gateway stopped before answering this push and applied none of it; "
+    "a retry with its Idempotency-Key was processed afresh",
+}
+
+
+def _abandoned(previous: Submission, request_hash: str, now: datetime) -> bool:
+    """Is ``previous`` (a push with the same key) one never answered and long gone, whose
+    retry (the same body) is to be processed afresh?"""
+    return (
+        previous.status_code is None
+        and previous.request_hash == request_hash
+        and previous.received_at < now - ABANDONED_AFTER
+    )
 
 
 def _problem_record(error: InvalidBody | Unprocessable | Forbidden) -> dict[str, Any]:
