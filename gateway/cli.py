@@ -36,15 +36,26 @@ def _database(*, migrate: bool = True) -> Iterator[sessionmaker[Session]]:
     first unless ``migrate`` is false); its connections are closed when the block ends."""
     import sqlalchemy as sa
 
-    from gateway.store.db import create_engine, database_fault, schema_behind, session_factory, upgrade
+    from gateway.store.db import check_schema, create_engine, database_fault, session_factory, upgrade
 
     url = get_settings().database_url
     if migrate:
         upgrade(url)
+    elif _missing_sqlite_file(url):
+        # Connecting would create an empty file there, then call it never migrated: a
+        # mistyped path followed by gateway db upgrade would make a second, empty gateway.
+        missing = sa.engine.make_url(url).database
+        console.print(
+            f"[red]GATEWAY_DATABASE_URL: there is no database file at {missing}[/red]",
+            highlight=False,
+            soft_wrap=True,  # a path copied whole, not broken across lines
+        )
+        raise typer.Exit(2)
     engine = create_engine(url)
     try:
         try:
-            behind = None if migrate else schema_behind(engine)
+            schema = None if migrate else check_schema(engine)
+            behind = schema.detail if schema is not None and not schema.ready else None
         except sa.exc.OperationalError as error:
             behind = f"the database does not answer ({database_fault(error)})"
         if behind is not None:
@@ -53,6 +64,17 @@ def _database(*, migrate: bool = True) -> Iterator[sessionmaker[Session]]:
         yield session_factory(engine)
     finally:
         engine.dispose()
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    """Does ``url`` name a SQLite file that does not exist?"""
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or parsed.query:
+        return False  # a URI filename or options: left to SQLite
+    return not Path(database).exists()
 
 
 def _split(values: list[str]) -> list[str]:

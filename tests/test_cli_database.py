@@ -4,12 +4,14 @@ quoting SQL."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from tests.conftest import GatewayCli
 
 
 def test_a_database_never_migrated_is_named_with_what_to_run(gateway_cli: GatewayCli, tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "empty.db").close()
     for command in (["sources"], ["token", "list"], ["token", "revoke", "--name", "x"]):
         done = gateway_cli(*command, GATEWAY_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}")
         assert done.exit_code == 2, (command, done.output)
@@ -30,3 +32,16 @@ def test_a_database_that_does_not_answer_is_said_without_its_password(gateway_cl
 
 def test_a_migrated_database_is_read(gateway_cli: GatewayCli) -> None:
     assert gateway_cli("sources").exit_code == 0
+
+
+def test_a_sqlite_file_that_is_not_there_is_named_not_created(
+    gateway_cli: GatewayCli, tmp_path: Path
+) -> None:
+    """A mistyped path is not made an empty database said to want gateway db upgrade
+    (which would make a second, empty gateway there)."""
+    missing = tmp_path / "gatewya.db"
+    for command in (["sources"], ["token", "list"], ["token", "revoke", "--name", "x"]):
+        done = gateway_cli(*command, GATEWAY_DATABASE_URL=f"sqlite:///{missing}")
+        assert done.exit_code == 2, (command, done.output)
+        assert f"GATEWAY_DATABASE_URL: there is no database file at {missing}" in done.output
+        assert not missing.exists()

@@ -41,6 +41,25 @@ from gateway.fhir.criteria import (
 from gateway.model.vocab import ShortStayService, VacancyType
 from gateway.places import bounding_box
 
+# The HealthcareService search parameters applied to retired services here (in SQL's scope
+# of locations, then ``_matcher``): one declared in ``params`` but missing here would be
+# ignored for them, finding retired services it should exclude (a test holds the two equal).
+FILTERS = frozenset(
+    {
+        "_id",
+        "_lastUpdated",
+        "active",
+        "admittable",
+        "characteristic",
+        "location",
+        "near",
+        "organization",
+        "service-category",
+        "service-type",
+        "weekly-price",
+    }
+)
+
 
 def wanted(criteria: Criteria) -> bool:
     """Does the search ask for retired services (``active`` given, false among what every

@@ -15,7 +15,9 @@ from gateway.reconcile.rules import SEVERITY
 from gateway.reconcile.service import link_held_record
 from gateway.search.exports import BOM, spreadsheet_cell
 from gateway.store import reconciliation as queries
+from gateway.store.sources import push_sources
 from gateway.store.tables import Finding, HeldRecord, utcnow
+from gateway.sync.sources import PULLED_SOURCES
 
 KINDS = tuple(SEVERITY)
 STATUSES = ("open", "closed")
@@ -76,11 +78,12 @@ def find(
     _check(kinds, KINDS, "kind")
     _check(statuses, STATUSES, "status")
     if sources:
-        # A mistyped source would look like one with no findings; with none at all there is
-        # nothing to tell a source by.
-        known = tuple(queries.finding_sources(session))
+        # A mistyped source would look like one with no findings; a source that has pushed
+        # (or a pulled one) but has none has an empty answer. With no finding or push at all
+        # there is nothing to tell a source by.
+        known = set(queries.finding_sources(session)) | set(push_sources(session))
         if known:
-            _check(sources, known, "source")
+            _check(sources, tuple(sorted(known | set(PULLED_SOURCES))), "source")
     total, findings = queries.list_findings(
         session, kinds=kinds, regions=regions, sources=sources, statuses=statuses, limit=limit, offset=offset
     )

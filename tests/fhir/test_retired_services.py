@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from gateway.fhir import params as P
+from gateway.fhir import retired as retired_services
 from tests.conftest import bearer
 from tests.factories import location, vacancy
 from tests.fhir.conftest import push
@@ -159,3 +161,9 @@ def test_a_closed_location_and_its_services_are_found_as_inactive(
         "1-102-general-residential",
         "1-102-community-rehab-nhs-la",
     }
+
+
+def test_every_healthcareservice_parameter_is_applied_to_retired_services() -> None:
+    """Retired services are filtered apart from the current view's SQL: a parameter added
+    to HealthcareService search must be applied there too, or it would find them all."""
+    assert set(P.SEARCH_PARAMETERS["HealthcareService"]) == retired_services.FILTERS

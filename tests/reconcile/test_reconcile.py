@@ -599,3 +599,26 @@ def test_findings_csv_never_runs_source_text_as_a_formula(
     assert cells["local_authority"] == "'@SUM(1+1)"
     assert cells["kind"] == "unmatched-home"
     assert not any(cell.startswith(("=", "+", "-", "@")) for cell in rows[0])
+
+
+def test_a_source_without_findings_is_an_empty_answer_not_a_mistyped_one(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    """A tracker whose every record agrees with the registry has no findings: filtering by
+    it is an empty answer (that is what it has), not a 422 calling it unknown; a source
+    the gateway has never heard of is still refused."""
+    north = make_token(name="tracker-north-west")
+    clean = make_token(name="tracker-south-west")
+    push(client, north, location("1-102"))  # unknown to the CQC: a finding
+    with transaction(factory) as session:
+        session.add(registry("1-700", nhs_region="south-west"))
+    push(client, clean, location("1-700", region="south-west"))
+    run(factory)
+    url = "/api/v1/reconciliation/findings"
+    found = client.get(url, params={"source": "tracker-south-west"}, headers=bearer(north))
+    assert found.status_code == 200, found.text
+    assert found.json()["total"] == 0
+    for source in ("london", "tracker-north-west"):
+        assert client.get(url, params={"source": source}, headers=bearer(north)).status_code == 200, source
+    refused = client.get(url, params={"source": "tracker-sout-west"}, headers=bearer(north))
+    assert refused.status_code == 422 and "tracker-south-west" in refused.json()["detail"]
