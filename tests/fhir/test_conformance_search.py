@@ -11,12 +11,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from adapters.fhir.outbound.conformance import conformance_resources
 from tests.conftest import bearer
-
-
-def get(client: TestClient, token: str, path: str, **params: Any) -> Any:
-    response = client.get(path, params=params, headers=bearer(token))
-    assert response.status_code == 200, response.text
-    return response.json()
+from tests.fhir.helpers import get
 
 
 def next_url(bundle: dict[str, Any]) -> str | None:

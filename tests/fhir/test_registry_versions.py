@@ -20,6 +20,7 @@ from gateway.store.tables import LocationVersion, utcnow
 from tests.conftest import bearer, statements_run
 from tests.factories import location, vacancy
 from tests.fhir.conftest import FIXTURES, HENLEY, homes, push
+from tests.fhir.helpers import get
 
 HENLEY_PROVIDER = "1-102642938"
 
@@ -38,12 +39,6 @@ def sync_provider(factory: sessionmaker[Session], provider_id: str, name: str) -
     row = provider_row({"providerId": provider_id, "name": name, "locationIds": [HENLEY]})
     with transaction(factory) as session:
         return registry_queries.sync_registry_providers(session, [row], utcnow())
-
-
-def get(client: TestClient, token: str, path: str, **params: Any) -> Any:
-    response = client.get(path, params=params, headers=bearer(token))
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def horizon(client: TestClient, token: str) -> str:

@@ -23,20 +23,11 @@ from gateway.fhir.history import organization_versions
 from tests.conftest import bearer, sqlite_plan, statements_run
 from tests.factories import location
 from tests.fhir.conftest import HENLEY, homes, push
+from tests.fhir.helpers import get, ids
 from tests.fhir.test_change_feed import BASE, poll
 
 BEECH = "1-200000002"  # the provider of 1-102 alone in the small national view
 TEST_CARE = "1-200000001"  # the provider of 1-101
-
-
-def get(client: TestClient, token: str, path: str, **params: Any) -> Any:
-    response = client.get(path, params=params, headers=bearer(token))
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
-    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == mode]
 
 
 def moved(cqc_id: str, updated_at: str, provider: dict[str, Any]) -> dict[str, Any]:

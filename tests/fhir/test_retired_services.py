@@ -15,27 +15,9 @@ from gateway.fhir import retired as retired_services
 from tests.conftest import bearer
 from tests.factories import location, vacancy
 from tests.fhir.conftest import push
+from tests.fhir.helpers import follow, get, ids
 
 RETIRED = "1-101-dementia-nursing"
-
-
-def get(client: TestClient, token: str, path: str, **params: Any) -> Any:
-    response = client.get(path, params=params, headers=bearer(token))
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
-    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == mode]
-
-
-def follow(client: TestClient, token: str, first: dict[str, Any]) -> list[dict[str, Any]]:
-    pages = [first]
-    while url := next((ln["url"] for ln in pages[-1]["link"] if ln["relation"] == "next"), None):
-        response = client.get(url, headers=bearer(token))
-        assert response.status_code == 200, response.text
-        pages.append(response.json())
-    return pages
 
 
 @pytest.fixture

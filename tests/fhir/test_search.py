@@ -13,29 +13,14 @@ from gateway.places import bounding_box, haversine_km
 from tests.conftest import bearer
 from tests.factories import location
 from tests.fhir.conftest import HENLEY, push
+from tests.fhir.helpers import follow, get
 
 LEEDS = {"line1": "3 Park Row", "town": "Leeds", "postcode": "LS1 4AP"}
 RADIUS_KM = 75.0
 
 
-def get(client: TestClient, token: str, path: str, **params: Any) -> Any:
-    response = client.get(path, params=params, headers=bearer(token))
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def ids(bundle: dict[str, Any]) -> list[str]:
     return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
-
-
-def follow(client: TestClient, token: str, first: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every page of a search, from its first, by the next links."""
-    pages = [first]
-    while url := next((ln["url"] for ln in pages[-1]["link"] if ln["relation"] == "next"), None):
-        response = client.get(url, headers=bearer(token))
-        assert response.status_code == 200, response.text
-        pages.append(response.json())
-    return pages
 
 
 @pytest.fixture

@@ -11,12 +11,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import bearer
 from tests.factories import location
 from tests.fhir.conftest import push
-
-
-def get(client: TestClient, token: str, path: str, **params: Any) -> Any:
-    response = client.get(path, params=params, headers=bearer(token))
-    assert response.status_code == 200, response.text
-    return response.json()
+from tests.fhir.helpers import get
 
 
 def empty_arrays(value: Any, path: str = "") -> Iterator[str]:
