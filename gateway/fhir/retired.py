@@ -15,7 +15,6 @@ change feed, and the history scan is kept to the searches that ask for them.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +33,7 @@ from gateway.fhir.criteria import (
     _booleans,
     _codes,
     _distance,
+    _range_sql,
     _references,
     _stamp,
     _within,
@@ -153,19 +153,28 @@ def _retirements(session: Session, criteria: Criteria) -> sa.Select[Any]:
         .subquery("retired")
     )
     by = VER.alias("retired_by")
-    return sa.select(
-        retired.c.cqc_location_id,
-        retired.c.vacancy_type,
-        retired.c.version_id,
-        by.c.recorded_at,
-        by.c.cqc_provider_id,
-        by.c.record["short_stay_services"].label("short_stay_services"),
-        LOC.c.latitude,
-        LOC.c.longitude,
-    ).select_from(
-        retired.join(by, by.c.version_id == retired.c.version_id).outerjoin(
-            LOC, LOC.c.cqc_location_id == retired.c.cqc_location_id
+    # When it was retired, by the same comparison the current view's search makes in SQL.
+    updated = [
+        sa.or_(*[_range_sql(by.c.recorded_at, P.parse_date("_lastUpdated", v)) for v in values])
+        for _, values in criteria.each("_lastUpdated")
+    ]
+    return (
+        sa.select(
+            retired.c.cqc_location_id,
+            retired.c.vacancy_type,
+            retired.c.version_id,
+            by.c.recorded_at,
+            by.c.cqc_provider_id,
+            by.c.record["short_stay_services"].label("short_stay_services"),
+            LOC.c.latitude,
+            LOC.c.longitude,
         )
+        .select_from(
+            retired.join(by, by.c.version_id == retired.c.version_id).outerjoin(
+                LOC, LOC.c.cqc_location_id == retired.c.cqc_location_id
+            )
+        )
+        .where(*updated)
     )
 
 
@@ -188,14 +197,15 @@ def service_candidates(session: Session, criteria: Criteria) -> list[Candidate]:
             distance_km=distance,
         )
         record = {"short_stay_services": row.short_stay_services or []}
-        if matches(candidate, row.recorded_at, row.cqc_provider_id, record):
+        if matches(candidate, row.cqc_provider_id, record):
             out.append(candidate)
     return out
 
 
 def _matcher(criteria: Criteria) -> Any:
     """A test of a retired service (candidate, its provider, the parts of its record the
-    filters read) against the filters SQL did not apply."""
+    filters read) against the filters SQL did not apply (``_lastUpdated`` it did, as for
+    the current view's services)."""
     ids = [set(values) for _, values in criteria.each("_id")]
     locations = [set(_references("location", v, "Location")) for _, v in criteria.each("location")]
     providers = [
@@ -213,13 +223,8 @@ def _matcher(criteria: Criteria) -> Any:
         set(_codes("characteristic", v, S.SHORT_STAY_SERVICE, [s.value for s in ShortStayService]))
         for _, v in criteria.each("characteristic")
     ]
-    updated = [
-        [P.parse_date("_lastUpdated", v) for v in values] for _, values in criteria.each("_lastUpdated")
-    ]
 
-    def matches(
-        candidate: Candidate, recorded: datetime, provider_id: str | None, record: dict[str, Any]
-    ) -> bool:
+    def matches(candidate: Candidate, provider_id: str | None, record: dict[str, Any]) -> bool:
         vacancy_type = candidate.vacancy_type or ""
         return (
             all(candidate.id in wanted for wanted in ids)
@@ -231,26 +236,6 @@ def _matcher(criteria: Criteria) -> Any:
                 for wanted in categories
             )
             and all(set(record["short_stay_services"]) & wanted for wanted in characteristics)
-            and all(any(_in_range(recorded, r) for r in ranges) for ranges in updated)
         )
 
     return matches
-
-
-def _in_range(recorded: datetime, r: P.Range) -> bool:
-    """``_lastUpdated``'s comparison (as ``criteria._range_sql`` makes it in SQL)."""
-    low, high = r.low, r.high
-    assert isinstance(low, datetime) and isinstance(high, datetime)
-    match r.prefix:
-        case "eq":
-            return low <= recorded < high
-        case "ne":
-            return not low <= recorded < high
-        case "gt" | "sa":
-            return recorded >= high
-        case "ge":
-            return recorded >= low
-        case "lt" | "eb":
-            return recorded < low
-        case _:
-            return recorded < high
