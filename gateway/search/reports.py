@@ -20,34 +20,24 @@ from gateway.errors import Unprocessable
 from gateway.model.vocab import (
     COMMUNITY_REHAB_VACANCY_TYPES,
     LONG_TERM_VACANCY_TYPES,
-    NhsRegion,
     ProviderType,
     UnavailableReason,
-    VacancyType,
 )
-from gateway.search.query import area_codes, authority_key, codes, stay_types
-from gateway.search.service import (
-    check_area_codes,
-    check_local_authorities,
-    reference_authorities,
+from gateway.search.query import stay_types
+from gateway.search.report_groups import (
+    GROUPS,
+    LINE,
+    LOC,
+    REG,
+    REGISTRY_GROUPS,
+    display,
+    group_key,
+    group_name,
+    in_group,
+    registered_homes,
 )
-from gateway.store.registry import registry_authorities, registry_values
-from gateway.store.tables import Location, RegistryLocation, VacancyLine, table, utcnow
+from gateway.store.tables import utcnow
 
-LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
-GROUPS = {
-    "nhs_region": sa.func.coalesce(REG.c.nhs_region, LOC.c.nhs_region),
-    "local_authority": sa.func.coalesce(REG.c.local_authority, LOC.c.local_authority),
-    "icb": REG.c.icb_code,
-    "vacancy_type": LINE.c.vacancy_type,
-}
-REGISTRY_GROUPS = {
-    "nhs_region": REG.c.nhs_region,
-    "local_authority": REG.c.local_authority,
-    "icb": REG.c.icb_code,
-}
-# The groups named by a vocabulary: their codes, or display names (as the search takes them).
-VOCABULARY_GROUPS = {"nhs_region": NhsRegion, "vacancy_type": VacancyType}
 # A line's vacancies total, never below zero (an inconsistent line can be over-occupied).
 VACANCIES = sa.case(
     (LINE.c.maximum_capacity > LINE.c.occupied, LINE.c.maximum_capacity - LINE.c.occupied), else_=0
@@ -180,7 +170,7 @@ def occupancy(
     )
     totals: defaultdict[str, int] = defaultdict(int)
     inconsistent = 0
-    registered, written = _registered(session, group_by)
+    registered, written = registered_homes(session, group_by)
     groups: dict[Any, dict[str, Any]] = {}
     for record in session.execute(stmt):
         values = {c: int(record[i + 1] or 0) for i, c in enumerate(COUNTS)}
@@ -191,7 +181,7 @@ def occupancy(
         # One local authority written in several ways ('Manchester', 'MANCHESTER ') is one
         # group: its spellings' rows are merged (a location has one spelling, so its
         # location counts add up too), named as the registry writes it where it can.
-        same = _group_key(group_by, record[0])
+        same = group_key(group_by, record[0])
         found = groups.get(same)
         if found is None:
             found = groups[same] = {"spellings": set(), "values": defaultdict(int), "seen": [0, 0]}
@@ -205,12 +195,12 @@ def occupancy(
     for same in registered or {}:
         groups.setdefault(same, {"spellings": set(), "values": defaultdict(int), "seen": [0, 0]})
     for same, found in groups.items():
-        found["group"] = _group_name(group_by, same, found["spellings"], written)
+        found["group"] = group_name(group_by, same, found["spellings"], written)
     ordered = sorted(groups.items(), key=lambda item: (item[0] is None, str(item[0])))
     rows = [
         {
             "group": found["group"],
-            "group_display": _display(group_by, found["group"]),
+            "group_display": display(group_by, found["group"]),
             **_row(dict(found["values"])),
             "locations_with_vacancy_data": found["seen"][0],
             "locations_updated_last_7_days": found["seen"][1],
@@ -242,92 +232,11 @@ def occupancy(
     }
 
 
-def _group_key(group_by: str, value: Any) -> Any:
-    """The key by which a report's rows are one group: a local authority's name as the
-    search compares it (any case and spacing), any other group's value as it is."""
-    if group_by == "local_authority" and isinstance(value, str):
-        return authority_key(value)
-    return value
-
-
-def _group_name(group_by: str, same: Any, spellings: set[Any], written: dict[Any, str]) -> Any:
-    """A group's name in a report (its row, its drill-down): a local authority as the
-    registry writes it, else as the postcode districts do, else its first spelling in the
-    view (in one order on every database); any other group as it is."""
-    if group_by != "local_authority" or same is None:
-        return same
-    known = written.get(same) or reference_authorities().get(same)
-    return known or min((s.strip() for s in spellings if s), default=same)
-
-
-def _registered(session: Session, group_by: str) -> tuple[dict[Any, int] | None, dict[Any, str]]:
-    """The registry's registered care homes per group (None: not given for ``group_by``),
-    each in the group its report rows place it (the registry's area, else the national
-    view's, as ``GROUPS`` reads it), and each group's name as the registry writes it
-    (local authorities)."""
-    column = REGISTRY_GROUPS.get(group_by)
-    if column is None:
-        return None, {}
-    grouped = GROUPS[group_by]
-    stmt = (
-        sa.select(grouped, column, sa.func.count())
-        .select_from(REG.outerjoin(LOC, LOC.c.cqc_location_id == REG.c.cqc_location_id))
-        .where(REG.c.care_home.is_(True), REG.c.registration_status == "Registered")
-        .group_by(grouped, column)
-        .order_by(column)
-    )
-    counts: defaultdict[Any, int] = defaultdict(int)
-    written: dict[Any, str] = {}
-    for value, registry_value, count in session.execute(stmt):
-        same = _group_key(group_by, value)
-        counts[same] += int(count)
-        if group_by == "local_authority" and registry_value is not None:
-            written.setdefault(_group_key(group_by, registry_value), registry_value.strip())
-    return dict(counts), written
-
-
-def _display(group_by: str, value: Any) -> str | None:
-    vocabulary = VOCABULARY_GROUPS.get(group_by)
-    if vocabulary is None or value is None:
-        return value
-    try:
-        return vocabulary(value).display  # type: ignore[no-any-return]
-    except ValueError:
-        return str(value)
-
-
-def _in_group(
-    session: Session, joined: Any, key: Any, group_by: str, group: str
-) -> tuple[str, sa.ColumnElement[bool]]:
-    """The drill-down's group as its rows name it, and the condition selecting it: a region
-    or vacancy type by its code or display name (anything else is refused, naming the
-    allowed values), a local authority in any case and spacing (as the search takes it;
-    every spelling the view holds of it, as its group's row counts them all), an ICB by
-    its code in any case (an unknown one refused, as in the search)."""
-    vocabulary = VOCABULARY_GROUPS.get(group_by)
-    if vocabulary is not None:
-        code = codes("group", [group], vocabulary)[0]
-        return code, key == code
-    if group_by == "local_authority":
-        held = list(session.scalars(sa.select(key).select_from(joined).where(key.is_not(None)).distinct()))
-        check_local_authorities([group], lambda: [*held, *registry_authorities(session)], "group")
-        wanted = authority_key(group)
-        spellings = {name for name in held if authority_key(name) == wanted}
-        # Named as its group's row names it (the registry's spelling), not as typed.
-        name = _group_name(group_by, wanted, spellings, _registered(session, group_by)[1])
-        return name, key.in_(sorted(spellings))
-    # An ICB by its code in any case; one neither the view nor the registry has is refused.
-    code = area_codes([group])[0]
-    held_codes = {c.upper() for c in session.scalars(sa.select(key).select_from(joined).distinct()) if c}
-    check_area_codes("group", [code], held_codes, lambda: registry_values(session, "icb"))
-    return code, sa.func.upper(key) == code
-
-
 def _drill_down(
     session: Session, joined: Any, key: Any, group: str, conditions: list[Any], group_by: str
 ) -> dict[str, Any]:
     """The locations of one group, each row the sum of its lines (as the group's row is)."""
-    group, in_group = _in_group(session, joined, key, group_by, group)
+    group, selected = in_group(session, joined, key, group_by, group)
     stmt = (
         sa.select(
             LOC.c.cqc_location_id,
@@ -338,7 +247,7 @@ def _drill_down(
             sa.func.sum(VACANCIES),
         )
         .select_from(joined)
-        .where(*conditions, in_group)
+        .where(*conditions, selected)
         .group_by(LOC.c.cqc_location_id, LOC.c.name, LOC.c.source, LOC.c.source_updated_at)
         .order_by(LOC.c.name, LOC.c.cqc_location_id)  # homes of one name ("The Willows") in a stable order
     )
@@ -383,14 +292,14 @@ def unavailable(
         .select_from(joined)
         .where(*conditions, LINE.c.unavailable > 0)
     )
-    _, written = _registered(session, group_by)
+    _, written = registered_homes(session, group_by)
     areas: dict[Any, dict[str, Any]] = {}
     national: dict[str, int] = defaultdict(int)
     total = inconsistent = 0
     spellings: defaultdict[Any, set[Any]] = defaultdict(set)
     for area, beds, reasons, consistent in session.execute(stmt):
         inconsistent += consistent is False
-        same = _group_key(group_by, area)  # one authority's spellings are one area, as in occupancy
+        same = group_key(group_by, area)  # one authority's spellings are one area, as in occupancy
         spellings[same].add(area)
         row = areas.get(same)
         if row is None:
@@ -402,11 +311,11 @@ def unavailable(
             national[reason] += beds
     rows = []
     for same, row in sorted(areas.items(), key=lambda item: (item[0] is None, str(item[0]))):
-        name = _group_name(group_by, same, spellings[same], written)
+        name = group_name(group_by, same, spellings[same], written)
         rows.append(
             {
                 "group": name,
-                "group_display": _display(group_by, name),
+                "group_display": display(group_by, name),
                 "unavailable_beds": row["unavailable_beds"],
                 "by_reason": dict(sorted(row["by_reason"].items())),
             }
