@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -159,28 +159,35 @@ def token_revoke(
 def token_list() -> None:
     """List tokens (names, scopes, regions; never the tokens themselves)."""
     from gateway.store import repository
+    from gateway.store.tables import utcnow
 
-    # The id is what `token revoke` takes: it is never cut short, however narrow the
-    # terminal (or a pipe's 80 columns); the other columns wrap instead of losing their ends.
-    table = Table(
-        Column("id", no_wrap=True, min_width=36),
-        *(
-            Column(header, overflow="fold")
-            for header in ("name", "scopes", "regions", "created", "expires", "revoked")
-        ),
-    )
+    # Two lines a token: its id (what `token revoke` takes, never cut short however narrow
+    # the terminal or a pipe's 80 columns) and name, then the rest, which may wrap. A table
+    # of seven columns squeezed the dates into slivers at 80 columns.
+    now = utcnow()
     with _database(migrate=False) as factory, factory() as session:
-        for t in repository.list_tokens(session):
-            table.add_row(
-                t.id,
-                t.name,
-                ",".join(t.scopes),
-                ",".join(t.regions),
-                t.created_at.isoformat(timespec="seconds"),
-                t.expires_at.isoformat(timespec="seconds") if t.expires_at else "never",
-                t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "",
+        tokens = repository.list_tokens(session)
+        if not tokens:
+            console.print("no tokens yet: gateway token create mints one")
+        for t in tokens:
+            if t.revoked_at is not None:
+                state = f"revoked {_minute(t.revoked_at)}"
+            elif t.expires_at is not None and t.expires_at <= now:
+                state = "expired"
+            else:
+                state = "in use"
+            console.print(f"[bold]{t.id}[/bold]  {t.name}", highlight=False, soft_wrap=True)
+            console.print(
+                f"    scopes {','.join(t.scopes)}; regions {','.join(t.regions) or 'none'}; "
+                f"created {_minute(t.created_at)}; "
+                f"expires {_minute(t.expires_at) if t.expires_at else 'never'}; {state}",
+                highlight=False,
             )
-    console.print(table)
+
+
+def _minute(moment: datetime) -> str:
+    """An instant to the minute in UTC, in one word (a wrapped line never splits it)."""
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
 
 
 @app.command("serve")

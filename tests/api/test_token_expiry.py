@@ -77,14 +77,18 @@ def test_the_command_line_mints_a_token_with_an_expiry_and_lists_it(
         token = session.scalars(sa.select(ApiToken)).one()
     assert token.expires_at is not None
     assert abs((token.expires_at - utcnow()) - timedelta(days=30)) < timedelta(minutes=1)
-    expires = token.expires_at.isoformat(timespec="seconds")
-    assert f"expires {expires}" in made.output
-    listed = gateway_cli("token", "list").output
-    assert expires in next(line for line in listed.splitlines() if "contractor" in line)
+    assert f"expires {token.expires_at.isoformat(timespec='seconds')}" in made.output
+    assert f"expires {token.expires_at.strftime('%Y-%m-%dT%H:%MZ')}; in use" in _details(
+        gateway_cli, "contractor"
+    )
     refused = gateway_cli("token", "create", "--name", "x", "--scopes", "read", "--expires-in-days", "0")
     assert refused.exit_code == 2 and "a token's expiry must lie in the future" in refused.output
     never = gateway_cli("token", "create", "--name", "keeper", "--scopes", "read")
     assert never.exit_code == 0 and "expires" not in never.output
-    assert "never" in next(
-        line for line in gateway_cli("token", "list").output.splitlines() if "keeper" in line
-    )
+    assert "expires never; in use" in _details(gateway_cli, "keeper")
+
+
+def _details(gateway_cli: GatewayCli, name: str) -> str:
+    """What `token list` says of the token ``name`` (on the line below its id and name)."""
+    listed = gateway_cli("token", "list").output.splitlines()
+    return listed[next(i for i, line in enumerate(listed) if line.endswith(f"  {name}")) + 1]
