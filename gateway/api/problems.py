@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
 import sqlalchemy as sa
@@ -99,7 +98,7 @@ def unavailable(request: Request, detail: str = UNAVAILABLE) -> JSONResponse:
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, sa.exc.OperationalError | sa.exc.TimeoutError | sqlite3.OperationalError)
+    assert isinstance(exc, sa.exc.OperationalError | sa.exc.TimeoutError)
     if database_bug(exc):  # a fault in the SQL: a 500 on either database, never "try again"
         return await _unexpected_error(request, exc)
     log.error("database unavailable on %s %s: %s", request.method, request.url.path, database_fault(exc))
@@ -121,6 +120,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(sa.exc.OperationalError, _database_error)
     app.add_exception_handler(sa.exc.TimeoutError, _database_error)
-    # The bulk inserts use the SQLite driver directly: its errors come unwrapped.
-    app.add_exception_handler(sqlite3.OperationalError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from gateway.model.capacity import above_registered
 from gateway.model.vocab import QualityFlag
-from gateway.search.query import authority_key, text_key
+from gateway.search.query import area_code, authority_key, text_key
 from gateway.store.repository import chunks
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table
 
@@ -191,8 +191,8 @@ def _entry(row: Sequence[Any], lines: list[Line]) -> Entry:
         lon,
         region,
         authority_key(la) if la else None,
-        icb.upper() if icb else None,  # codes are compared in upper case
-        sub_icb.upper() if sub_icb else None,
+        area_code(icb) if icb else None,
+        area_code(sub_icb) if sub_icb else None,
         rating or "not-rated",
         text_key(brand) if brand else None,
         text_key(brand_id) if brand_id else None,

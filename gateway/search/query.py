@@ -115,10 +115,15 @@ def parse_duration(parameter: str, value: str | None) -> timedelta | None:
     )
 
 
-def area_codes(values: list[str]) -> list[str]:
-    """ICB or sub-ICB codes as compared: upper case, as the registry writes them ('qop'
+def area_code(value: str) -> str:
+    """An ICB or sub-ICB code as compared: upper case, as the registry writes them ('qop'
     is 'QOP')."""
-    return sorted({v.strip().upper() for v in values})
+    return value.strip().upper()
+
+
+def area_codes(values: list[str]) -> list[str]:
+    """The codes searched for, each as compared (``area_code``), once."""
+    return sorted({area_code(v) for v in values})
 
 
 def text_key(value: str) -> str:
@@ -128,9 +133,8 @@ def text_key(value: str) -> str:
     return " ".join(value.lower().split())
 
 
-def authority_key(name: str) -> str:
-    """A local authority's name as compared: lower case, spacing made single."""
-    return text_key(name)
+# A local authority's name as compared: as any other name.
+authority_key = text_key
 
 
 def district_searched(value: str) -> str | None:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from gateway.model.vocab import NhsRegion, VacancyType
-from gateway.search.query import area_codes, authority_key, codes
+from gateway.search.query import area_code, area_codes, authority_key, codes
 from gateway.search.service import check_area_codes, check_local_authorities, reference_authorities
 from gateway.store.registry import registry_authorities, registry_values
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table
@@ -113,6 +113,6 @@ def in_group(
         return name, key.in_(sorted(spellings))
     # An ICB by its code in any case; one neither the view nor the registry has is refused.
     code = area_codes([group])[0]
-    held_codes = {c.upper() for c in session.scalars(sa.select(key).select_from(joined).distinct()) if c}
+    held_codes = {area_code(c) for c in session.scalars(sa.select(key).select_from(joined).distinct()) if c}
     check_area_codes("group", [code], held_codes, lambda: registry_values(session, "icb"))
     return code, sa.func.upper(key) == code

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from gateway.errors import Unprocessable
 from gateway.places import district_centroid, load_districts, normalise_postcode
 from gateway.search.index import Snapshot, index_for
-from gateway.search.query import SearchQuery, authority_key, district_searched, refuse, text_key
+from gateway.search.query import SearchQuery, area_code, authority_key, district_searched, refuse, text_key
 from gateway.store import registry as registry_queries
 from gateway.store.tables import utcnow
 
@@ -224,7 +224,7 @@ def check_area_codes(
         wanted,
         {code: code for code in held if code},
         known,
-        key=lambda code: code.strip().upper(),
+        key=area_code,
         what="code",
         cutoff=60,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,24 +55,24 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
     )
 
 
-def database_fault(error: sa.exc.DBAPIError | sa.exc.TimeoutError | sqlite3.Error) -> str:
+def database_fault(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> str:
     """What went wrong with the database, safe to log: the driver's error class and its
     code (a PostgreSQL SQLSTATE, a SQLite error name), never the message, which may quote
-    SQL parameters (records). The bulk inserts' raw SQLite errors come unwrapped."""
+    SQL parameters (records)."""
     if isinstance(error, sa.exc.TimeoutError):
         return "connection pool exhausted (TimeoutError)"
-    orig = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+    orig = error.orig
     kind = f"{type(orig).__module__.split('.')[0]}.{type(orig).__name__}"
     code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
     return f"{kind} {code}" if code else kind
 
 
-def database_bug(error: sa.exc.DBAPIError | sa.exc.TimeoutError | sqlite3.Error) -> bool:
+def database_bug(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> bool:
     """Whether a driver's operational error is the SQL's fault, not the database's state:
     SQLite reports a syntax error, a missing table or column as an OperationalError with
     the generic SQLITE_ERROR (PostgreSQL raises a ProgrammingError), and retrying it never
     helps. Anything else of its class (locked, cannot open, I/O) passes."""
-    orig = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+    orig = error.orig if isinstance(error, sa.exc.DBAPIError) else None
     return getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR"
 
 
@@ -93,12 +92,12 @@ def check_schema(engine: sa.Engine) -> SchemaCheck:
     database does not answer."""
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
-    latest = _latest_revision()
+    latest, known = _revisions()
     if current == latest:
         return SchemaCheck(True)
     if current is None:
         return SchemaCheck(False, "the database has no gateway schema: run gateway db upgrade")
-    if current not in _known_revisions():
+    if current not in known:
         return SchemaCheck(
             True,
             f"the database schema is at revision {current}, newer than this gateway's {latest}: "
@@ -111,15 +110,10 @@ def check_schema(engine: sa.Engine) -> SchemaCheck:
 
 
 @lru_cache(maxsize=1)
-def _latest_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-
-
-@lru_cache(maxsize=1)
-def _known_revisions() -> frozenset[str]:
-    return frozenset(
-        r.revision for r in ScriptDirectory.from_config(alembic_config("sqlite://")).walk_revisions()
-    )
+def _revisions() -> tuple[str | None, frozenset[str]]:
+    """This code's latest schema revision and every revision it knows (read once)."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return script.get_current_head(), frozenset(r.revision for r in script.walk_revisions())
 
 
 def session_factory(engine: sa.Engine) -> sessionmaker[Session]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -158,6 +159,11 @@ def bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> in
         found = cursor.fetchone()
         assert found is not None
         last: int = found[0]
+    except sqlite3.Error as exc:
+        # As SQLAlchemy would raise it (OperationalError, IntegrityError...), so callers
+        # handle one kind of database error whichever way a statement went; the rows are
+        # left out of it (health and care data).
+        raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
     finally:
         cursor.close()
     return last

@@ -17,18 +17,20 @@ from gateway.locations import get_location_detail, get_location_history
 from gateway.model.capacity import CQC_ID_PATTERN
 
 router = APIRouter(prefix="/api/v1")
+# A push's body, as the OpenAPI document describes it (a push and its dry run take one).
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TrackerSubmission"}}},
+    }
+}
 CqcId = Annotated[str, Path(pattern=CQC_ID_PATTERN, description="CQC location ID, e.g. 1-10000302982")]
 
 
 @router.post(
     "/submissions",
     summary="Push a batch of location updates (schemas/tracker-submission.schema.json)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TrackerSubmission"}}},
-        }
-    },
+    openapi_extra=_BATCH_BODY,
 )
 async def post_submission(
     request: Request,
@@ -52,12 +54,7 @@ async def post_submission(
 @router.post(
     "/submissions/check",
     summary="Try a batch: what a push of it would do to each record, writing nothing",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TrackerSubmission"}}},
-        }
-    },
+    openapi_extra=_BATCH_BODY,
 )
 async def check_submission_route(request: Request, principal: Submitter, factory: FactoryDep) -> JSONResponse:
     body = await read_body(request, request.app.state.settings.max_submission_bytes)
