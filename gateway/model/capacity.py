@@ -173,14 +173,15 @@ class LocationUpdate(BaseModel):
         if value.tzinfo is None:
             raise ValueError("updated_at must carry a time-zone offset")
         try:
-            value.astimezone(UTC)
+            # One instant, one form: the same time written with another offset is the
+            # same record (its digest unchanged), not a new version.
+            return value.astimezone(UTC)
         except OverflowError:
             # e.g. the first hour of year 1 at +01:00 is still year 0 in UTC, which neither
             # store nor any reader of the gateway can hold.
             raise ValueError(
                 "updated_at is out of range: in UTC it falls outside the years 1 to 9999"
             ) from None
-        return value
 
     @property
     def entered_capacity(self) -> int:

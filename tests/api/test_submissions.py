@@ -102,6 +102,9 @@ def test_stale_and_duplicate_updates(
     assert statuses(first) == ["accepted"]
     duplicate = post(client, token, batch(location(updated_at="2026-11-20T09:00:00Z")))
     assert statuses(duplicate) == ["unchanged"]
+    # The same record with its time written in another offset is the same record.
+    other_offset = post(client, token, batch(location(updated_at="2026-11-20T10:00:00+01:00")))
+    assert statuses(other_offset) == ["unchanged"]
     older = location(updated_at="2026-11-19T09:00:00Z", vacancies=[vacancy(occupied=1, admittable=17)])
     assert statuses(post(client, token, batch(older))) == ["stale"]
     # The same instant in another offset is not newer.
