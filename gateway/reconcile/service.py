@@ -16,7 +16,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway.ingest.service import apply_updates
+from gateway.ingest import links
+from gateway.ingest.service import RecordStatus, apply_updates
 from gateway.model.capacity import LocationUpdate
 from gateway.places import district_centroid
 from gateway.reconcile import matching
@@ -122,7 +123,10 @@ def link_held_record(
     held.match_score = score
     if held.record:
         update = LocationUpdate.model_validate({**held.record, "cqc_location_id": cqc_location_id})
-        apply_updates(session, source=held.source, updates=[(0, update)], received_at=now)
+        results = apply_updates(session, source=held.source, updates=[(0, update)], received_at=now)
+        if results[0].status is not RecordStatus.REJECTED:
+            # The location the home fed before (an earlier link) leaves its source.
+            links.follow(session, held.source, {held.source_ref: cqc_location_id}, now)
 
 
 def _match_held(

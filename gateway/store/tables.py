@@ -321,6 +321,18 @@ class HeldRecord(SQLModel, table=True):
     match_score: float | None = None
 
 
+class SourceLink(SQLModel, table=True):
+    """Which location a source's own record (a London home, by its ref) last fed. A home
+    that comes to name another CQC location, or none, leaves the one it fed."""
+
+    __tablename__ = "source_link"
+
+    source: str = Field(primary_key=True, max_length=80)
+    source_ref: str = Field(primary_key=True, max_length=80)
+    cqc_location_id: str = Field(max_length=20)
+    linked_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class Finding(SQLModel, table=True):
     """A reconciliation finding: a discrepancy between a tracker and the CQC registry.
 

@@ -23,7 +23,8 @@ from adapters.common.http import RetryPolicy
 from adapters.london_tracker.client import HomesPage, LondonTrackerClient
 from adapters.london_tracker.source import LondonTrackerSource, MappedPage, map_page
 from gateway.gc_pause import gc_paused
-from gateway.ingest.service import RecordStatus, apply_updates
+from gateway.ingest import links
+from gateway.ingest.service import RecordResult, RecordStatus, apply_updates
 from gateway.model.capacity import LocationUpdate
 from gateway.store import reconciliation as held_queries
 from gateway.store import repository
@@ -63,6 +64,7 @@ def _store_page(
         updates += linked
         counts.statuses[HELD] += len(page.unmatched) - len(linked)  # kept aside, not in the view
         results = apply_updates(session, source=SOURCE, updates=updates, received_at=now)
+        _leave_locations_left(session, counts, page, refs, updates, results, now)
         for result in results:
             if result.status is RecordStatus.REJECTED:  # refused by the store (its time, say)
                 counts.reject(refs[result.index], [f"{p.pointer}: {p.message}" for p in result.problems])
@@ -76,6 +78,29 @@ def _store_page(
         if page.last:
             repository.set_sync_cursor(session, SOURCE, {"as_of": page.as_of}, now)
         write_counts(session, run_id, counts)
+
+
+def _leave_locations_left(
+    session: Session,
+    counts: RunCounts,
+    page: MappedPage,
+    refs: list[str],
+    updates: list[tuple[int, LocationUpdate]],
+    results: list[RecordResult],
+    now: datetime,
+) -> None:
+    """Record where each home of the page now goes (a held home nowhere, unless an admin
+    linked it); a location a home left, that no other home feeds, leaves London."""
+    targets: dict[str, str | None] = {home.home_ref: None for home in page.unmatched}
+    refused = {result.index for result in results if result.status is RecordStatus.REJECTED}
+    for index, update in updates:
+        if index in refused:  # what the home names now is not known: its link stays
+            targets.pop(refs[index], None)
+        else:
+            targets[refs[index]] = update.cqc_location_id
+    left = links.follow(session, SOURCE, targets, now)
+    for cqc_id in left:
+        counts.warnings.append(f"{cqc_id}: no London home names it any more; it leaves the London source")
 
 
 def _held_updates(

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.common.http import RetryPolicy
 from adapters.london_tracker.mapping import map_home
+from gateway.reconcile.service import link_held_record
 from gateway.settings import Settings
 from gateway.store import repository
-from gateway.store.tables import HeldRecord, Location, LocationVersion, SyncRun
+from gateway.store.tables import HeldRecord, Location, LocationVersion, SyncRun, utcnow
 from gateway.sync.london import sync_london
 from gateway.sync.sources import SyncContext
 from simulators.london_tracker import LondonSimulatorSettings, LondonTrackerSimulator, create_app
@@ -349,3 +350,87 @@ def test_a_page_rolled_back_is_not_counted_in_the_run(
         stored = session.scalar(sa.select(sa.func.count()).select_from(Location))
     assert stored == 3
     assert (run.pages, run.records_seen, run.accepted) == (1, 3, 3)
+
+
+def _london_view(factory: sessionmaker[Session], *cqc_ids: str) -> dict[str, tuple[str, bool] | None]:
+    """Each location's (source, active), or None where the national view has none."""
+    with factory() as session:
+        found = {cqc_id: session.get(Location, cqc_id) for cqc_id in cqc_ids}
+        return {cqc_id: (loc.source, loc.active) if loc else None for cqc_id, loc in found.items()}
+
+
+def test_a_home_that_names_another_location_leaves_the_one_it_fed(
+    settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    """A home that comes to name another CQC location (a re-registration, a corrected ID)
+    or none (held for matching) takes its beds with it: the location it fed leaves the
+    London source, as a CLOSED home does, instead of keeping its last report as current and
+    its beds counted twice. A location another home still names stays."""
+    homes = london_homes()[:30]
+    homes[5]["cqc_location_id"] = homes[4]["cqc_location_id"]  # two homes name one location
+    app = create_app(homes, LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    simulator: LondonTrackerSimulator = app.state.simulator
+    with run_in_thread(app) as url:
+        assert run_sync(settings, factory, url).status == "succeeded"
+        simulator.update_home("LDN-000003", {"cqc_location_id": "1-799000003"})
+        simulator.update_home("LDN-000009", {"cqc_location_id": None})
+        simulator.update_home("LDN-000005", {"cqc_location_id": "1-799000005"})
+        second = run_sync(settings, factory, url)
+    assert second.status == "succeeded"
+    assert (second.records_seen, second.accepted, second.held) == (3, 2, 1)  # the homes, not the retirements
+    assert sorted(w.split(":")[0] for w in second.warnings if "leaves the London source" in w) == [
+        "1-700000003",
+        "1-700000009",
+    ]
+    assert _london_view(factory, "1-700000003", "1-799000003", "1-700000009", "1-700000004") == {
+        "1-700000003": ("london", False),  # retired, its history kept
+        "1-799000003": ("london", True),
+        "1-700000009": ("london", False),
+        "1-700000004": ("london", True),  # LDN-000004 still names it
+    }
+    with factory() as session:
+        versions = session.scalar(
+            sa.select(sa.func.count()).where(LocationVersion.cqc_location_id == "1-700000003")
+        )
+        active = session.scalar(
+            sa.select(sa.func.count()).where(Location.source == "london", Location.active.is_(True))
+        )
+    assert versions == 2
+    # 30 homes, one held since the first sync and one since the second: each counted once.
+    assert active == 28
+    # The same homes listed again (the listing includes its last instant) move nothing.
+    with run_in_thread(app) as url:
+        third = run_sync(settings, factory, url)
+    assert third.status == "succeeded" and not [w for w in third.warnings if "leaves" in w]
+    assert third.accepted == 0
+
+
+def test_an_admins_link_corrected_by_the_tracker_leaves_the_linked_location(
+    settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    """A held home an admin linked feeds the linked location; when the tracker later names
+    another CQC ID for it, or an admin links it elsewhere, the location it fed leaves London
+    (before, it kept the home's old figures as current for ever)."""
+    homes = london_homes()[:10]  # LDN-000007 has no CQC ID: held
+    app = create_app(homes, LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    simulator: LondonTrackerSimulator = app.state.simulator
+    with run_in_thread(app) as url:
+        assert run_sync(settings, factory, url).status == "succeeded"
+        with factory.begin() as session:
+            held = session.get(HeldRecord, ("london", "LDN-000007"))
+            assert held is not None
+            link_held_record(session, held, "1-788000001", 0.9, utcnow())
+        with factory.begin() as session:  # the admin thinks again
+            held = session.get(HeldRecord, ("london", "LDN-000007"))
+            assert held is not None
+            link_held_record(session, held, "1-788000002", 0.9, utcnow())
+        assert _london_view(factory, "1-788000001", "1-788000002") == {
+            "1-788000001": ("london", False),
+            "1-788000002": ("london", True),
+        }
+        simulator.update_home("LDN-000007", {"cqc_location_id": "1-788000003"})
+        assert run_sync(settings, factory, url).status == "succeeded"
+    assert _london_view(factory, "1-788000002", "1-788000003") == {
+        "1-788000002": ("london", False),
+        "1-788000003": ("london", True),
+    }
