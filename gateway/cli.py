@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -212,16 +214,33 @@ def serve(
         raise typer.BadParameter(str(exc), param_hint="--log-level") from None
     if migrate:
         upgrade(settings.database_url)
-    uvicorn.run(
-        "gateway.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=logs,
-        log_level=log_level,
-        access_log=access_log,
-    )
+    with _shared_metrics(workers):
+        uvicorn.run(
+            "gateway.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=logs,
+            log_level=log_level,
+            access_log=access_log,
+        )
+
+
+@contextmanager
+def _shared_metrics(workers: int) -> Iterator[None]:
+    """Several workers behind one port keep their metrics in a folder they share (made
+    for the run, unless the environment names one), so any of them answers a scrape with
+    the counts of all."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="gateway-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 @app.command("demo-data")

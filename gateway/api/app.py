@@ -13,14 +13,17 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.api import problems
+from gateway.api.deps import Reader
 from gateway.api.headers import SecurityHeaders
 from gateway.api.routes import fhir, fhir_export, fhir_transaction, native, reconciliation, search, sources
 from gateway.auth import PrincipalCache
 from gateway.ingest.submissions import SCHEMA_NAME
+from gateway.metrics import HttpMetrics, exposition
 from gateway.schemas import load_schema
 from gateway.search.index import index_for
 from gateway.settings import Settings, get_settings
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.principals = PrincipalCache(settings.auth_cache_s)
     problems.install(app)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HttpMetrics)  # outermost: it times the whole answer
     app.include_router(native.router)
     app.include_router(sources.router)
     app.include_router(reconciliation.router)
@@ -104,6 +108,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not schema.ready:
             return problems.unavailable(request, schema.detail or "")
         return {"status": "ready", **({"schema": schema.detail} if schema.detail else {})}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request, _: Reader) -> Response:
+        """Prometheus metrics (see gateway/metrics.py), for a token with the read scope."""
+        body = exposition(request.app.state.session_factory, request.app.state.settings)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -31,6 +31,7 @@ from gateway.ingest.service import (
     known_locations,
     resolve_region,
 )
+from gateway.metrics import count_pushed
 from gateway.model.capacity import LocationUpdate
 from gateway.schemas import Problem, SchemaValidator, load_schema, validator
 from gateway.store import repository
@@ -283,6 +284,7 @@ def keep_and_process(
         with gc_paused(), transaction(factory) as session:
             answer, summary = process(session, principal, body, submission_id, received_at)
             _finish(session, submission_id, 200, answer, summary)
+        count_pushed(principal.name, summary)
         return SubmissionOutcome(200, answer)
     except (InvalidBody, Unprocessable, Forbidden) as refused:
         with transaction(factory) as session:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.common.http import FailureClass, UpstreamError
 from gateway.errors import log_unexpected
 from gateway.ingest.service import RecordResult, RecordStatus
+from gateway.metrics import SYNC_RUNS
 from gateway.store.db import transaction
 from gateway.store.sources import update_run_counts
 from gateway.store.tables import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, SyncRun, table, utcnow
@@ -142,15 +143,16 @@ def finish_run(
         run.finished_at = utcnow()
         if isinstance(error, asyncio.CancelledError):
             run.status, run.error_message = INTERRUPTED, _INTERRUPTED_MESSAGE
-            return run
-        run.status = FAILED if error is not None else SUCCEEDED
-        if error is not None:
+        else:
+            run.status = FAILED if error is not None else SUCCEEDED
+        if error is not None and not isinstance(error, asyncio.CancelledError):
             run.error_class = classify(error).value
             # The message names the call and status only; bodies are never recorded.
             run.error_message = error_text(error)
             if not isinstance(error, UpstreamError):
                 log_unexpected(log, f"sync run {run_id} of {run.source} failed", error)
-        return run
+    SYNC_RUNS.labels(run.source, run.status).inc()
+    return run
 
 
 async def recorded(

@@ -93,7 +93,7 @@ def _server_env(database_url: str) -> dict[str, str]:
 
 
 def _start(
-    name: str, port: int, database_url: str, folder: Path
+    name: str, port: int, database_url: str, folder: Path, *extra: str
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
     log = folder / f"gateway-{name}.log"
     with log.open("wb") as out:
@@ -111,6 +111,7 @@ def _start(
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                *extra,
             ],
             env=_server_env(database_url),
             cwd=folder,  # no .env file of the repository's is read
@@ -493,3 +494,32 @@ def _versions(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _as_instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_workers_behind_one_port_report_the_metrics_of_all(
+    database_url: str, mint_token: TokenMaker, tmp_path: Path
+) -> None:
+    """``gateway serve --workers 2``: whichever worker answers a scrape reports the pushes
+    both took (each connection is new, so the kernel hands them to either)."""
+    token = mint_token("tracker-workers")
+    process, port, log = _start("workers", _free_ports(1)[0], database_url, tmp_path, "--workers", "2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(process, url, log)
+        for n in range(8):
+            body = batch(location(f"1-1000000{n:02d}", updated_at=_ago(1)))
+            pushed = httpx.post(
+                f"{url}{SUBMISSIONS}",
+                content=orjson.dumps(body),
+                headers={**bearer(token), "Content-Type": "application/json"},
+                timeout=30,
+            )
+            assert _statuses(pushed) == ["accepted"]
+        accepted = 'gateway_pushed_records_total{source="tracker-workers",status="accepted"} 8.0'
+        for _ in range(8):
+            page = httpx.get(f"{url}/metrics", headers=bearer(token), timeout=30)
+            assert page.status_code == 200
+            assert accepted in page.text.splitlines(), log.read_text()
+    finally:
+        _stop(process)
+    assert "unexpected error on " not in log.read_text()
