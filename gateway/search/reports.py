@@ -36,6 +36,7 @@ from gateway.search.report_groups import (
     in_group,
     registered_homes,
 )
+from gateway.store.db import read_snapshot
 from gateway.store.tables import utcnow
 
 # A line's vacancies total, never below zero (an inconsistent line can be over-occupied).
@@ -139,7 +140,9 @@ def occupancy(
     provider_types: list[str] | None = None,
     group: str | None = None,
 ) -> dict[str, Any]:
-    """The occupancy report; with ``group``, the locations of that group instead."""
+    """The occupancy report; with ``group``, the locations of that group instead. Read
+    from one snapshot: its rows add up to its total while trackers push."""
+    read_snapshot(session)
     if group_by not in GROUPS:
         raise Unprocessable(
             f"group_by: one of {', '.join(GROUPS)}",
@@ -274,8 +277,9 @@ def unavailable(
 
     A line with several reasons counts its unavailable beds under each reason given
     (``by_reason``) and once in ``unavailable_beds``; beds with no reason are counted
-    under 'not given'.
+    under 'not given'. Read from one snapshot, as the occupancy report is.
     """
+    read_snapshot(session)
     if group_by not in REGISTRY_GROUPS:
         raise Unprocessable(
             f"group_by: one of {', '.join(REGISTRY_GROUPS)}",

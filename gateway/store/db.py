@@ -55,6 +55,22 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
     )
 
 
+def read_snapshot(session: Session) -> None:
+    """Make what ``session`` reads from here to the end of its transaction one snapshot
+    of the database, so an answer drawn from several statements (a report's rows and its
+    total) adds up while others write. Call it before the transaction's first statement.
+
+    PostgreSQL's default (read committed) gives each statement its own snapshot; repeatable
+    read gives the transaction one. SQLite's driver opens no transaction for reads, so each
+    statement would see the latest commit; an explicit BEGIN holds one snapshot (WAL) from
+    the first read."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    elif not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        connection.exec_driver_sql("BEGIN")
+
+
 def database_fault(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> str:
     """What went wrong with the database, safe to log: the driver's error class and its
     code (a PostgreSQL SQLSTATE, a SQLite error name), never the message, which may quote

@@ -11,7 +11,13 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
+from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.ingest.service import apply_updates
+from gateway.model.capacity import LocationUpdate
+from gateway.search import reports
+from gateway.store.db import transaction
+from gateway.store.tables import utcnow
 from tests.conftest import TokenMaker, bearer
 from tests.factories import batch, location, vacancy
 
@@ -246,3 +252,36 @@ def test_a_short_stay_report_counts_the_long_term_lines_short_stays_are_filled_f
     )
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["parameter"] == "vacancy_type"
+
+
+def test_a_report_is_read_from_one_snapshot_while_trackers_push(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report takes several statements (its rows, its national location counts, the
+    registry's): a push committed between them made the rows and the total disagree."""
+
+    def push(cqc_id: str) -> None:
+        update = LocationUpdate.model_validate(location(cqc_id, updated_at=utcnow().isoformat()))
+        with transaction(factory) as writer:
+            apply_updates(writer, source="tracker", updates=[(0, update)], received_at=utcnow())
+
+    push("1-100000001")
+    pushed = iter(f"1-2000000{n:02d}" for n in range(50))
+    with factory() as session, session.begin():
+        execute = session.execute
+
+        def pushed_between(*args: Any, **kwargs: Any) -> Any:
+            push(next(pushed))  # another tracker's push commits before each statement
+            return execute(*args, **kwargs)
+
+        monkeypatch.setattr(session, "execute", pushed_between)
+        report = reports.occupancy(session)
+        unavailable = reports.unavailable(session)
+    rows, total = report["rows"], report["total"]
+    assert sum(r["locations_with_vacancy_data"] for r in rows) == total["locations_with_vacancy_data"]
+    assert sum(r["maximum_capacity"] for r in rows) == total["maximum_capacity"]
+    # As the database was at the report's first statement (the first push had landed).
+    assert total["locations_with_vacancy_data"] == 2
+    assert unavailable["total"]["unavailable_beds"] == total["unavailable"]
+    with factory() as session:
+        assert reports.occupancy(session)["total"]["locations_with_vacancy_data"] > 1  # the pushes landed
