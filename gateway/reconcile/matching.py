@@ -17,7 +17,7 @@ Otherwise it is queued for review (score at least ``REVIEW_SCORE``) or left unma
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from gateway.reconcile.rules import (
@@ -105,13 +105,17 @@ def match_home(
     local_authority: str | None,
     point: tuple[float, float] | None,
     index: RegistryIndex,
+    taken: Collection[str] = (),
 ) -> MatchDecision:
-    """Score every candidate and decide: link, review or none."""
+    """Score every candidate but those ``taken`` (fed by another record of the home's
+    source: a location is one home) and decide: link, review or none."""
     scored: list[ScoredCandidate] = []
     # Whole names tell candidates apart only when the tracker's names a kind of place: else
     # the shorter registry name would win, for its length alone.
     names_kind = core_name(name) != normalise_name(name)
     for candidate in index.candidates(postcode, local_authority):
+        if candidate.cqc_location_id in taken:
+            continue
         similarity = name_agreement(name, candidate.name)
         distance = None
         if point is not None and candidate.latitude is not None and candidate.longitude is not None:

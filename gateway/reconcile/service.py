@@ -145,15 +145,25 @@ def _match_held(
         for r in queries.registry_rows(session)
         if r.registration_status.lower() == "registered"
     )
+    # While the first full CQC sync fills the registry it holds only part of the homes: a
+    # clear winner among them may lose to one not synced yet, so nothing is linked on its
+    # own, only queued for review (and matched again by the next reconciliation).
+    complete = not queries.registry_filling(session)
+    taken: dict[str, set[str]] = {}
     for held in pending:
+        if held.source not in taken:
+            taken[held.source] = queries.locations_fed_by(session, held.source)
         decision = matching.match_home(
-            held.name, held.postcode, held.local_authority, point_of(held.postcode), index
+            held.name, held.postcode, held.local_authority, point_of(held.postcode), index, taken[held.source]
         )
         best = decision.best
-        if decision.decision == "link" and best is not None:
+        if decision.decision == "link" and best is not None and complete:
             link_held_record(session, held, best.cqc_location_id, best.score, now)
+            taken[held.source].add(best.cqc_location_id)
             summary.linked += 1
             continue
+        if decision.decision == "link":
+            decision = matching.MatchDecision("review", best, decision.runner_up)
         held.status = "review" if decision.decision == "review" else "unmatched"
         queued = decision.decision == "review" and best is not None
         held.matched_cqc_location_id = best.cqc_location_id if queued and best else None

@@ -14,11 +14,14 @@ from sqlmodel import col
 
 from gateway.store.repository import chunks, dialect_insert
 from gateway.store.tables import (
+    SUCCEEDED,
     Finding,
     HeldRecord,
     Location,
     LocationVersion,
     RegistryLocation,
+    SourceLink,
+    SyncRun,
     VacancyLine,
     table,
 )
@@ -81,6 +84,25 @@ def held_records(session: Session, statuses: Iterable[str] | None = None) -> lis
     if statuses is not None:
         query = query.where(col(HeldRecord.status).in_(list(statuses)))
     return list(session.scalars(query))
+
+
+def registry_filling(session: Session) -> bool:
+    """Is the registry still being filled by its first full CQC sync (one has started, and
+    none has succeeded yet), so it holds only the homes that sync has reached?"""
+    t = table(SyncRun)
+    full = sa.select(t.c.status).where(t.c.source == "cqc", t.c.kind == "full")
+    if session.scalar(full.limit(1)) is None:
+        return False  # never synced: what the registry holds was loaded whole, or nothing
+    return session.scalar(full.where(t.c.status == SUCCEEDED).limit(1)) is None
+
+
+def locations_fed_by(session: Session, source: str) -> set[str]:
+    """The locations a record of ``source`` feeds: those its own records name (or an admin
+    linked), and those whose current record is its own."""
+    loc, link = table(Location), table(SourceLink)
+    named = sa.select(link.c.cqc_location_id).where(link.c.source == source)
+    current = sa.select(loc.c.cqc_location_id).where(loc.c.source == source, loc.c.active.is_(True))
+    return set(session.scalars(sa.union(named, current)))
 
 
 def get_held_record(session: Session, source: str, source_ref: str) -> HeldRecord | None:

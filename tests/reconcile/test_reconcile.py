@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.ingest.service import apply_updates
+from gateway.model.capacity import LocationUpdate
 from gateway.reconcile import matching
 from gateway.reconcile.rules import Kind, RegisteredLocation, TrackedLocation, compare
 from gateway.reconcile.service import reconcile
@@ -18,6 +20,7 @@ from gateway.store import reconciliation as queries
 from gateway.store.db import transaction
 from gateway.store.sources import acquire_lease, release_lease
 from gateway.store.tables import HeldRecord, LocationVersion, RegistryLocation, table, utcnow
+from gateway.sync.runs import RunCounts, finish_run, start_run
 from tests.conftest import GatewayCli, TokenMaker, bearer
 from tests.factories import batch, location, vacancy
 
@@ -622,3 +625,81 @@ def test_a_source_without_findings_is_an_empty_answer_not_a_mistyped_one(
         assert client.get(url, params={"source": source}, headers=bearer(north)).status_code == 200, source
     refused = client.get(url, params={"source": "tracker-sout-west"}, headers=bearer(north))
     assert refused.status_code == 422 and "tracker-south-west" in refused.json()["detail"]
+
+
+def _orchard_grange(factory: sessionmaker[Session]) -> None:
+    """A held London home, and the one registry location near it by name: another
+    London home's (it reports that CQC ID itself)."""
+    record = location("1-1", region="london")
+    del record["cqc_location_id"]
+    other_home = LocationUpdate.model_validate(location("1-501", region="london", name="Orchard Grange"))
+    with transaction(factory) as session:
+        session.add(
+            registry(
+                "1-501",
+                name="Orchard Grange",
+                postcode="SE9 7SZ",
+                local_authority="Greenwich",
+                nhs_region="london",
+                latitude=51.44,
+                longitude=0.05,
+            )
+        )
+        session.add(held_home("LDN-005212", "Orchard Grange Care Centre", "SE9 2PD", "Greenwich", record))
+        apply_updates(session, source="london", updates=[(0, other_home)], received_at=utcnow())
+
+
+def test_a_location_another_home_of_the_source_feeds_is_no_candidate(factory: sessionmaker[Session]) -> None:
+    """A held home is never linked to a location another home of its tracker already
+    feeds (the two would overwrite each other's figures there); it waits for its own."""
+    _orchard_grange(factory)
+    summary, found, _ = run(factory)
+    assert summary.linked == 0 and ("unmatched-home", "LDN-005212") in found
+    with factory() as session:
+        held = queries.get_held_record(session, "london", "LDN-005212")
+        assert held is not None and (held.status, held.matched_cqc_location_id) == ("unmatched", None)
+    with transaction(factory) as session:  # the registry gains the home's own location
+        session.add(
+            registry(
+                "1-502",
+                name="Orchard Grange Care Centre",
+                postcode="SE9 2PD",
+                local_authority="Greenwich",
+                nhs_region="london",
+                latitude=51.44,
+                longitude=0.05,
+            )
+        )
+    assert run(factory)[0].linked == 1
+    with factory() as session:
+        held = queries.get_held_record(session, "london", "LDN-005212")
+    assert held is not None and (held.status, held.matched_cqc_location_id) == ("linked", "1-502")
+
+
+def test_nothing_is_linked_on_its_own_while_the_first_cqc_sync_fills_the_registry(
+    factory: sessionmaker[Session],
+) -> None:
+    """While the first full CQC sync runs, the registry holds part of the homes: a clear
+    match among them is only queued for review. Once a full sync has succeeded, the next
+    reconciliation links it."""
+    _orchard_grange(factory)
+    with transaction(factory) as session:
+        session.add(
+            registry(
+                "1-502",
+                name="Orchard Grange Care Centre",
+                postcode="SE9 2PD",
+                local_authority="Greenwich",
+                nhs_region="london",
+                latitude=51.44,
+                longitude=0.05,
+            )
+        )
+    first_sync = start_run(factory, "cqc", "full")
+    summary, _, _ = run(factory)
+    assert (summary.linked, summary.queued_for_review) == (0, 1)
+    with factory() as session:
+        held = queries.get_held_record(session, "london", "LDN-005212")
+        assert held is not None and (held.status, held.matched_cqc_location_id) == ("review", "1-502")
+    finish_run(factory, first_sync, RunCounts())
+    assert run(factory)[0].linked == 1
