@@ -627,6 +627,22 @@ def test_a_source_without_findings_is_an_empty_answer_not_a_mistyped_one(
     assert refused.status_code == 422 and "tracker-south-west" in refused.json()["detail"]
 
 
+def _orchard_grange_registered(name: str, cqc_id: str, postcode: str) -> RegistryLocation:
+    return registry(
+        cqc_id,
+        name=name,
+        postcode=postcode,
+        local_authority="Greenwich",
+        nhs_region="london",
+        latitude=51.44,
+        longitude=0.05,
+    )
+
+
+# The home's own location, not in the registry until a test adds it.
+ITS_OWN = ("Orchard Grange Care Centre", "1-502", "SE9 2PD")
+
+
 def _orchard_grange(factory: sessionmaker[Session]) -> None:
     """A held London home, and the one registry location near it by name: another
     London home's (it reports that CQC ID itself)."""
@@ -634,17 +650,7 @@ def _orchard_grange(factory: sessionmaker[Session]) -> None:
     del record["cqc_location_id"]
     other_home = LocationUpdate.model_validate(location("1-501", region="london", name="Orchard Grange"))
     with transaction(factory) as session:
-        session.add(
-            registry(
-                "1-501",
-                name="Orchard Grange",
-                postcode="SE9 7SZ",
-                local_authority="Greenwich",
-                nhs_region="london",
-                latitude=51.44,
-                longitude=0.05,
-            )
-        )
+        session.add(_orchard_grange_registered("Orchard Grange", "1-501", "SE9 7SZ"))
         session.add(held_home("LDN-005212", "Orchard Grange Care Centre", "SE9 2PD", "Greenwich", record))
         apply_updates(session, source="london", updates=[(0, other_home)], received_at=utcnow())
 
@@ -659,17 +665,7 @@ def test_a_location_another_home_of_the_source_feeds_is_no_candidate(factory: se
         held = queries.get_held_record(session, "london", "LDN-005212")
         assert held is not None and (held.status, held.matched_cqc_location_id) == ("unmatched", None)
     with transaction(factory) as session:  # the registry gains the home's own location
-        session.add(
-            registry(
-                "1-502",
-                name="Orchard Grange Care Centre",
-                postcode="SE9 2PD",
-                local_authority="Greenwich",
-                nhs_region="london",
-                latitude=51.44,
-                longitude=0.05,
-            )
-        )
+        session.add(_orchard_grange_registered(*ITS_OWN))
     assert run(factory)[0].linked == 1
     with factory() as session:
         held = queries.get_held_record(session, "london", "LDN-005212")
@@ -684,17 +680,7 @@ def test_nothing_is_linked_on_its_own_while_the_first_cqc_sync_fills_the_registr
     reconciliation links it."""
     _orchard_grange(factory)
     with transaction(factory) as session:
-        session.add(
-            registry(
-                "1-502",
-                name="Orchard Grange Care Centre",
-                postcode="SE9 2PD",
-                local_authority="Greenwich",
-                nhs_region="london",
-                latitude=51.44,
-                longitude=0.05,
-            )
-        )
+        session.add(_orchard_grange_registered(*ITS_OWN))
     first_sync = start_run(factory, "cqc", "full")
     summary, _, _ = run(factory)
     assert (summary.linked, summary.queued_for_review) == (0, 1)
