@@ -9,6 +9,7 @@ national vocabularies are the ``gateway.model.vocab`` enumeration values.
 from __future__ import annotations
 
 from enum import StrEnum
+from urllib.parse import quote
 
 from gateway.model.vocab import (
     CqcRating,
@@ -48,8 +49,11 @@ def search_parameter(name: str) -> str:
 
 
 def source_uri(source: str) -> str:
-    """``meta.source``: which source said so (a pushing tracker's token name, 'london'...)."""
-    return f"{CANONICAL}/source/{source}"
+    """``meta.source``: which source said so (a pushing tracker's token name, 'london'...).
+
+    A uri has no whitespace (R4's ``uri`` is ``\\S*``) and a token's name may have some
+    ("Leeds Tracker"): the name is percent-encoded as one path segment."""
+    return f"{CANONICAL}/source/{quote(source, safe='')}"
 
 
 # --- the national vocabularies as CodeSystems (name -> enumeration) -----------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,18 @@ ISSUE_CODES = {
 }
 
 
+# OperationOutcome.issue.expression: "a simple subset of FHIRPath limited to element names,
+# repetition indicators and the default child accessor", from the resource's type down.
+_ELEMENT_PATH = re.compile(r"^[A-Z][A-Za-z]*(\.[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])?)*$")
+
+
+def element_expressions(expressions: list[str] | None) -> list[str]:
+    """The ``expressions`` that name elements of a resource (``Bundle.entry[3].resource``).
+    A request's query parameter or header (``_count``, ``organization:Organization``) is
+    no element: R4 has no place for it but ``diagnostics``, which names it already."""
+    return [e for e in expressions or () if _ELEMENT_PATH.match(e)]
+
+
 def operation_outcome(
     status: int,
     diagnostics: str,
@@ -45,8 +58,9 @@ def operation_outcome(
         "code": code or ISSUE_CODES.get(status, "exception" if status >= 500 else "informational"),
         "diagnostics": diagnostics,
     }
-    if expression:
-        issue["expression"] = expression
+    elements = element_expressions(expression)
+    if elements:
+        issue["expression"] = elements
     return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 

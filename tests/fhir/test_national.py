@@ -23,6 +23,7 @@ from gateway.demo_loading import load_national_demo
 from gateway.demoset import generate
 from gateway.places import haversine_km
 from tests.conftest import TokenMaker, bearer
+from tests.fhir.official import all_problems, one_of_each_shape
 
 MODELS = {"Location": Location, "HealthcareService": HealthcareService, "Organization": Organization}
 FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -102,9 +103,21 @@ def codings(value: Any) -> Iterator[dict[str, Any]]:
 def test_national_demo_data_as_fhir(
     client: TestClient, served: tuple[str, dict[str, dict[str, dict[str, Any]]]]
 ) -> None:
-    """One load of the national demo data (it takes a while) for both checks."""
+    """One load of the national demo data (it takes a while) for every check."""
     every_served_resource_parses_and_meets_uk_core_and_gateway_rules(served[1])
     conformance_walk_calls_every_declared_search_parameter(client, served)
+    every_shape_of_served_resource_meets_the_official_r4_definitions(served[1])
+
+
+def every_shape_of_served_resource_meets_the_official_r4_definitions(
+    resources: dict[str, dict[str, dict[str, Any]]],
+) -> None:
+    """HL7's R4 schema, invariants and code systems (tests/fixtures/fhir_r4), on one resource
+    of each shape (elements, extensions, code systems) the national data gives: the rules a
+    resource meets depend on its shape, not its values (which the R4B models check above)."""
+    sample = one_of_each_shape([r for items in resources.values() for r in items.values()])
+    assert {r["resourceType"] for r in sample} == set(MODELS)
+    assert [p for resource in sample for p in all_problems(resource)] == []
 
 
 def every_served_resource_parses_and_meets_uk_core_and_gateway_rules(

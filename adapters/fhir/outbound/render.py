@@ -86,9 +86,16 @@ def instant(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _text(value: Any) -> Any:
+    """A source's text as an R4 string: None when it is only whitespace (R4: strings SHOULD
+    always contain non-whitespace content; one of only spaces is, trimmed, an empty value).
+    Sources' blanks (a local authority of " ") are left out as unsaid, never sent."""
+    return value if not isinstance(value, str) or value.strip() else None
+
+
 def _coding(system: str, code: str, display: str | None) -> dict[str, Any]:
     out = {"system": system, "code": code}
-    if display:
+    if display is not None and _text(display):
         out["display"] = display
     return out
 
@@ -182,7 +189,7 @@ def _admissions(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _telecom(record: dict[str, Any]) -> list[dict[str, Any]]:
-    phone = record.get("phone")
+    phone = _text(record.get("phone"))
     return [{"system": "phone", "value": phone, "use": "work"}] if phone else []
 
 
@@ -197,11 +204,11 @@ def _position(snapshot: LocationSnapshot) -> dict[str, float] | None:
 def _address(record: dict[str, Any]) -> dict[str, Any] | None:
     address = record.get("address") or {}
     out: dict[str, Any] = {"use": "work", "type": "physical"}
-    lines = [value for value in (address.get("line1"), address.get("line2")) if value]
+    lines = [value for value in (address.get("line1"), address.get("line2")) if _text(value)]
     if lines:
         out["line"] = lines
     for key, element in (("town", "city"), ("county", "district"), ("postcode", "postalCode")):
-        if address.get(key):
+        if _text(address.get(key)):
             out[element] = address[key]
     if len(out) == 2:
         return None
@@ -214,7 +221,7 @@ def _organization_reference(record: dict[str, Any]) -> dict[str, Any] | None:
     if not provider.get("cqc_provider_id"):
         return None
     ref: dict[str, Any] = {"reference": f"Organization/{provider['cqc_provider_id']}"}
-    if provider.get("name"):
+    if _text(provider.get("name")):
         ref["display"] = provider["name"]
     return ref
 
@@ -237,7 +244,7 @@ def render_location(snapshot: LocationSnapshot) -> dict[str, Any]:
         extensions.append(
             {"url": S.EXT_NHS_REGION, "valueCoding": _vocab_coding(S.NHS_REGION, NhsRegion, region)}
         )
-    local_authority = (reg.local_authority if reg else None) or record.get("local_authority")
+    local_authority = _text((reg.local_authority if reg else None) or record.get("local_authority"))
     if local_authority:
         extensions.append({"url": S.EXT_LOCAL_AUTHORITY, "valueString": local_authority})
     if reg is not None and reg.icb_code:
@@ -249,9 +256,11 @@ def render_location(snapshot: LocationSnapshot) -> dict[str, Any]:
             {"url": S.EXT_SHORT_STAY_WEEKLY_COST, "valueMoney": _money(record["short_stay_weekly_cost"])}
         )
     for name in record.get("contracts_with_local_authorities", ()):
-        extensions.append({"url": S.EXT_CONTRACT_LOCAL_AUTHORITY, "valueString": name})
+        if _text(name):
+            extensions.append({"url": S.EXT_CONTRACT_LOCAL_AUTHORITY, "valueString": name})
     for name in record.get("contracts_with_sub_icbs", ()):
-        extensions.append({"url": S.EXT_CONTRACT_SUB_ICB, "valueString": name})
+        if _text(name):
+            extensions.append({"url": S.EXT_CONTRACT_SUB_ICB, "valueString": name})
     extensions.extend(_flag_extensions(location_flags(snapshot)))
 
     identifiers = [{"use": "official", "system": S.CQC_LOCATION_ID, "value": snapshot.cqc_location_id}]
@@ -260,7 +269,7 @@ def render_location(snapshot: LocationSnapshot) -> dict[str, Any]:
     provider_type = record.get("provider_type") or ProviderType.CARE_HOME.value
     role = ("NCCF", "Nursing or custodial care facility")
     if provider_type == ProviderType.COMMUNITY_REHAB.value:
-        role = ("CHR", "Chronic care facility")
+        role = ("CHR", "Chronic Care Facility")  # HL7's display, to the letter
     resource: dict[str, Any] = {
         "resourceType": "Location",
         "id": snapshot.cqc_location_id,
@@ -364,7 +373,7 @@ def _service_common(snapshot: LocationSnapshot) -> dict[str, Any]:
         "identifier": [{"system": S.CQC_LOCATION_ID, "value": snapshot.cqc_location_id}],
         "providedBy": _organization_reference(record),
         "location": [{"reference": f"Location/{snapshot.cqc_location_id}", "display": record["name"]}],
-        "extraDetails": record.get("notes") or None,
+        "extraDetails": _text(record.get("notes")) or None,
         "telecom": _telecom(record),
         "characteristic": [
             _concept(S.SHORT_STAY_SERVICE, ShortStayService, code)
@@ -488,7 +497,7 @@ def _organization(
             }
         ],
     }
-    name = registry_name or provider.get("name")
+    name = _text(registry_name) or _text(provider.get("name"))
     if name:
         resource["name"] = name
     return resource
