@@ -24,8 +24,8 @@ test: $(STAMP)
 
 ## Lint and type-check
 lint: $(STAMP)
-	$(BIN)/ruff check gateway adapters simulators tests
-	$(BIN)/ruff format --check gateway adapters simulators tests
+	$(BIN)/ruff check gateway adapters simulators tests tools
+	$(BIN)/ruff format --check gateway adapters simulators tests tools
 	$(BIN)/mypy
 
 ## Benchmarks (see README)
