@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.settings import Settings
 
 STATUSES = ("ok", "degraded", "stale", "failing")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 REQUESTS = Counter(
     "gateway_http_requests",
@@ -77,7 +78,9 @@ class HttpMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
+            # A method no route serves is 'other': a caller's made-up methods never
+            # become labels (each label value is a series kept for the process's life).
+            method = scope["method"] if scope["method"] in _METHODS else "other"
             REQUESTS.labels(method, template, str(status)).inc()
             REQUEST_SECONDS.labels(method, template).observe(time.perf_counter() - started)
 

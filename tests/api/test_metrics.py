@@ -58,9 +58,12 @@ def test_metrics_count_requests_by_route_and_pushed_records_by_status(
     assert grew("gateway_http_requests_total", **read, status="200") == 1
     assert grew("gateway_http_requests_total", **read, status="404") == 1
     assert grew("gateway_http_request_duration_seconds_count", **read) == 2
-    # Labels are route templates: no location ID a caller sent is a label.
+    # Labels are route templates: no location ID a caller sent is a label, nor a method
+    # a caller made up.
+    assert client.request("BREW", "/api/v1/locations/1-100000001", headers=bearer(token)).status_code == 405
     page = client.get("/metrics", headers=bearer(token)).text
-    assert "1-999999999" not in page and "1-100000001" not in page
+    assert "1-999999999" not in page and "1-100000001" not in page and "BREW" not in page
+    assert 'method="other"' in page
     # The push's source is healthy (its data is fresh), read from the database.
     assert value(after, "gateway_source_status", source="tracker-metrics", kind="push", status="ok") == 1
     assert value(after, "gateway_source_status", source="tracker-metrics", kind="push", status="stale") == 0
