@@ -29,7 +29,8 @@ async def get_settings(request: Request) -> Settings:
 def get_session(
     factory: Annotated[sessionmaker[Session], Depends(get_factory)],
 ) -> Iterator[Session]:
-    """One transaction per request: committed when the route returns, else rolled back."""
+    """One transaction per request: committed when the route returns (before its answer
+    is sent), else rolled back."""
     with factory() as session, session.begin():
         yield session
 
@@ -63,7 +64,11 @@ def require(scope: Scope):  # type: ignore[no-untyped-def]
     return check
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# Function scope: the transaction ends (commits) when the route returns, before its answer
+# is sent, so a commit the database refuses is answered as the failure it is (503), never
+# as a 200 for a change rolled back. (A request-scoped dependency would end after the
+# answer was sent.) Routes stream only what they read before returning.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 FactoryDep = Annotated[sessionmaker[Session], Depends(get_factory)]
 Reader = Annotated[Principal, Depends(require(Scope.READ))]
 Submitter = Annotated[Principal, Depends(require(Scope.SUBMIT))]

@@ -14,13 +14,14 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.api.app import create_app
 from gateway.settings import Settings
 from gateway.store import repository
-from gateway.store.db import alembic_config, upgrade
-from tests.conftest import bearer
+from gateway.store.db import alembic_config, transaction, upgrade
+from gateway.store.tables import HeldRecord, utcnow
+from tests.conftest import TokenMaker, bearer
 
 
 def _client(url: str) -> Iterator[TestClient]:
@@ -165,3 +166,39 @@ def test_not_ready_on_a_database_never_migrated_or_behind_this_code(tmp_path: Pa
         note = response.json()["schema"]
         assert note.startswith("the database schema is at revision 9999, newer than this gateway's ")
         assert "gateway db upgrade" not in note
+
+
+def test_a_request_whose_commit_fails_is_answered_503_not_200(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    """A request's own transaction commits before its answer is sent: a commit the
+    database refuses (locked, gone) is a 503 the caller retries, never a 200 for a change
+    that was rolled back (an admin's decision on a queued match, here)."""
+    admin = make_token(scopes=("admin",))
+    with transaction(factory) as session:
+        session.add(
+            HeldRecord(
+                source="london",
+                source_ref="LDN-000001",
+                name="Oak Lodge",
+                first_seen=utcnow(),
+                last_seen=utcnow(),
+                status="review",
+                matched_cqc_location_id="1-301",
+            )
+        )
+
+    def refuse(connection: sa.Connection) -> None:
+        raise sa.exc.OperationalError("COMMIT", {}, sqlite3.OperationalError("database is locked"))
+
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    sa.event.listen(engine, "commit", refuse)
+    try:
+        decision = {"source": "london", "source_ref": "LDN-000001", "decision": "reject"}
+        answer = client.post("/api/v1/reconciliation/matches", json=decision, headers=bearer(admin))
+    finally:
+        sa.event.remove(engine, "commit", refuse)
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    with factory() as session:
+        held = session.get(HeldRecord, ("london", "LDN-000001"))
+    assert held is not None and held.status == "review"  # the decision was not kept, and not said to be
