@@ -38,11 +38,12 @@ def _database(*, migrate: bool = True) -> Iterator[sessionmaker[Session]]:
     first unless ``migrate`` is false); its connections are closed when the block ends."""
     import sqlalchemy as sa
 
-    from gateway.store.db import check_schema, create_engine, database_fault, session_factory, upgrade
+    from gateway.store.db import check_schema, create_engine, session_factory, upgrade
 
     url = get_settings().database_url
     if migrate:
-        upgrade(url)
+        with _answering():
+            upgrade(url)
     elif _missing_sqlite_file(url):
         # Connecting would create an empty file there, then call it never migrated: a
         # mistyped path followed by gateway db upgrade would make a second, empty gateway.
@@ -55,17 +56,31 @@ def _database(*, migrate: bool = True) -> Iterator[sessionmaker[Session]]:
         raise typer.Exit(2)
     engine = create_engine(url)
     try:
-        try:
+        with _answering():
             schema = None if migrate else check_schema(engine)
-            behind = schema.detail if schema is not None and not schema.ready else None
-        except sa.exc.OperationalError as error:
-            behind = f"the database does not answer ({database_fault(error)})"
-        if behind is not None:
-            console.print(f"[red]GATEWAY_DATABASE_URL: {behind}[/red]", highlight=False)
+        if schema is not None and not schema.ready:
+            console.print(f"[red]GATEWAY_DATABASE_URL: {schema.detail}[/red]", highlight=False)
             raise typer.Exit(2)
         yield session_factory(engine)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _answering() -> Iterator[None]:
+    """Say plainly, with exit status 2, that the database does not answer (down,
+    restarting, locked) if it stops answering in the block, instead of a traceback: its
+    driver's error class only, never its text (which may quote SQL parameters)."""
+    from gateway.store.db import database_fault, database_unavailable
+
+    try:
+        yield
+    except Exception as error:
+        if not database_unavailable(error):
+            raise
+        said = f"GATEWAY_DATABASE_URL: the database does not answer ({database_fault(error)})"
+        console.print(f"[red]{said}[/red]", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _missing_sqlite_file(url: str) -> bool:
@@ -97,7 +112,8 @@ def db_upgrade(revision: str = "head") -> None:
     """Bring the database named by GATEWAY_DATABASE_URL to the latest schema."""
     from gateway.store.db import upgrade
 
-    upgrade(get_settings().database_url, revision)
+    with _answering():
+        upgrade(get_settings().database_url, revision)
     console.print(f"database at revision {revision}")
 
 
@@ -213,7 +229,8 @@ def serve(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--log-level") from None
     if migrate:
-        upgrade(settings.database_url)
+        with _answering():
+            upgrade(settings.database_url)
     with _shared_metrics(workers):
         uvicorn.run(
             "gateway.api.app:create_app",
@@ -346,7 +363,8 @@ def _holding_lease(
         async with source_lease(factory, name, lease_holder(), ttl) as held:
             return (True, await work()) if held else (False, None)
 
-    held, result = run_async(leased())
+    with _answering():
+        held, result = run_async(leased())
     if not held:
         console.print(f"[red]{what} is running in another gateway process; try again later[/red]")
         raise typer.Exit(1)

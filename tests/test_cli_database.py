@@ -1,5 +1,5 @@
-"""Commands that read the database without migrating it (``sources``, ``token list`` and
-``revoke``) say plainly when it cannot serve them, exit status 2, instead of a traceback
+"""Commands that read or write the database say plainly when it cannot serve them (never
+migrated, not answering, a SQLite file not there), exit status 2, instead of a traceback
 quoting SQL."""
 
 from __future__ import annotations
@@ -45,3 +45,18 @@ def test_a_sqlite_file_that_is_not_there_is_named_not_created(
         assert done.exit_code == 2, (command, done.output)
         assert f"GATEWAY_DATABASE_URL: there is no database file at {missing}" in done.output
         assert not missing.exists()
+
+
+CQC = {"GATEWAY_CQC_BASE_URL": "http://127.0.0.1:1", "GATEWAY_CQC_SUBSCRIPTION_KEY": "k"}
+
+
+def test_commands_that_write_say_so_too_when_the_database_does_not_answer(gateway_cli: GatewayCli) -> None:
+    """``reconcile`` and ``sync`` migrate first, then hold a lease (``serve`` and ``db
+    upgrade`` migrate): a database down (or gone mid-run) is said in one line, exit status
+    2, not a page of traceback."""
+    url = "postgresql+psycopg://gw:not-shown@127.0.0.1:1/gateway"
+    for command in (["reconcile"], ["sync", "cqc"], ["db", "upgrade"], ["serve"]):
+        done = gateway_cli(*command, GATEWAY_DATABASE_URL=url, **CQC)
+        assert done.exit_code == 2, (command, done.output)
+        assert "GATEWAY_DATABASE_URL: the database does not answer (psycopg.OperationalError)" in done.output
+        assert "Traceback" not in done.output and "not-shown" not in done.output

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 
 from gateway.errors import GatewayError, log_unexpected
 from gateway.fhir.bundles import operation_outcome
-from gateway.store.db import database_bug, database_fault
+from gateway.store.db import database_fault, database_unavailable
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -99,7 +99,7 @@ def unavailable(request: Request, detail: str = UNAVAILABLE) -> JSONResponse:
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, sa.exc.OperationalError | sa.exc.TimeoutError)
-    if database_bug(exc):  # a fault in the SQL: a 500 on either database, never "try again"
+    if not database_unavailable(exc):  # a fault in the SQL: a 500 on either database, never "try again"
         return await _unexpected_error(request, exc)
     log.error("database unavailable on %s %s: %s", request.method, request.url.path, database_fault(exc))
     return unavailable(request)

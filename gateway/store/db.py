@@ -16,6 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session, sessionmaker
+from typing_extensions import TypeIs
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -90,6 +91,12 @@ def database_bug(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> bool:
     helps. Anything else of its class (locked, cannot open, I/O) passes."""
     orig = error.orig if isinstance(error, sa.exc.DBAPIError) else None
     return getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR"
+
+
+def database_unavailable(error: BaseException) -> TypeIs[sa.exc.OperationalError | sa.exc.TimeoutError]:
+    """Whether ``error`` says the database does not answer (down, restarting, locked, its
+    pool exhausted): worth trying again later, unlike a fault in the SQL itself."""
+    return isinstance(error, sa.exc.OperationalError | sa.exc.TimeoutError) and not database_bug(error)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from adapters.common.http import FailureClass, UpstreamError
 from gateway.errors import log_unexpected
 from gateway.ingest.service import RecordResult, RecordStatus
 from gateway.metrics import SYNC_RUNS
-from gateway.store.db import transaction
+from gateway.store.db import database_fault, database_unavailable, transaction
 from gateway.store.sources import update_run_counts
 from gateway.store.tables import FAILED, INTERRUPTED, RUNNING, SUCCEEDED, SyncRun, table, utcnow
 
@@ -90,6 +91,8 @@ def classify(error: BaseException) -> FailureClass:
     """The failure class recorded on a run that ended with ``error``."""
     if isinstance(error, UpstreamError):
         return error.failure_class
+    if database_unavailable(error):  # the gateway's own database went away: it comes back
+        return FailureClass.TRANSIENT
     return FailureClass.INTERNAL
 
 
@@ -100,6 +103,8 @@ def error_text(error: BaseException) -> str:
     is recorded: its stack is logged, without its text."""
     if isinstance(error, UpstreamError):
         return f"{type(error).__name__}: {error}"[:500]
+    if database_unavailable(error):
+        return f"the gateway's database was unavailable ({database_fault(error)})"
     return f"{type(error).__name__} (an internal fault; its stack is in the gateway's log)"
 
 
@@ -149,7 +154,9 @@ def finish_run(
             run.error_class = classify(error).value
             # The message names the call and status only; bodies are never recorded.
             run.error_message = error_text(error)
-            if not isinstance(error, UpstreamError):
+            if database_unavailable(error):
+                log.warning("sync run %s of %s failed: %s", run_id, run.source, run.error_message)
+            elif not isinstance(error, UpstreamError):
                 log_unexpected(log, f"sync run {run_id} of {run.source} failed", error)
     SYNC_RUNS.labels(run.source, run.status).inc()
     return run
@@ -167,5 +174,34 @@ async def recorded(
         finish_run(factory, run_id, counts, cancelled)
         raise
     except Exception as error:  # noqa: BLE001 - recorded on the run with its failure class
-        return await asyncio.to_thread(finish_run, factory, run_id, counts, error)
-    return await asyncio.to_thread(finish_run, factory, run_id, counts)
+        return await _closed(factory, run_id, counts, error)
+    return await _closed(factory, run_id, counts)
+
+
+# How long a run's record is tried again while the database does not answer (then it is
+# left for the source's next run to close as interrupted), and the first wait between tries.
+CLOSE_TRIES_S = 60.0
+CLOSE_FIRST_WAIT_S = 0.5
+
+
+async def _closed(
+    factory: sessionmaker[Session], run_id: int, counts: RunCounts, error: Exception | None = None
+) -> SyncRun:
+    """``finish_run``, tried again while the database does not answer: a run that failed
+    because its database went away is closed as failed (transient) once it answers again,
+    rather than left running for the next run to close as interrupted."""
+    wait, give_up = CLOSE_FIRST_WAIT_S, time.monotonic() + CLOSE_TRIES_S
+    while True:
+        try:
+            return await asyncio.to_thread(finish_run, factory, run_id, counts, error)
+        except Exception as fault:
+            if not database_unavailable(fault) or time.monotonic() + wait > give_up:
+                raise
+            log.warning(
+                "sync run %s: its record could not be closed (%s); trying again in %.1f s",
+                run_id,
+                database_fault(fault),
+                wait,
+            )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 10.0)

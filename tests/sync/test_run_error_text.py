@@ -3,14 +3,20 @@ may quote records or SQL parameters) stays out of the run record, the API and th
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.common.http import TransientUpstreamError
 from gateway.settings import Settings
+from gateway.store.tables import SyncRun
+from gateway.sync import runs
 from gateway.sync.runs import RunCounts, finish_run, start_run
 from gateway.sync.scheduler import SourceScheduler
 from tests.conftest import TokenMaker, bearer
@@ -66,3 +72,39 @@ async def test_failed_housekeeping_job_logs_no_exception_text(
         await scheduler._run_leased("test-lease", "test job", _fail_with_record_text)
     assert "test job failed" in caplog.text and "ValueError" in caplog.text
     assert "Mrs A Example" not in caplog.text
+
+
+def _database_gone() -> sa.exc.OperationalError:
+    return sa.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))
+
+
+def test_a_run_the_database_failed_is_closed_as_failed_once_it_answers_again(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run that fails because the gateway's database went away is recorded as a
+    transient failure once the database answers again (its record is tried again), not
+    left running for the next run to close as 'interrupted (its process stopped)', which
+    hid the failure from the source's health."""
+    real_finish = runs.finish_run
+    refusals = iter([_database_gone(), _database_gone()])
+
+    def finish_when_back(*args: Any) -> SyncRun:
+        refusal = next(refusals, None)
+        if refusal is not None:
+            raise refusal
+        return real_finish(*args)
+
+    monkeypatch.setattr(runs, "finish_run", finish_when_back)
+    monkeypatch.setattr(runs, "CLOSE_FIRST_WAIT_S", 0.01)
+    run_id = start_run(factory, "london", "incremental")
+
+    async def work() -> None:
+        raise _database_gone()
+
+    with caplog.at_level(logging.WARNING, logger="gateway.sync.runs"):
+        run = asyncio.run(runs.recorded(factory, run_id, RunCounts(), work()))
+    assert (run.status, run.error_class) == ("failed", "transient")
+    assert run.error_message == "the gateway's database was unavailable (sqlite3.OperationalError)"
+    # Two tries that failed, then the run itself, each a warning (no stack: nothing unexpected).
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING", "WARNING"]
+    assert "database is locked" not in caplog.text  # the driver's text may quote data: never logged
