@@ -3,6 +3,7 @@ lifespan, so several stateless gateway processes can run side by side."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from gateway.api.deps import Reader
 from gateway.api.headers import SecurityHeaders
 from gateway.api.routes import fhir, fhir_export, fhir_transaction, native, reconciliation, search, sources
 from gateway.auth import PrincipalCache
+from gateway.fhir import export
 from gateway.ingest.submissions import SCHEMA_NAME
 from gateway.metrics import HttpMetrics, exposition
 from gateway.schemas import load_schema
@@ -31,6 +33,7 @@ from gateway.store.db import check_schema, create_engine, session_factory
 from gateway.sync.scheduler import SourceScheduler
 
 log = logging.getLogger(__name__)
+EXPORTS_SETTLE_S = 10.0  # how long a stopping process lets bulk exports being counted finish
 
 
 def warm_index(factory: sessionmaker[Session]) -> None:
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             warming.join(timeout=30)
             await scheduler.stop()  # syncs under way close their runs before the client
             await app.state.http.aclose()
+            await asyncio.to_thread(export.settle, EXPORTS_SETTLE_S)
             engine.dispose()
 
     app = FastAPI(

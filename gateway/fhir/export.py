@@ -23,7 +23,7 @@ import re
 import traceback
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -201,11 +201,23 @@ def run_job(factory: sessionmaker[Session], job_id: str, base: str) -> None:
 
 
 _WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fhir-export")
+_COUNTING: set[Future[None]] = set()  # this process's jobs still being counted
 
 
 def start_counting(factory: sessionmaker[Session], job_id: str, base: str) -> None:
     """Run the job's work in the background of this process."""
-    _WORKERS.submit(_count_in_background, factory, job_id, base).add_done_callback(_report)
+    future = _WORKERS.submit(_count_in_background, factory, job_id, base)
+    _COUNTING.add(future)
+    future.add_done_callback(_report)
+    future.add_done_callback(_COUNTING.discard)
+
+
+def settle(timeout_s: float) -> None:
+    """Let the jobs being counted finish, for up to ``timeout_s``, before the process lets
+    its database connections go (a job cut short stays in progress: a later poll counts
+    it again). Without it a worker still counting held a connection of a pool already
+    disposed, never closed."""
+    wait(list(_COUNTING), timeout=timeout_s)
 
 
 def _count_in_background(factory: sessionmaker[Session], job_id: str, base: str) -> None:

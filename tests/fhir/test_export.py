@@ -3,18 +3,22 @@ semantics, cancelling, ownership and refusals."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.healthcareservice import HealthcareService
 from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.organization import Organization
 
+from gateway.api.app import create_app
 from gateway.fhir import export
+from gateway.settings import Settings
 from tests.conftest import TokenMaker, bearer
 from tests.factories import batch, location, vacancy
 
@@ -314,3 +318,25 @@ def test_tokens_are_required(client: TestClient, make_token: TokenMaker) -> None
     assert client.get("/fhir/$export-file/x/Location.ndjson").status_code == 401
     submitter = make_token(name="tracker-only", scopes=("submit",))
     assert client.get("/fhir/$export", headers={**bearer(submitter), **ASYNC}).status_code == 403
+
+
+def test_a_stopping_gateway_lets_exports_being_counted_finish(
+    settings: Settings, engine: sa.Engine, make_token: TokenMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway that stops lets the exports it is counting finish (for a while) before it
+    lets its database connections go: a worker still counting held a connection of a pool
+    already disposed, never closed."""
+    counted = threading.Event()
+    run_job = export.run_job
+
+    def slow(*args: Any) -> None:
+        time.sleep(0.5)
+        run_job(*args)
+        counted.set()
+
+    monkeypatch.setattr(export, "run_job", slow)
+    reader = make_token(name="planner", scopes=("read",))
+    with TestClient(create_app(settings)) as client:
+        kick_off(client, reader)
+        assert not counted.is_set()
+    assert counted.is_set()  # the stop waited for it
