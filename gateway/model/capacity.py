@@ -33,8 +33,8 @@ def _in_code_order(codes: tuple[_Code, ...]) -> tuple[_Code, ...]:
     """A set of codes in the order of the codes, once each (as lines are kept in the order
     of their keys): the same set sent in another order is the same content
     (``unchanged``), not a new version."""
-    if all(a < b for a, b in zip(codes, codes[1:], strict=False)):
-        return codes
+    if len(codes) < 2 or all(a < b for a, b in zip(codes, codes[1:], strict=False)):
+        return codes  # most sets have no code or one: nothing to order
     return tuple(sorted(set(codes)))
 
 

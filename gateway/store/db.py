@@ -18,6 +18,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session, sessionmaker
 from typing_extensions import TypeIs
 
+from gateway.store import checkpoints
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -28,6 +30,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    checkpoints.connection_pragmas(cursor)
     cursor.close()
 
 
@@ -50,6 +53,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> sa.Engine:
             **json_options,
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        checkpoints.watch(engine)
         return engine
     return sa.create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **json_options

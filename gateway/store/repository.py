@@ -137,10 +137,45 @@ def bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> in
     """
     if not rows:
         return None
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
+    if session.connection().dialect.name != "sqlite":
         session.execute(sa.insert(t), rows)
         return None
+    return _sqlite_executemany(session, t, rows)
+
+
+def bulk_upsert(session: Session, t: sa.Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
+    """``bulk_insert``, where a row whose ``keys`` (a unique constraint's columns) are
+    already held replaces that row's other columns."""
+    if not rows:
+        return
+    dialect = session.connection().dialect.name
+    if dialect == "sqlite":
+        updated = [key for key in rows[0] if key not in keys]
+        _sqlite_executemany(
+            session,
+            t,
+            rows,
+            f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{column} = excluded.{column}" for column in updated),
+        )
+        return
+    session.execute(_upsert_statement(t, tuple(keys), tuple(key for key in rows[0] if key not in keys)), rows)
+
+
+@lru_cache(maxsize=16)
+def _upsert_statement(t: sa.Table, keys: tuple[str, ...], updated: tuple[str, ...]) -> sa.Insert:
+    # Built once: building an upsert costs more than running it.
+    insert = pg_insert(t)
+    statement: sa.Insert = insert.on_conflict_do_update(
+        index_elements=[t.c[key] for key in keys], set_={key: insert.excluded[key] for key in updated}
+    )
+    return statement
+
+
+def _sqlite_executemany(session: Session, t: sa.Table, rows: list[dict[str, Any]], clause: str = "") -> int:
+    """One executemany of an INSERT of ``rows`` (and ``clause``) on the SQLite driver;
+    the last rowid."""
+    connection = session.connection()
     keys = list(rows[0])
     columns = [t.c[key] for key in keys]
     values: list[Iterable[Any]] = []
@@ -150,7 +185,7 @@ def bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> in
         values.append(convert(column_values) if convert is not None else column_values)
     sql = (
         f"INSERT INTO {t.name} ({', '.join(c.name for c in columns)}) "
-        f"VALUES ({', '.join('?' for _ in columns)})"
+        f"VALUES ({', '.join('?' for _ in columns)}){clause}"
     )
     cursor = connection.connection.cursor()
     try:

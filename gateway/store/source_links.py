@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from gateway.store.repository import chunks, dialect_insert
+from gateway.store.repository import bulk_upsert, chunks
 from gateway.store.tables import Location, LocationVersion, SourceLink, table
 
 _LINK = table(SourceLink)
@@ -51,8 +50,7 @@ def relink(session: Session, source: str, targets: Mapping[str, str | None], now
         for ref, target in changed.items()
         if target is not None
     ]
-    if rows:
-        session.execute(_link_statement(session.connection().dialect.name), rows)
+    bulk_upsert(session, _LINK, rows, ("source", "source_ref"))
     left = sorted({before[ref] for ref in changed if ref in before})
     if not left:
         return []
@@ -66,16 +64,6 @@ def relink(session: Session, source: str, targets: Mapping[str, str | None], now
         )
     )
     return [cqc_id for cqc_id in left if cqc_id not in still_fed]
-
-
-@lru_cache(maxsize=2)
-def _link_statement(dialect: str) -> sa.Insert:
-    insert = dialect_insert(dialect, _LINK)
-    statement: sa.Insert = insert.on_conflict_do_update(
-        index_elements=[_LINK.c.source, _LINK.c.source_ref],
-        set_={"cqc_location_id": insert.excluded.cqc_location_id, "linked_at": insert.excluded.linked_at},
-    )
-    return statement
 
 
 def active_records_of(session: Session, source: str, cqc_ids: Sequence[str]) -> list[dict[str, Any]]:
