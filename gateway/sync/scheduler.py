@@ -189,13 +189,23 @@ class SourceScheduler:
 
     async def _run_leased(self, lease: str, label: str, work: Callable[[], object]) -> None:
         """Run ``work`` (blocking) in a thread while holding ``lease``; skip it when another
-        process holds the lease; log, never raise, its failure."""
+        process holds the lease; log, never raise, its failure.
+
+        Stopping the gateway lets the work under way end first (a thread cannot be
+        stopped, and the work is one transaction): its lease goes only then, so another
+        process that takes it at once never runs the work beside this one."""
+        self._track_current_task()
         try:
             async with self.leased(lease) as held:
                 if not held:
                     log.info("%s skipped: another gateway process is running it", label)
                     return
-                await asyncio.to_thread(work)
+                working = asyncio.ensure_future(asyncio.to_thread(work))
+                try:
+                    await asyncio.shield(working)
+                except asyncio.CancelledError:
+                    await working
+                    raise
         except asyncio.CancelledError:
             log.info("%s stopped with the gateway", label)
         except Exception as error:  # noqa: BLE001 - a failed job must not stop the scheduler
@@ -206,10 +216,7 @@ class SourceScheduler:
         if lock.locked():
             log.info("sync %s:%s skipped: a run of %s is in progress", source, job.kind, source)
             return
-        running = asyncio.current_task()
-        if running is not None:
-            self._running.add(running)
-            running.add_done_callback(self._running.discard)
+        self._track_current_task()
         async with lock:
             context = SyncContext(self._factory, self._http, self._settings)
             try:
@@ -230,6 +237,13 @@ class SourceScheduler:
                 return
             log.info("sync %s:%s %s (run %s)", source, job.kind, run.status, run.id)
 
+    def _track_current_task(self) -> None:
+        """Count the calling task among the runs ``stop`` cancels and waits for."""
+        running = asyncio.current_task()
+        if running is not None:
+            self._running.add(running)
+            running.add_done_callback(self._running.discard)
+
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
@@ -238,7 +252,7 @@ class SourceScheduler:
         """Stop scheduling, and stop the syncs still running: each is cancelled and closes
         its run as ``interrupted`` before this returns, so the gateway's HTTP client and
         database are closed only after (a run cut short by a closed client was recorded
-        as failed)."""
+        as failed). Housekeeping under way (reconciliation, say) ends its work first."""
         self.shutdown()
         running = [task for task in self._running if not task.done()]
         for task in running:

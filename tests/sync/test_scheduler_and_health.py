@@ -253,3 +253,47 @@ async def test_stopping_the_scheduler_closes_a_sync_under_way_as_interrupted_fir
 def _runs_of(factory: sessionmaker[Session], source: str) -> list[SyncRun]:
     with factory() as session:
         return list(session.query(SyncRun).filter(SyncRun.source == source))
+
+
+async def test_stopping_lets_a_housekeeping_run_end_before_its_lease_goes(
+    settings: Settings, factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reconciliation under way (one transaction on a thread, which cannot be stopped)
+    ends before ``stop`` returns, and only then is its lease given up: another process
+    taking the lease at once never reconciles beside it, and none waits for it to expire."""
+    import asyncio
+    import threading
+
+    import httpx
+    import sqlalchemy as sa
+
+    from gateway.store.tables import SyncLease, table
+    from gateway.sync.scheduler import SourceScheduler
+
+    started, release = threading.Event(), threading.Event()
+    ended: list[bool] = []
+
+    def slow_work() -> None:
+        started.set()
+        release.wait(10)
+        ended.append(True)
+
+    def lease_holders() -> list[str]:
+        with factory() as session:
+            return list(session.scalars(sa.select(table(SyncLease).c.source)))
+
+    caplog.set_level("INFO", logger="gateway.sync.scheduler")
+    async with httpx.AsyncClient() as http:
+        scheduler = SourceScheduler(factory, http, settings)
+        housekeeping = asyncio.create_task(scheduler._run_leased("reconcile", "reconciliation", slow_work))
+        await asyncio.to_thread(started.wait, 10)
+        assert lease_holders() == ["reconcile"]
+        stopping = asyncio.create_task(scheduler.stop())
+        await asyncio.sleep(0.2)
+        assert not stopping.done() and lease_holders() == ["reconcile"]  # the work goes on
+        release.set()
+        await asyncio.wait_for(stopping, timeout=10)
+        assert ended == [True] and housekeeping.done()
+        assert lease_holders() == []
+    assert "reconciliation stopped with the gateway" in caplog.text
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
