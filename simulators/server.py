@@ -12,6 +12,18 @@ from typing import Any
 import uvicorn
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free now (held together while chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 @contextmanager
 def run_in_thread(app: Any, port: int = 0, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve ``app`` on ``host`` (a free port when ``port`` is 0); yields the base URL and

@@ -9,7 +9,6 @@ import logging
 import logging.config
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,12 @@ import orjson
 import pytest
 
 from gateway.logs import LOG_FORMATS, log_config
+from simulators.server import free_ports
 
 RETRY_LINE = "London tracker page failed (try 1)"
 TEXT_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: "
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _serve_until(tmp_path: Path, log_format: str, wanted: str) -> list[str]:
@@ -40,13 +33,13 @@ def _serve_until(tmp_path: Path, log_format: str, wanted: str) -> list[str]:
         **os.environ,
         "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}",
         "GATEWAY_LOG_FORMAT": log_format,
-        "GATEWAY_LONDON_BASE_URL": f"http://127.0.0.1:{_free_port()}",  # nobody listens there
+        "GATEWAY_LONDON_BASE_URL": f"http://127.0.0.1:{free_ports(1)[0]}",  # nobody listens there
         "GATEWAY_LONDON_CLIENT_ID": "logs",
         "GATEWAY_LONDON_CLIENT_SECRET": "never-logged-secret",
     }
     lines: list[str] = []
     with subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(_free_port())],
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(free_ports(1)[0])],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

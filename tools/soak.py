@@ -81,7 +81,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -276,6 +275,30 @@ def next_link(doc: dict[str, Any]) -> str | None:
     return nxt[0] if nxt else None
 
 
+async def run_gateway_cli(
+    args: Sequence[str], env: dict[str, str], cwd: Path, timeout_s: float | None = None
+) -> tuple[int | None, bytes, bytes]:
+    """Run ``gateway <args>``: its exit status (None: killed after ``timeout_s``), stdout
+    and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        *args,
+        env=env,
+        cwd=str(cwd),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None, b"", b""
+    return await proc.wait(), out, err
+
+
 def output_gist(text: str) -> str:
     """What a command's output says, without the data it may echo: its size, how many
     records it reports rejected, and the exception classes it names."""
@@ -293,17 +316,6 @@ REFUSED = (400, 403, 413, 415, 422)  # refused outright: nothing in the batch ap
 # ----------------------------------------------------------------------------------------
 # Processes
 # ----------------------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
@@ -700,6 +712,8 @@ class Soak:
         return self.stack.start(name, cmd + faults, url, self.stack.base_env())
 
     def start_stack(self) -> None:
+        from simulators.server import free_ports
+
         ports = free_ports(2 + self.args.gateways)
         self.london_url = f"http://127.0.0.1:{ports[0]}"
         self.cqc_url = f"http://127.0.0.1:{ports[1]}"
@@ -1535,24 +1549,10 @@ class Soak:
     async def cli_run(self, cmd: tuple[str, ...], env: dict[str, str]) -> None:
         what = f"gateway {' '.join(cmd)}"
         self.rec.counts["cli-" + cmd[0]] += 1
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            *cmd,
-            env=env,
-            cwd=str(self.folder),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=240)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        code, out, err = await run_gateway_cli(cmd, env, self.folder, timeout_s=240)
+        if code is None:
             self.rec.add("timeout", f"cli {' '.join(cmd)} took over 240 s")
             return
-        code = await proc.wait()
         text = (out + err).decode("utf-8", "replace")
         ok = {0, 1} if cmd[0] in ("sync", "reconcile", "sources") else {0}
         self.rec.statuses["cli-" + cmd[0]][code] += 1
@@ -1870,21 +1870,9 @@ class Soak:
 
     async def gateway_cli(self, *args: str) -> str:
         env = self.stack.base_env() | {"GATEWAY_DATABASE_URL": self.database_url}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            *args,
-            env=env,
-            cwd=str(self.folder),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            self.rec.add(
-                "chaos", f"gateway {args[0]} {args[1]} exit {proc.returncode}", output_gist(err.decode())
-            )
+        code, out, err = await run_gateway_cli(args, env, self.folder)
+        if code != 0:
+            self.rec.add("chaos", f"gateway {args[0]} {args[1]} exit {code}", output_gist(err.decode()))
         return out.decode()
 
     async def chaos_token(self, mode: str) -> None:

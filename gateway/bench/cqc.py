@@ -16,7 +16,7 @@ import httpx
 from pydantic import SecretStr
 
 from gateway.bench import print_result, run_async, stopwatch
-from gateway.bench.london import _free_port, _process
+from gateway.bench.london import _process
 from gateway.demo_loading import ensure_demo_data
 from gateway.settings import Settings
 from gateway.store.db import create_engine, session_factory, upgrade
@@ -24,6 +24,7 @@ from gateway.store.registry import count_registry, count_registry_providers
 from gateway.store.tables import SUCCEEDED
 from gateway.sync.cqc import cqc_client, sync_cqc_full
 from gateway.sync.sources import SyncContext
+from simulators.server import free_ports
 
 LIMIT_PER_MINUTE = 20_000.0
 
@@ -35,7 +36,7 @@ def bench_cqc() -> dict[str, Any]:
         url_db = f"sqlite:///{work / 'gateway.db'}"
         upgrade(url_db)
         engine = create_engine(url_db)
-        port = _free_port()
+        [port] = free_ports(1)
         args = [
             "simulators.cqc_api",
             "--locations",

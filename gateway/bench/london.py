@@ -19,7 +19,6 @@ median over median.
 
 from __future__ import annotations
 
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,16 +40,10 @@ from gateway.store.tables import SUCCEEDED, SyncRun
 from gateway.sync.london import sync_london
 from gateway.sync.scheduler import freeze_startup_heap
 from gateway.sync.sources import SyncContext
+from simulators.server import free_ports
 
 PAGE_SIZE = 200
 REPEATS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -140,7 +133,7 @@ def bench_london() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         work = Path(tmp)
         homes = london_homes(ensure_demo_data(work / "demo-data"))
-        port = _free_port()
+        [port] = free_ports(1)
         url = f"http://127.0.0.1:{port}"
         # The simulator runs in its own process, as the real tracker would be elsewhere.
         homes_file = work / "demo-data" / "london" / "homes.json"

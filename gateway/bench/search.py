@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from gateway.auth import create_token
 from gateway.bench import print_result, stopwatch
-from gateway.bench.london import _free_port, _process
+from gateway.bench.london import _process
 from gateway.demo_loading import ensure_demo_data, load_national_demo
 from gateway.places import bounding_box
 from gateway.search import exports
@@ -38,6 +38,7 @@ from gateway.search.index import SearchIndex, index_for
 from gateway.search.query import SearchQuery
 from gateway.search.service import resolve_point, search
 from gateway.store.db import create_engine, session_factory, transaction, upgrade
+from simulators.server import free_ports
 
 TYPES = ["general-nursing", "dementia-nursing", "general-residential", "dementia-residential"]
 FILTERS = [
@@ -235,7 +236,7 @@ def bench_search() -> dict[str, Any]:
 
         with transaction(factory) as session:
             _, token = create_token(session, name="bench-reader", scopes=["read"])
-        port = _free_port()
+        [port] = free_ports(1)
         workers = str(max(os.cpu_count() or 1, 1))
         env_args = ["gateway.cli", "serve", "--port", str(port), "--no-migrate", "--workers", workers]
         os.environ["GATEWAY_DATABASE_URL"] = url_db

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from gateway.store.repository import chunks, dialect_insert
+from gateway.store.repository import bulk_upsert, chunks
 from gateway.store.tables import (
     SUCCEEDED,
     Finding,
@@ -140,26 +139,14 @@ def hold_records(
         {**record, "source": source, "first_seen": now, "last_seen": now, "status": "unmatched"}
         for record in latest.values()
     ]
-    session.execute(_hold_statement(session.connection().dialect.name), rows)
+    refreshed = ("name", "postcode", "local_authority", "record", "last_seen")
+    bulk_upsert(session, table(HeldRecord), rows, ("source", "source_ref"), refreshed)
     return {
         ref: cqc_id
         for chunk in chunks(sorted(latest))
         for ref, cqc_id in session.execute(_LINKED, {"source": source, "refs": chunk})
         if cqc_id
     }
-
-
-@lru_cache(maxsize=2)
-def _hold_statement(dialect: str) -> sa.Insert:
-    # Built once per dialect: building an upsert costs more than running it.
-    t = table(HeldRecord)
-    insert = dialect_insert(dialect, t)
-    refreshed = ("name", "postcode", "local_authority", "record", "last_seen")
-    statement: sa.Insert = insert.on_conflict_do_update(
-        index_elements=[t.c.source, t.c.source_ref],
-        set_={column: insert.excluded[column] for column in refreshed},
-    )
-    return statement
 
 
 _HELD = table(HeldRecord)

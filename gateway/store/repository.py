@@ -143,14 +143,19 @@ def bulk_insert(session: Session, t: sa.Table, rows: list[dict[str, Any]]) -> in
     return _sqlite_executemany(session, t, rows)
 
 
-def bulk_upsert(session: Session, t: sa.Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
+def bulk_upsert(
+    session: Session,
+    t: sa.Table,
+    rows: list[dict[str, Any]],
+    keys: Sequence[str],
+    updated: Sequence[str] | None = None,
+) -> None:
     """``bulk_insert``, where a row whose ``keys`` (a unique constraint's columns) are
-    already held replaces that row's other columns."""
+    already held replaces that row's ``updated`` columns (all the others by default)."""
     if not rows:
         return
-    dialect = session.connection().dialect.name
-    if dialect == "sqlite":
-        updated = [key for key in rows[0] if key not in keys]
+    updated = tuple(key for key in rows[0] if key not in keys) if updated is None else tuple(updated)
+    if session.connection().dialect.name == "sqlite":
         _sqlite_executemany(
             session,
             t,
@@ -159,7 +164,7 @@ def bulk_upsert(session: Session, t: sa.Table, rows: list[dict[str, Any]], keys:
             + ", ".join(f"{column} = excluded.{column}" for column in updated),
         )
         return
-    session.execute(_upsert_statement(t, tuple(keys), tuple(key for key in rows[0] if key not in keys)), rows)
+    session.execute(_upsert_statement(t, tuple(keys), updated), rows)
 
 
 @lru_cache(maxsize=16)

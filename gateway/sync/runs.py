@@ -148,16 +148,19 @@ def finish_run(
         run.finished_at = utcnow()
         if isinstance(error, asyncio.CancelledError):
             run.status, run.error_message = INTERRUPTED, _INTERRUPTED_MESSAGE
+        elif error is None:
+            run.status = SUCCEEDED
         else:
-            run.status = FAILED if error is not None else SUCCEEDED
-        if error is not None and not isinstance(error, asyncio.CancelledError):
-            run.error_class = classify(error).value
+            run.status, run.error_class = FAILED, classify(error).value
             # The message names the call and status only; bodies are never recorded.
             run.error_message = error_text(error)
-            if database_unavailable(error):
-                log.warning("sync run %s of %s failed: %s", run_id, run.source, run.error_message)
-            elif not isinstance(error, UpstreamError):
-                log_unexpected(log, f"sync run {run_id} of {run.source} failed", error)
+    # Said once the run is recorded (a close tried again while the database does not
+    # answer says it once).
+    if run.status == FAILED and error is not None:
+        if database_unavailable(error):
+            log.warning("sync run %s of %s failed: %s", run_id, run.source, run.error_message)
+        elif not isinstance(error, UpstreamError):
+            log_unexpected(log, f"sync run {run_id} of {run.source} failed", error)
     SYNC_RUNS.labels(run.source, run.status).inc()
     return run
 

@@ -14,7 +14,6 @@ database (SQLite, or PostgreSQL when GATEWAY_TEST_DATABASE_URL is set), emptied 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from sqlmodel import SQLModel
 
 from gateway.auth import create_token
 from gateway.store.db import create_engine, session_factory, transaction
+from simulators.server import free_ports
 from tests.conftest import GatewayCli, bearer
 from tests.factories import batch, location, vacancy
 
@@ -63,18 +63,6 @@ class Gateway:
             content=orjson.dumps(body),
             headers={**bearer(token), "Content-Type": "application/json", **headers},
         )
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports free now (held together while chosen)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class PortTaken(Exception):
@@ -180,7 +168,7 @@ def gateways(
             # Both start at once: each takes seconds of start-up.
             pair = [
                 _start(name, port, database_url, tmp_path)
-                for name, port in zip(("a", "b"), _free_ports(2), strict=True)
+                for name, port in zip(("a", "b"), free_ports(2), strict=True)
             ]
             started += pair
             try:
@@ -502,7 +490,7 @@ def test_workers_behind_one_port_report_the_metrics_of_all(
     """``gateway serve --workers 2``: whichever worker answers a scrape reports the pushes
     both took (each connection is new, so the kernel hands them to either)."""
     token = mint_token("tracker-workers")
-    process, port, log = _start("workers", _free_ports(1)[0], database_url, tmp_path, "--workers", "2")
+    process, port, log = _start("workers", free_ports(1)[0], database_url, tmp_path, "--workers", "2")
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(process, url, log)
