@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,10 +25,37 @@ from gateway.store import checkpoints
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+# How long a new connection keeps trying to put a file database in WAL mode while other
+# connections are doing the same (see ``_wal``).
+WAL_SWITCH_TIMEOUT_S = 30.0
+
+
+def _wal(cursor: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode (kept in the file: lets readers go on while a writer
+    commits). A database already in it is left alone. The switch needs the file to itself,
+    and SQLite refuses at once, busy timeout or not, a connection whose switch collides
+    with another's (two connections opening a database migrated moments ago): it is tried
+    again until ``WAL_SWITCH_TIMEOUT_S``. ``upgrade`` switches a database as it migrates
+    it, so a served database has normally switched long before."""
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + WAL_SWITCH_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorname != "SQLITE_BUSY" or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers go on while a writer commits; NORMAL sync is safe under WAL.
+    # NORMAL sync is safe under WAL.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -163,5 +192,13 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision`` (the latest by default)."""
+    """Bring the database at ``url`` to ``revision`` (the latest by default); a SQLite
+    file is left in WAL mode, before any gateway process opens it."""
     command.upgrade(alembic_config(url), revision)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, pool_size=1)  # its connections switch to WAL
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
