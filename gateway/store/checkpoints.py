@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 THRESHOLD_BYTES = 4 * 1024 * 1024  # about SQLite's own 1,000 pages of 4 KiB
 LOG_SIZE_LIMIT_BYTES = 1024 * 1024  # what the log is cut back to when it starts over
 
+_BUSY = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
+
 _lock = threading.Lock()
 _pending: dict[str, Future[None]] = {}  # database file -> its checkpoint asked for
 _executor: ThreadPoolExecutor | None = None
@@ -92,6 +94,10 @@ def _checkpoint(path: str) -> None:
             connection.close()
     except sqlite3.Error as exc:
         # A checkpoint that cannot run now runs after a later commit; nothing is lost.
-        log.warning("SQLite checkpoint of %s did not run: %s", os.path.basename(path), exc.sqlite_errorname)
+        # Busy is the usual reason, and no fault: another connection (another gateway
+        # process's checkpoint, the last connection closing) is copying the log already.
+        level = logging.DEBUG if exc.sqlite_errorname in _BUSY else logging.WARNING
+        name = os.path.basename(path)
+        log.log(level, "SQLite checkpoint of %s did not run: %s", name, exc.sqlite_errorname)
         return
     log.debug("SQLite checkpoint of %s: %s of %s log pages copied", os.path.basename(path), copied, logged)

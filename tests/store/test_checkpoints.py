@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -93,4 +94,23 @@ def test_a_checkpoint_that_cannot_run_is_reported_and_lost_nothing(
         checkpoints.request(str(garbage)).result()
     assert [r.getMessage() for r in caplog.records] == [
         "SQLite checkpoint of not-a-database.db did not run: SQLITE_NOTADB"
+    ]
+
+
+def test_a_checkpoint_another_connection_holds_off_is_left_to_it_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, path = _engine(tmp_path)
+    engine.dispose()
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        # A connection keeping the file to itself: every other one is told it is busy.
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("INSERT INTO blob (body) VALUES ('x')")
+        with caplog.at_level(logging.DEBUG, logger="gateway.store.checkpoints"):
+            checkpoints.request(str(path)).result()
+    finally:
+        holder.close()
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, "SQLite checkpoint of wal.db did not run: SQLITE_BUSY")
     ]
