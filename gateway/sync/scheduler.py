@@ -21,12 +21,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import log_unexpected
 from gateway.settings import Settings
-from gateway.store.db import transaction
+from gateway.store.db import database_fault, transaction
 from gateway.store.sources import acquire_lease, release_lease
 from gateway.store.tables import utcnow
 from gateway.sync.sources import PULLED_SOURCES, JobSpec, SyncContext
@@ -77,9 +78,16 @@ async def source_lease(
         return
 
     async def renew() -> None:
+        # A renewal that fails (the database not answering for a moment) is tried again
+        # at the next third: the lease still has two thirds to run.
         while True:
             await asyncio.sleep(ttl.total_seconds() / 3)
-            if not await asyncio.to_thread(take):
+            try:
+                renewed = await asyncio.to_thread(take)
+            except Exception as error:  # noqa: BLE001 (logged by class, tried again)
+                log.warning("%s: renewing the lease failed (%s); trying again", name, _fault(error))
+                continue
+            if not renewed:
                 log.warning("%s: the lease passed to another process during a run", name)
 
     renewing = asyncio.create_task(renew())
@@ -89,7 +97,18 @@ async def source_lease(
         renewing.cancel()
         with suppress(asyncio.CancelledError):
             await renewing
-        await asyncio.to_thread(give_up)
+        try:
+            await asyncio.to_thread(give_up)
+        except Exception as error:  # noqa: BLE001 (the lease expires by itself)
+            log.warning("%s: giving the lease up failed (%s); it expires by itself", name, _fault(error))
+
+
+def _fault(error: BaseException) -> str:
+    """What went wrong, safe to log: a database error's class and code, never its text
+    (it may quote SQL parameters); otherwise the exception's class."""
+    if isinstance(error, sa.exc.DBAPIError | sa.exc.TimeoutError):
+        return database_fault(error)
+    return type(error).__name__
 
 
 class SourceScheduler:
