@@ -90,17 +90,23 @@ def _leave_locations_left(
     now: datetime,
 ) -> None:
     """Record where each home of the page now goes (a held home nowhere, unless an admin
-    linked it); a location a home left, that no other home feeds, leaves London."""
+    linked it; a CLOSED home nowhere: its tombstone retired the location it names); a
+    location a home left, that no other home feeds, leaves London."""
     targets: dict[str, str | None] = {home.home_ref: None for home in page.unmatched}
     refused = {result.index for result in results if result.status is RecordStatus.REJECTED}
+    closed: set[str] = set()
     for index, update in updates:
         if index in refused:  # what the home names now is not known: its link stays
             targets.pop(refs[index], None)
-        else:
+        elif update.active:
             targets[refs[index]] = update.cqc_location_id
+        else:
+            targets[refs[index]] = None
+            closed.add(update.cqc_location_id)
     left = links.follow(session, SOURCE, targets, now)
     for cqc_id in left:
-        counts.warnings.append(f"{cqc_id}: no London home names it any more; it leaves the London source")
+        if cqc_id not in closed:  # a closure says so itself
+            counts.warnings.append(f"{cqc_id}: no London home names it any more; it leaves the London source")
 
 
 def _held_updates(
