@@ -44,13 +44,16 @@ class RunCounts:
             self.statuses[result.status.value] += 1
 
     def reject(self, ref: str | None, reasons: list[str]) -> None:
-        """Record a rejected record once per run, however often the upstream sent it. A
-        record without a readable ref ("?") cannot be told from another: each counts."""
+        """Count a rejected copy of a record, as every copy the upstream sent counts in
+        one status (so the statuses add up to the records seen, a home sent twice by a
+        restarted listing included); its reasons are listed once per run, however often
+        it came. A record without a readable ref ("?") cannot be told from another: each
+        is listed."""
+        self.statuses[RecordStatus.REJECTED.value] += 1
         if ref is not None:
             if ref in self._rejected:
                 return
             self._rejected.add(ref)
-        self.statuses[RecordStatus.REJECTED.value] += 1
         if len(self.rejections) < MAX_REJECTIONS_KEPT:
             self.rejections.append({"ref": ref or "?", "reasons": reasons})
 

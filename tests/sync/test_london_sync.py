@@ -148,8 +148,10 @@ def test_faulty_tracker_synced_exactly_then_incrementally(
     run = run_sync(settings, factory, url)
     assert run.status == "succeeded", run.error_message
     assert national_london(factory) == expected(sim.truth(), malformed)
-    assert sorted(r["ref"] for r in run.rejections) == sorted(malformed)
-    assert run.rejected == len(malformed)
+    assert sorted(r["ref"] for r in run.rejections) == sorted(malformed)  # each listed once
+    # Each copy sent counts in one status (a restarted listing sends some homes twice).
+    assert run.rejected >= len(malformed)
+    assert run.records_seen == run.accepted + run.unchanged + run.stale + run.rejected + run.held
     with factory() as session:
         counts = session.execute(
             sa.select(LocationVersion.cqc_location_id, sa.func.count()).group_by(
@@ -276,40 +278,75 @@ def test_a_held_home_that_reports_its_cqc_id_later_is_no_longer_held(
     assert identified is not None and identified.source == "london"
 
 
+BASE = "https://london.example"
+
+
+def _sync_answered(
+    settings: Settings, factory: sessionmaker[Session], answers: list[httpx.Response]
+) -> SyncRun:
+    """One sync against a tracker (respx) whose listing calls get ``answers`` in turn."""
+    settings = settings.model_copy(
+        update={
+            "london_base_url": BASE,
+            "london_client_id": "gw",
+            "london_client_secret": SecretStr("s3cret"),
+        }
+    )
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    async def go() -> SyncRun:
+        with respx.mock:
+            respx.post(f"{BASE}/oauth/token").mock(
+                return_value=httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+            )
+            respx.get(f"{BASE}/api/v2/homes").mock(side_effect=answers)
+            async with httpx.AsyncClient() as http:
+                options = {"retry": RetryPolicy(max_attempts=3, sleep=no_wait)}
+                return await sync_london(SyncContext(factory, http, settings, options=options))
+
+    return asyncio.run(go())
+
+
+def _page(homes: list[dict[str, Any]], cursor: str | None = None) -> httpx.Response:
+    return httpx.Response(200, json={"homes": homes, "next_cursor": cursor, "as_of": "2026-11-22T08:00:03Z"})
+
+
 def test_every_malformed_home_without_a_readable_ref_is_counted(
     settings: Settings, factory: sessionmaker[Session]
 ) -> None:
-    """Malformed homes are recorded once per ref; those with no ref to tell them apart
-    (missing, or not a string) each count (all of them were counted as one)."""
-    base = "https://london.example"
+    """Malformed homes are listed once per ref; those with no ref to tell them apart
+    (missing, or not a string) are each listed (all of them were listed as one)."""
     broken = [
         {k: v for k, v in home(home_ref="LDN-000091").items() if k != "home_ref"},
         {k: v for k, v in home(home_ref="LDN-000092").items() if k != "home_ref"},
         home(home_ref=93),
     ]
     good = [home(home_ref=f"LDN-00000{n}", cqc_location_id=f"1-70000000{n}") for n in (1, 2)]
-    body = {"homes": [*good, *broken], "next_cursor": None, "as_of": "2026-11-22T08:00:03Z"}
-    settings = settings.model_copy(
-        update={
-            "london_base_url": base,
-            "london_client_id": "gw",
-            "london_client_secret": SecretStr("s3cret"),
-        }
-    )
-
-    async def go() -> SyncRun:
-        with respx.mock:
-            respx.post(f"{base}/oauth/token").mock(
-                return_value=httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
-            )
-            respx.get(f"{base}/api/v2/homes").mock(return_value=httpx.Response(200, json=body))
-            async with httpx.AsyncClient() as http:
-                return await sync_london(SyncContext(factory, http, settings))
-
-    run = asyncio.run(go())
+    run = _sync_answered(settings, factory, [_page([*good, *broken])])
     assert run.status == "succeeded"
     assert (run.records_seen, run.accepted, run.rejected) == (5, 2, 3)
     assert [r["ref"] for r in run.rejections] == ["?", "?", "?"]
+
+
+def test_counts_add_up_when_a_restarted_listing_sends_homes_again(
+    settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    """A 410 restarts the listing, which sends the first page's homes again: each copy
+    counts in one status (seen 5: accepted, unchanged, rejected twice, accepted), the
+    malformed home's reasons are listed once."""
+    good = home(home_ref="LDN-000001", cqc_location_id="1-700000001")
+    bad = {k: v for k, v in home(home_ref="LDN-000002", cqc_location_id="1-700000002").items() if k != "name"}
+    last = home(home_ref="LDN-000003", cqc_location_id="1-700000003")
+    expired = httpx.Response(410, json={"error": "cursor_expired"})
+    run = _sync_answered(
+        settings, factory, [_page([good, bad], "c2"), expired, _page([good, bad], "c9"), _page([last])]
+    )
+    assert run.status == "succeeded", run.error_message
+    assert (run.records_seen, run.accepted, run.unchanged, run.rejected) == (5, 2, 1, 2)
+    assert run.records_seen == run.accepted + run.unchanged + run.stale + run.rejected + run.held
+    assert [r["ref"] for r in run.rejections] == ["LDN-000002"]
 
 
 def test_a_page_rolled_back_is_not_counted_in_the_run(
@@ -433,4 +470,37 @@ def test_an_admins_link_corrected_by_the_tracker_leaves_the_linked_location(
     assert _london_view(factory, "1-788000002", "1-788000003") == {
         "1-788000002": ("london", False),
         "1-788000003": ("london", True),
+    }
+
+
+def test_a_closed_home_no_longer_feeds_the_location_another_home_names(
+    settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    """Two homes name one location and one of them closes: its tombstone retires the
+    location until the other reports again, and the closed home feeds it no more. So when
+    the other home later names another location, the first leaves London instead of
+    keeping that home's old report as current (its beds counted twice)."""
+    homes = london_homes()[:10]
+    homes[5]["cqc_location_id"] = homes[4]["cqc_location_id"]  # 1-700000004, twice
+    app = create_app(homes, LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    simulator: LondonTrackerSimulator = app.state.simulator
+    with run_in_thread(app) as url:
+        assert run_sync(settings, factory, url).status == "succeeded"
+        simulator.update_home("LDN-000005", {"status": "CLOSED"})
+        closing = run_sync(settings, factory, url)
+        assert closing.status == "succeeded" and closing.accepted == 1
+        assert not [w for w in closing.warnings if "leaves the London source" in w]  # said by the closure
+        assert _london_view(factory, "1-700000004") == {"1-700000004": ("london", False)}
+        simulator.advance_clock(60)
+        simulator.update_home("LDN-000004", {"name": "Home 4, renamed"})  # reports again, later
+        assert run_sync(settings, factory, url).status == "succeeded"
+        assert _london_view(factory, "1-700000004") == {"1-700000004": ("london", True)}
+        simulator.advance_clock(60)
+        simulator.update_home("LDN-000004", {"cqc_location_id": "1-799000004"})
+        moved = run_sync(settings, factory, url)
+    assert moved.status == "succeeded"
+    assert "1-700000004: no London home names it any more; it leaves the London source" in moved.warnings
+    assert _london_view(factory, "1-700000004", "1-799000004") == {
+        "1-700000004": ("london", False),
+        "1-799000004": ("london", True),
     }
