@@ -113,8 +113,15 @@ def seconds_from_message(message: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def raise_for_transport(exc: httpx.TransportError) -> None:
-    """Turn a network-level failure (time-out, refused connection) into a transient error."""
+# What a call to an upstream can raise before it has an answer to judge: network faults
+# (time-outs, refused connections, broken protocol) and a body that cannot be decoded as
+# its Content-Encoding says (a truncated gzip stream).
+REQUEST_FAULTS = (httpx.TransportError, httpx.DecodingError)
+
+
+def raise_for_transport(exc: httpx.RequestError) -> None:
+    """Turn a network-level failure (time-out, refused connection, a body that cannot be
+    decoded) into a transient error."""
     raise TransientUpstreamError(f"{type(exc).__name__} calling upstream") from exc
 
 

@@ -14,6 +14,7 @@ import httpx
 from aiolimiter import AsyncLimiter
 
 from adapters.common.http import (
+    REQUEST_FAULTS,
     RetryPolicy,
     TransientUpstreamError,
     UpstreamConfigurationError,
@@ -89,7 +90,7 @@ class CqcClient:
                     response = await self._http.get(
                         f"{self._base}{path}", params=params, headers=self._headers
                     )
-                except httpx.TransportError as exc:
+                except REQUEST_FAULTS as exc:
                     raise_for_transport(exc)
             try:
                 return self._answer(response, missing_ok)

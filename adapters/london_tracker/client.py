@@ -20,6 +20,7 @@ import httpx
 from authlib.oauth2.rfc6749 import OAuth2Token
 
 from adapters.common.http import (
+    REQUEST_FAULTS,
     RetryPolicy,
     TransientUpstreamError,
     UpstreamConfigurationError,
@@ -84,7 +85,7 @@ class LondonTrackerClient:
                     "scope": "beds.read",
                 },
             )
-        except httpx.TransportError as exc:
+        except REQUEST_FAULTS as exc:
             raise_for_transport(exc)
         if response.status_code == 401:
             raise UpstreamConfigurationError("London tracker refused the client credentials", status_code=401)
@@ -107,7 +108,7 @@ class LondonTrackerClient:
                     params=params,
                     headers={"Authorization": f"Bearer {self._token['access_token']}"},
                 )
-            except httpx.TransportError as exc:
+            except REQUEST_FAULTS as exc:
                 raise_for_transport(exc)
             if response.status_code == 401 and not renewed:
                 log.info("London tracker token refused; fetching a new one")

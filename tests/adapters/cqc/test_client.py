@@ -310,6 +310,14 @@ async def test_a_wait_the_api_asks_for_holds_every_call_of_the_client(kind: str)
 
 
 @respx.mock
+async def test_a_body_that_cannot_be_decoded_is_retried(client: CqcClient) -> None:
+    broken = httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"cut short"))
+    route = respx.get(f"{BASE}/locations").mock(side_effect=[broken, list_page(["1-1"], 1, 1)])
+    assert [ids async for ids in client.list_care_home_ids(page_size=1)] == [["1-1"]]
+    assert route.call_count == 2
+
+
+@respx.mock
 async def test_give_up_after_bounded_retries(client: CqcClient) -> None:
     route = respx.get(f"{BASE}/locations/1-1").mock(return_value=httpx.Response(503, text="<html/>"))
     with pytest.raises(TransientUpstreamError):

@@ -216,6 +216,21 @@ async def test_time_outs_are_retried(client: LondonTrackerClient) -> None:
     assert len(await collect(client)) == 1 and homes.call_count == 2
 
 
+def broken_gzip(_request: httpx.Request | None = None) -> httpx.Response:
+    """A 200 whose body is not the gzip stream its Content-Encoding says (read later)."""
+    return httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"cut short"))
+
+
+@respx.mock
+async def test_a_body_that_cannot_be_decoded_is_retried(client: LondonTrackerClient) -> None:
+    respx.post(f"{BASE}/oauth/token").mock(return_value=token_answer("t"))
+    homes = respx.get(f"{BASE}/api/v2/homes").mock(side_effect=[broken_gzip(), page([], None)])
+    assert len(await collect(client)) == 1 and homes.call_count == 2
+    homes.side_effect = broken_gzip
+    with pytest.raises(TransientUpstreamError, match="DecodingError calling upstream"):
+        await collect(client)
+
+
 @respx.mock
 async def test_retry_then_give_up(client: LondonTrackerClient) -> None:
     respx.post(f"{BASE}/oauth/token").mock(return_value=token_answer("t"))
