@@ -13,6 +13,8 @@ Rules (see ``shared/specs/london-tracker-api.md``):
 - closed reasons map through ``CLOSED_REASON_MAP``; funding through ``FUNDING_MAP``;
 - boroughs map to ONS codes (``boroughs.py``); an unknown spelling is reported and the
   local authority left empty, never guessed;
+- the short-stay weekly cost is the transitional line's price from (the short-stay
+  categories' fees), none without one;
 - pence become pounds; postcodes are normalised ('nw89aa' -> 'NW8 9AA');
 - ``REHAB`` homes are community-rehabilitation providers;
 - ``SUSPENDED``: the home stays, nothing is admittable: admission status off and each
@@ -99,6 +101,7 @@ _CATEGORY_SERVICES: dict[str, str] = {
 _REASON_VALUES: dict[str, str] = {code: mapped[0].value for code, mapped in CLOSED_REASON_MAP.items()}
 _FUNDING_VALUES: dict[str, str] = {code: funding.value for code, funding in FUNDING_MAP.items()}
 _MANAGEMENT_DECISION = UnavailableReason.MANAGEMENT_DECISION.value
+_TRANSITIONAL = VacancyType.TRANSITIONAL.value
 _LONDON = NhsRegion.LONDON.value
 _REHAB = ProviderType.COMMUNITY_REHAB.value
 _CARE_HOME = ProviderType.CARE_HOME.value
@@ -234,6 +237,11 @@ def map_home(home: Any) -> MappedHome:
     status = home["status"]
     suspended = status == "SUSPENDED"
     lines, services = _lines(home["beds"], suspended, warnings, ref)
+    # The short-stay categories all land on the transitional line: their fees are what a
+    # short stay costs here.
+    short_stay_cost = next(
+        (line["weekly_price_from"] for line in lines if line["vacancy_type"] == _TRANSITIONAL), None
+    )
     address = home["address"]
     postcode = normalise_postcode(address["postcode"]) or address["postcode"].strip().upper()
     fields: dict[str, Any] = {
@@ -253,6 +261,7 @@ def map_home(home: Any) -> MappedHome:
         "languages": [language.strip() for language in home["languages"] if language.strip()],
         "notes": home.get("facilities"),
         "funding_sources": sorted({_FUNDING_VALUES[f] for f in home["funding_accepted"]}),
+        "short_stay_weekly_cost": short_stay_cost,
         "accepting_admissions": bool(home["accepting_admissions"]) and not suspended,
         "out_of_hours_admissions": OUT_OF_HOURS[home["out_of_hours_admissions"]],
         "active": status != "CLOSED",

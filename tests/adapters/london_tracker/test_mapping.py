@@ -34,6 +34,7 @@ def test_a_full_home_maps_field_by_field() -> None:
     )
     assert line.unavailable_reasons == (UnavailableReason.STAFFING_ABSENCE,)
     assert line.weekly_price_from == 1450.0 and line.flexible is True
+    assert update.short_stay_weekly_cost is None  # no short-stay beds
     assert update.updated_at.utcoffset() is not None
 
 
@@ -118,6 +119,19 @@ def test_two_lines_of_one_national_type_are_summed() -> None:
     assert (line.maximum_capacity, line.occupied, line.admittable) == (20, 16, 4)
     assert line.weekly_price_from == 1000.0 and line.flexible is True  # the price *from*
     assert [s.value for s in update.short_stay_services] == ["discharge-to-assess", "intermediate-care"]
+    assert update.short_stay_weekly_cost == 1000.0  # what a short stay here costs, from
+
+
+def test_the_short_stay_weekly_cost_is_the_short_stay_lines_fee() -> None:
+    long_term = bed("NURS_GEN", weekly_fee_pence=110000)
+    for beds, cost in (
+        ([long_term], None),  # no short stays: no short-stay cost
+        ([long_term, bed("RESPITE", weekly_fee_pence=155050)], 1550.5),
+        ([long_term, bed("RESPITE", weekly_fee_pence=None)], None),  # offered, fee not given
+    ):
+        update = map_home(home(beds=beds)).update
+        assert update is not None
+        assert update.short_stay_weekly_cost == cost
 
 
 def test_a_merged_line_is_priced_from_its_cheapest_part_with_a_bed_free_now() -> None:
