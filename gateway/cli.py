@@ -29,6 +29,9 @@ token_app = typer.Typer(help="Bearer tokens for trackers, readers and admins.", 
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 console = Console()
+# What went wrong goes to stderr, so a script reading a command's output (a token from
+# ``token create``, the JSON of ``sources --json``) never takes an error for it.
+errors = Console(stderr=True)
 T = TypeVar("T")
 
 
@@ -48,7 +51,7 @@ def _database(*, migrate: bool = True) -> Iterator[sessionmaker[Session]]:
         # Connecting would create an empty file there, then call it never migrated: a
         # mistyped path followed by gateway db upgrade would make a second, empty gateway.
         missing = sa.engine.make_url(url).database
-        console.print(
+        errors.print(
             f"[red]GATEWAY_DATABASE_URL: there is no database file at {missing}[/red]",
             highlight=False,
             soft_wrap=True,  # a path copied whole, not broken across lines
@@ -59,7 +62,7 @@ def _database(*, migrate: bool = True) -> Iterator[sessionmaker[Session]]:
         with _answering():
             schema = None if migrate else check_schema(engine)
         if schema is not None and not schema.ready:
-            console.print(f"[red]GATEWAY_DATABASE_URL: {schema.detail}[/red]", highlight=False)
+            errors.print(f"[red]GATEWAY_DATABASE_URL: {schema.detail}[/red]", highlight=False)
             raise typer.Exit(2)
         yield session_factory(engine)
     finally:
@@ -79,7 +82,7 @@ def _answering() -> Iterator[None]:
         if not database_unavailable(error):
             raise
         said = f"GATEWAY_DATABASE_URL: the database does not answer ({database_fault(error)})"
-        console.print(f"[red]{said}[/red]", highlight=False)
+        errors.print(f"[red]{said}[/red]", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -366,7 +369,7 @@ def _holding_lease(
     with _answering():
         held, result = run_async(leased())
     if not held:
-        console.print(f"[red]{what} is running in another gateway process; try again later[/red]")
+        errors.print(f"[red]{what} is running in another gateway process; try again later[/red]")
         raise typer.Exit(1)
     return result  # type: ignore[return-value]
 
@@ -504,7 +507,7 @@ def main() -> None:
     try:
         app()
     except SettingsError as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
+        errors.print(f"[red]{exc}[/red]", highlight=False)
         raise SystemExit(2) from None
 
 

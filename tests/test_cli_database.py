@@ -60,3 +60,13 @@ def test_commands_that_write_say_so_too_when_the_database_does_not_answer(gatewa
         assert done.exit_code == 2, (command, done.output)
         assert "GATEWAY_DATABASE_URL: the database does not answer (psycopg.OperationalError)" in done.output
         assert "Traceback" not in done.output and "not-shown" not in done.output
+
+
+def test_a_command_says_what_went_wrong_on_stderr_not_in_its_output(gateway_cli: GatewayCli) -> None:
+    """A script that takes a command's output (``TOKEN=$(gateway token create ...)``) gets
+    nothing from a command that failed, never the error as if it were the token."""
+    for command in (["token", "create", "--name", "t", "--scopes", "read"], ["sources", "--json"]):
+        done = gateway_cli(*command, GATEWAY_DATABASE_URL="postgresql+psycopg://gw:x@127.0.0.1:1/gateway")
+        assert done.exit_code == 2, (command, done.output)
+        assert done.stdout == ""
+        assert "GATEWAY_DATABASE_URL: the database does not answer" in done.stderr
