@@ -108,7 +108,10 @@ FHIR_JSON = "application/fhir+json"
 EPOCH = "2000-01-01T00:00:00Z"
 VACANCY_TYPES = ["general-nursing", "dementia-nursing", "general-residential", "dementia-residential"]
 # --chaos: what a gateway may log while its database is restarting or locked
-CHAOS_EXPECTED = re.compile(r"database unavailable on |(retention|reconciliation) failed: OperationalError$")
+CHAOS_EXPECTED = re.compile(
+    r"database unavailable on |(retention|reconciliation) failed: OperationalError$"
+    r"|sync \S+ failed outside its run record: OperationalError$"
+)
 PG_STATS = "SELECT deadlocks, conflicts FROM pg_stat_database WHERE datname = current_database()"
 
 
@@ -1885,6 +1888,7 @@ class Soak:
         code, out, err = await run_gateway_cli(args, env, self.folder)
         if code != 0:
             self.rec.add("chaos", f"gateway {args[0]} {args[1]} exit {code}", output_gist(err.decode()))
+            return ""  # nothing to take from a command that failed (a token, say)
         return out.decode()
 
     async def chaos_token(self, mode: str) -> None:
