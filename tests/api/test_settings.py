@@ -57,9 +57,10 @@ def test_the_command_says_a_bad_setting_plainly_and_exits_2(
     with pytest.raises(SystemExit) as stopped:
         cli.main()
     assert stopped.value.code == 2
-    out = capsys.readouterr().out
-    assert "bad configuration" in out and "GATEWAY_LONDON_PAGE_SIZE" in out
-    assert "Traceback" not in out
+    said = capsys.readouterr()
+    assert said.out == ""  # what went wrong goes to stderr
+    assert "bad configuration" in said.err and "GATEWAY_LONDON_PAGE_SIZE" in said.err
+    assert "Traceback" not in said.err
 
 
 def test_good_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
