@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from gateway.model.vocab import (
     FundingSource,
@@ -25,6 +25,17 @@ from gateway.model.vocab import (
 
 CQC_ID_PATTERN = r"^1-[0-9]{1,12}$"
 Count = Annotated[int, Field(ge=0, le=100_000)]
+
+
+def _no_nul(value: str) -> str:
+    # JSON may carry U+0000 in a string; PostgreSQL's text cannot hold it, so one such
+    # record would fail its whole batch there: it is refused here, by its field.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (U+0000), which no text field may hold")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 _Code = TypeVar("_Code", bound=StrEnum)
 
@@ -41,11 +52,11 @@ def _in_code_order(codes: tuple[_Code, ...]) -> tuple[_Code, ...]:
 class Address(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    line1: str | None = None
-    line2: str | None = None
-    town: str | None = None
-    county: str | None = None
-    postcode: str | None = None
+    line1: Text | None = None
+    line2: Text | None = None
+    town: Text | None = None
+    county: Text | None = None
+    postcode: Text | None = None
 
 
 class ProviderRef(BaseModel):
@@ -54,7 +65,7 @@ class ProviderRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     cqc_provider_id: str | None = Field(default=None, pattern=CQC_ID_PATTERN)
-    name: str | None = None
+    name: Text | None = None
 
 
 def above_registered(entered: int, registered: int | None) -> bool:
@@ -74,7 +85,7 @@ class VacancyLine(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     vacancy_type: VacancyType | None
-    source_code: str | None = None
+    source_code: Text | None = None
     weekly_price_from: float | None = Field(default=None, ge=0)
     maximum_capacity: Count
     occupied: Count
@@ -126,19 +137,19 @@ class LocationUpdate(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     cqc_location_id: str = Field(pattern=CQC_ID_PATTERN)
-    name: str
+    name: Text
     provider: ProviderRef = ProviderRef()
     nhs_region: NhsRegion | None = None
-    local_authority: str | None = None
+    local_authority: Text | None = None
     address: Address = Address()
-    phone: str | None = None
+    phone: Text | None = None
     provider_type: ProviderType = ProviderType.CARE_HOME
     short_stay_services: tuple[ShortStayService, ...] = ()
-    languages: tuple[str, ...] = ()
-    notes: str | None = None
+    languages: tuple[Text, ...] = ()
+    notes: Text | None = None
     funding_sources: tuple[FundingSource, ...] = ()
-    contracts_with_local_authorities: tuple[str, ...] = ()
-    contracts_with_sub_icbs: tuple[str, ...] = ()
+    contracts_with_local_authorities: tuple[Text, ...] = ()
+    contracts_with_sub_icbs: tuple[Text, ...] = ()
     short_stay_weekly_cost: float | None = Field(default=None, ge=0)
     accepting_admissions: bool | None = None  # None: the source did not say
     out_of_hours_admissions: bool | None = None

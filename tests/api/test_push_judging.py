@@ -3,6 +3,7 @@ the store cannot hold, and messages about long values."""
 
 from __future__ import annotations
 
+import orjson
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,6 +59,30 @@ def test_a_time_the_store_cannot_hold_is_rejected_and_the_rest_of_the_batch_kept
     assert "out of range" in error["message"]
     assert client.get("/api/v1/locations/1-100000001", headers=bearer(token)).status_code == 200
     assert client.get("/api/v1/locations/1-100000002", headers=bearer(token)).status_code == 404
+
+
+def test_a_nul_character_is_rejected_by_its_field_and_the_rest_of_the_batch_kept(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    """JSON may carry U+0000; PostgreSQL's text cannot hold it (the whole batch failed there
+    with a 500, its good records lost, every retry the same)."""
+    token = make_token()
+    nul = "\u0000"
+    records = [
+        location(),
+        location("1-100000002", notes=f"hoist{nul}"),
+        location("1-100000003", languages=["English", f"Pol{nul}ish"]),
+        location("1-100000004", address={"line1": f"1 High St{nul}", "postcode": "LS1 4AP"}),
+    ]
+    body, headers = orjson.dumps(batch(*records)), {**bearer(token), "Content-Type": "application/json"}
+    for url in ("/api/v1/submissions/check", "/api/v1/submissions"):
+        response = client.post(url, content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        assert statuses(response) == ["accepted", "rejected", "rejected", "rejected"]
+        pointers = [e["pointer"] for r in response.json()["records"][1:] for e in r["errors"]]
+        assert pointers == ["/locations/1/notes", "/locations/2/languages/1", "/locations/3/address/line1"]
+        assert "NUL character (U+0000)" in response.json()["records"][1]["errors"][0]["message"]
+    assert client.get("/api/v1/locations/1-100000001", headers=bearer(token)).status_code == 200
 
 
 def test_a_batch_of_5000_is_taken_and_one_of_5001_refused_saying_why(
