@@ -186,6 +186,14 @@ def _region(
     return by_district or declared
 
 
+def _placed(known: Known, cqc_id: str, current: HeldLocation | None, update: Prepared) -> str | None:
+    """Where an update's location is (see ``resolve_region``)."""
+    return _region(known.registered_region(cqc_id), current, update.district_region, update.declared_region)
+
+
+_UNPLACED = Problem("/nhs_region", "nhs_region is required for a location the gateway does not know yet")
+
+
 def _from_the_future(update: Prepared, received_at: datetime) -> Problem | None:
     """A source's own time more than ``MAX_CLOCK_SKEW`` ahead of the gateway's: refused,
     or it would judge every later update of the location 'stale'."""
@@ -257,10 +265,12 @@ def apply_prepared(
             result.status = RecordStatus.STALE
         elif current is not None and current.content_hash == update.digest:
             result.status = RecordStatus.UNCHANGED
+        elif (region := _placed(known, cqc_id, current, update)) is None and current is None:
+            # A location new to the gateway must be placed (a caller checks regions first,
+            # but an earlier record of the batch that placed it may have been refused).
+            result.status, result.problems = RecordStatus.REJECTED, [_UNPLACED]
         else:
             location = update.location
-            registered = known.registered_region(cqc_id)
-            region = _region(registered, current, update.district_region, update.declared_region)
             location.update(nhs_region=region, source=source, received_at=received_at)
             result.quality_flags = update.flags
             winners[cqc_id] = (location, update.lines)

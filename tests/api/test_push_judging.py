@@ -85,6 +85,27 @@ def test_a_nul_character_is_rejected_by_its_field_and_the_rest_of_the_batch_kept
     assert client.get("/api/v1/locations/1-100000001", headers=bearer(token)).status_code == 200
 
 
+def test_a_refused_record_does_not_place_the_location_for_the_next_one(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    """A batch's first record of a new location places it; when that record is refused
+    (its time too far ahead), a later one without a region must not be stored unplaced
+    (out of every regional search and report, and free for any tracker to claim)."""
+    token = make_token(regions=("north-west",))
+    unplaced = {"address": {"line1": "1 High Street"}, "local_authority": None}
+    ahead = location(updated_at="2099-01-01T00:00:00Z", **unplaced)
+    later = location(region=None, **unplaced)
+    response = post(client, token, batch(ahead, later))
+    assert response.status_code == 200, response.text
+    assert statuses(response) == ["rejected", "rejected"]
+    [error] = response.json()["records"][1]["errors"]
+    assert error["pointer"] == "/locations/1/nhs_region"
+    assert "required for a location the gateway does not know yet" in error["message"]
+    assert client.get("/api/v1/locations/1-100000001", headers=bearer(token)).status_code == 404
+    with factory() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(LocationVersion)) == 0
+
+
 def test_a_batch_of_5000_is_taken_and_one_of_5001_refused_saying_why(
     client: TestClient, make_token: TokenMaker
 ) -> None:
