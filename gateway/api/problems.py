@@ -53,7 +53,10 @@ async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     if _is_fhir(request):
         parameter = exc.extra.get("parameter")
         return outcome(exc.status_code, exc.detail, [parameter] if isinstance(parameter, str) else None)
-    return problem(exc.status_code, exc.title, exc.detail, request.url.path, **exc.extra)
+    response = problem(exc.status_code, exc.title, exc.detail, request.url.path, **exc.extra)
+    if exc.extra.get("replayed") is True:  # a push's refusal answered again for its key
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

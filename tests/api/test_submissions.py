@@ -168,6 +168,18 @@ def test_idempotent_retry_is_a_no_op(
     assert "Idempotency-Key" in other.json()["detail"]
 
 
+def test_a_refusal_retried_with_its_key_is_the_first_answer_marked_replayed(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    token = make_token()
+    first = post(client, token, b"{not json", **{"Idempotency-Key": "bad-1"})
+    again = post(client, token, b"{not json", **{"Idempotency-Key": "bad-1"})
+    assert first.status_code == again.status_code == 400
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["detail"] == first.json()["detail"]
+
+
 def test_not_json_and_not_a_batch_are_problems(client: TestClient, make_token: TokenMaker) -> None:
     token = make_token()
     garbage = post(client, token, b"{not json")
