@@ -274,6 +274,11 @@ def read_marker(session: Session) -> Marker:
     return int(newest or 0), int(generation or 0)
 
 
+def _behind(marker: Marker, other: Marker) -> bool:
+    """Whether ``marker`` is older than ``other`` in either of its parts."""
+    return marker[0] < other[0] or marker[1] < other[1]
+
+
 def _changed(session: Session, since: Marker) -> set[str]:
     """The locations whose view or registry row changed after ``since``."""
     versions = sa.select(VER.c.cqc_location_id).where(VER.c.version_id > since[0])
@@ -296,7 +301,14 @@ class SearchIndex:
             return snapshot
         with self._lock:
             snapshot = self._snapshot
-            if snapshot is None or marker[0] < snapshot.marker[0] or marker[1] < snapshot.marker[1]:
+            if snapshot is not None and _behind(marker, snapshot.marker):
+                # Read again: another search may have brought the index past the marker
+                # read before the lock (a write between the two reads). Only a marker still
+                # behind says the history went back.
+                marker = read_marker(session)
+                if snapshot.marker == marker:
+                    return snapshot
+            if snapshot is None or _behind(marker, snapshot.marker):
                 # New, or the history went back (pruned): what changed cannot be told.
                 # Whatever commits after the marker was read moves it again.
                 snapshot = Snapshot(marker, load(session, None), load_points(session))

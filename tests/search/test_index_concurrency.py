@@ -7,11 +7,13 @@ from __future__ import annotations
 import threading
 
 import orjson
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.auth import Principal
 from gateway.ingest.submissions import receive_submission
+from gateway.search import index
 from gateway.search.query import SearchQuery
 from gateway.search.service import search
 from gateway.store.db import transaction
@@ -104,3 +106,36 @@ def test_searches_beside_concurrent_writers_end_on_the_database_state(
     assert "1-100" not in truth_accepting | truth_good  # left the view in the last round
     assert found(factory, accepting) == truth_accepting
     assert found(factory, good) == truth_good
+
+
+def test_a_search_whose_marker_another_search_overtook_keeps_the_newer_index(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Search A reads the marker, search B (after a write) brings the index past it, then A
+    takes the lock: A answers from B's index, neither reading it all again (a full build
+    nationally) nor putting it back to A's older marker."""
+    principal = Principal("t", "tracker-index", frozenset({"submit"}), frozenset({"*"}))
+    receive_submission(factory, principal, orjson.dumps(batch(*[location(f"1-{n}") for n in range(1, 6)])))
+    with factory() as session:
+        search(session, SearchQuery())
+        before = index.read_marker(session)
+    receive_submission(factory, principal, orjson.dumps(batch(location("1-9"))))
+    with factory() as session:  # B
+        search(session, SearchQuery())
+        overtaken = index.index_for(session)._snapshot
+    assert overtaken is not None and overtaken.marker != before
+    reads = iter([before])  # A's first read came before B's refresh; then the database as it is
+    real_read = index.read_marker
+    monkeypatch.setattr(index, "read_marker", lambda session: next(reads, None) or real_read(session))
+    whole: list[bool] = []
+    real_load = index.load
+
+    def load(session: Session, ids: set[str] | None) -> object:
+        whole.append(ids is None)
+        return real_load(session, ids)
+
+    monkeypatch.setattr(index, "load", load)
+    assert "1-9" in found(factory, SearchQuery())  # A
+    with factory() as session:
+        assert index.index_for(session)._snapshot is overtaken
+    assert whole == []
