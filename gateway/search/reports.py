@@ -292,17 +292,16 @@ def unavailable(
         REG, REG.c.cqc_location_id == LOC.c.cqc_location_id
     )
     stmt = (
-        sa.select(key, LINE.c.unavailable, LINE.c.unavailable_reasons, LINE.c.consistent)
+        sa.select(key, LINE.c.unavailable, LINE.c.unavailable_reasons)
         .select_from(joined)
         .where(*conditions, LINE.c.unavailable > 0)
     )
     _, written = registered_homes(session, group_by)
     areas: dict[Any, dict[str, Any]] = {}
     national: dict[str, int] = defaultdict(int)
-    total = inconsistent = 0
+    total = 0
     spellings: defaultdict[Any, set[Any]] = defaultdict(set)
-    for area, beds, reasons, consistent in session.execute(stmt):
-        inconsistent += consistent is False
+    for area, beds, reasons in session.execute(stmt):
         same = group_key(group_by, area)  # one authority's spellings are one area, as in occupancy
         spellings[same].add(area)
         row = areas.get(same)
@@ -313,6 +312,12 @@ def unavailable(
         for reason in reasons or [NOT_GIVEN]:
             row["by_reason"][reason] += beds
             national[reason] += beds
+    # Every line the filters match that breaks the invariant, as the occupancy report
+    # counts them: most often beds not available that the provider left out (its line says
+    # none unavailable), which the rows above cannot show.
+    inconsistent = session.scalar(
+        sa.select(sa.func.count()).select_from(joined).where(*conditions, LINE.c.consistent.is_(False))
+    )
     rows = []
     for same, row in sorted(areas.items(), key=lambda item: (item[0] is None, str(item[0]))):
         name = group_name(group_by, same, spellings[same], written)
@@ -331,7 +336,8 @@ def unavailable(
         "rows": rows,
         "total": {"group": "England", "unavailable_beds": total, "by_reason": dict(sorted(national.items()))},
         "note": "beds of a line with several reasons count under each of its reasons; lines are counted "
-        "as providers sent them, inconsistent_lines of them breaking the capacity invariant",
+        "as providers sent them; inconsistent_lines of the lines these filters match break the capacity "
+        "invariant (beds not available may be missing from them)",
     }
 
 

@@ -220,6 +220,10 @@ def test_inconsistent_lines_are_counted_once_and_never_negative(
     report = client.get("/api/v1/reports/occupancy", headers=bearer(token)).json()
     assert report["inconsistent_lines"] == 1
     assert report["total"]["vacancies_total"] == 0 and report["total"]["occupied"] == 7
+    # The unavailable report counts it too, though it has no bed unavailable to show (beds
+    # not available left out are the usual way a line breaks the invariant).
+    unavailable = client.get("/api/v1/reports/unavailable", headers=bearer(token)).json()
+    assert unavailable["inconsistent_lines"] == 1 and unavailable["total"]["unavailable_beds"] == 0
 
 
 def test_unavailable_report_by_reason_and_area(client: TestClient, token: str) -> None:
