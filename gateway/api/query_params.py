@@ -99,8 +99,10 @@ class QueryParameters:
             if param.many:
                 out[name] = [param.parse(raw) for raw in query.getlist(name)]
             else:
-                raw = query.get(name)
-                out[name] = param.default if raw is None else param.parse(raw)
+                given = query.getlist(name)
+                if len(set(given)) > 1:  # which one was meant cannot be told
+                    raise refuse(name, f"given {len(given)} times with different values; it takes one")
+                out[name] = param.parse(given[0]) if given else param.default
         return out
 
     def openapi(self) -> dict[str, Any]:

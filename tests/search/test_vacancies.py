@@ -402,6 +402,17 @@ def test_a_blank_filter_is_no_filter_as_in_the_trackers_form(client: TestClient,
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["parameter"] == "colour"
 
 
+def test_a_one_value_filter_given_twice_differently_is_a_422_naming_it(
+    client: TestClient, token: str
+) -> None:
+    both = client.get("/api/v1/vacancies?accepting_today=true&accepting_today=false", headers=bearer(token))
+    assert both.status_code == 422, both.text
+    [error] = both.json()["errors"]
+    assert error["parameter"] == "accepting_today" and "2 times with different values" in error["message"]
+    same = client.get("/api/v1/vacancies?accepting_today=true&accepting_today=true", headers=bearer(token))
+    assert ids(same) == ids(get(client, token, accepting_today="true"))  # the same value twice is that value
+
+
 def test_reports_count_care_homes_unless_asked_as_the_trackers_reference_figures_do(
     client: TestClient, token: str
 ) -> None:
