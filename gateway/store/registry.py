@@ -30,12 +30,20 @@ INDEXED_TEXT_MAX_CHARS = 500
 
 @dataclass(frozen=True)
 class TooLong:
-    """A text value longer than its registry column holds: the record's key, the column,
-    and how many characters the column holds."""
+    """A text value its registry column cannot hold: the record's key, the column, and how
+    many characters the column holds; ``nul`` when the value holds a NUL character
+    (U+0000), which PostgreSQL's text cannot store at any length."""
 
     key: str
     column: str
     limit: int
+    nul: bool = False
+
+    @property
+    def why(self) -> str:
+        if self.nul:
+            return "holds a NUL character (U+0000), which the registry cannot store"
+        return f"longer than the registry holds ({self.limit} characters)"
 
 
 @dataclass
@@ -69,21 +77,28 @@ def text_limits(model: type[SQLModel]) -> dict[str, int]:
 def fit_registry_rows(model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> FittedRows:
     """Fit upstream rows of ``model`` (a registry table) to its columns, so one bad value
     never fails the write of the rows beside it (PostgreSQL refuses a value longer than
-    its column, SQLite does not). A value too long for a column that may be empty is set
-    aside (the row is kept with it empty: the raw record keeps it); a row whose key, or
-    another value it cannot be without, is too long is refused."""
+    its column, or holding a NUL character; SQLite does not). Such a value in a column
+    that may be empty is set aside (the row is kept with it empty: the raw record keeps
+    it); a row whose key, or another value it cannot be without, is unfit is refused."""
     t = table(model)
     [key] = [c.name for c in t.primary_key.columns]
     limits = text_limits(model)
+    texts = [c.name for c in t.c if isinstance(c.type, sa.String | AutoString)]
     out = FittedRows()
     for row in rows:
-        ref = str(row.get(key))
+        ref = str(row.get(key)).replace("\x00", "")
         if len(ref) > limits[key]:
             ref = f"{ref[: limits[key]]}..."  # named in warnings: never the whole value
         too_long = [
             TooLong(ref, name, limit)
             for name, limit in limits.items()
             if isinstance(value := row.get(name), str) and len(value) > limit
+        ]
+        long = {f.column for f in too_long}
+        too_long += [
+            TooLong(ref, name, limits.get(name, 0), nul=True)
+            for name in texts
+            if name not in long and isinstance(value := row.get(name), str) and "\x00" in value
         ]
         required = [f for f in too_long if not t.c[f.column].nullable]
         if required:

@@ -36,7 +36,7 @@ from adapters.cqc.source import CqcSource, RegistryBatch
 from gateway.store import registry as registry_queries
 from gateway.store import repository
 from gateway.store.db import transaction
-from gateway.store.registry import FittedRows, TooLong
+from gateway.store.registry import FittedRows
 from gateway.store.tables import RegistryLocation, RegistryProvider, SyncRun, utcnow
 from gateway.sync.runs import RunCounts, recorded, start_run, write_counts
 from gateway.sync.sources import SyncContext
@@ -135,16 +135,10 @@ class _Stored:
         for key, reason in batch.rejected:
             counts.reject(f"{prefix}{key}", [reason])
         for too_long in fitted.refused:
-            counts.reject(f"{prefix}{too_long.key}", [f"{too_long.column}: {_longer(too_long)}"])
-        counts.warnings.extend(
-            f"{prefix}{f.key}: {f.column} {_longer(f)}; stored empty" for f in fitted.set_aside
-        )
+            counts.reject(f"{prefix}{too_long.key}", [f"{too_long.column}: {too_long.why}"])
+        counts.warnings.extend(f"{prefix}{f.key}: {f.column} {f.why}; stored empty" for f in fitted.set_aside)
         counts.warnings.extend(f"{prefix}{i}: not found (404) on detail; skipped" for i in batch.not_found)
         counts.warnings.extend(f"{prefix}{i}: detail call failed ({why}); skipped" for i, why in batch.failed)
-
-
-def _longer(too_long: TooLong) -> str:
-    return f"longer than the registry holds ({too_long.limit} characters)"
 
 
 async def _run(context: SyncContext, kind: str, window: bool) -> SyncRun:

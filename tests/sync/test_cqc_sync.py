@@ -706,7 +706,7 @@ def test_an_incremental_run_fetches_reported_locations_the_registry_does_not_hol
     assert cursor_of(factory)["reported_unknown_ids"] == []
 
 
-def test_over_long_upstream_text_is_set_aside_and_the_rest_of_the_batch_is_stored(
+def test_upstream_text_too_long_or_with_a_nul_is_set_aside_and_the_rest_of_the_batch_stored(
     cqc: tuple[str, CqcApiSimulator], settings: Settings, factory: sessionmaker[Session]
 ) -> None:
     url, sim = cqc
@@ -718,12 +718,16 @@ def test_over_long_upstream_text_is_set_aside_and_the_rest_of_the_batch_is_store
         {"localAuthority": text, "brandName": text, "providerId": "1-" + "9" * 28, "odsCode": text}
     )
     sim.locations["1-900000007"]["registrationStatus"] = "Registered (pending " + "x" * 30 + ")"
+    # A NUL character (U+0000): PostgreSQL's text cannot hold one at any length.
+    sim.locations["1-900000008"]["brandName"] = "BRAND\u0000 Care"
+    sim.locations["1-900000009"]["name"] = "Demo\u0000 Home 9"
     full = run(sync_cqc_full, settings, factory, url)
     assert full.status == "succeeded", full.error_message
 
-    want = expected(sim, {"1-900000007"})
+    want = expected(sim, {"1-900000007", "1-900000009"})
     want["1-900000005"]["postcode"] = None
     want["1-900000006"].update({"local_authority": None, "brand_name": None, "cqc_provider_id": None})
+    want["1-900000008"]["brand_name"] = None
     assert registry(factory) == want  # the rest of each batch, and the rest of these records
     assert registry(factory)["1-900000006"]["ods_code"] == text  # a column without a limit
     assert sorted(w for w in full.warnings if "stored empty" in w) == [
@@ -731,19 +735,25 @@ def test_over_long_upstream_text_is_set_aside_and_the_rest_of_the_batch_is_store
         "1-900000006: brand_name longer than the registry holds (500 characters); stored empty",
         "1-900000006: cqc_provider_id longer than the registry holds (20 characters); stored empty",
         "1-900000006: local_authority longer than the registry holds (500 characters); stored empty",
+        "1-900000008: brand_name holds a NUL character (U+0000), which the registry cannot store; "
+        "stored empty",
     ]
-    assert full.rejected == 1 and full.rejections == [
+    assert full.rejected == 2 and full.rejections == [
         {
             "ref": "1-900000007",
             "reasons": ["registration_status: longer than the registry holds (20 characters)"],
-        }
+        },
+        {
+            "ref": "1-900000009",
+            "reasons": ["name: holds a NUL character (U+0000), which the registry cannot store"],
+        },
     ]
     assert all(text not in w for w in full.warnings)  # the values themselves are not logged
 
     # Fetched again, as it is: nothing changed, nothing written.
     again = run(sync_cqc_full, settings, factory, url)
     assert again.status == "succeeded", again.error_message
-    assert again.accepted == 0 and again.rejected == 1
+    assert again.accepted == 0 and again.rejected == 2
     assert registry(factory) == want
 
 
