@@ -141,4 +141,4 @@ def test_a_bad_log_format_setting_stops_a_command_naming_it(tmp_path: Path) -> N
         timeout=60,
     )
     assert done.returncode == 2
-    assert "GATEWAY_LOG_FORMAT: Input should be 'text' or 'json'" in done.stdout
+    assert "GATEWAY_LOG_FORMAT: Input should be 'text' or 'json'" in done.stderr and done.stdout == ""
