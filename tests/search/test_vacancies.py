@@ -402,6 +402,21 @@ def test_a_blank_filter_is_no_filter_as_in_the_trackers_form(client: TestClient,
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["parameter"] == "colour"
 
 
+def test_a_report_takes_a_blank_filter_as_none_as_the_search_does(client: TestClient, token: str) -> None:
+    for url, blanks in (
+        ("/api/v1/reports/occupancy", "?group_by=&group=&stay=&vacancy_type=&out_of_hours=&provider_type="),
+        ("/api/v1/reports/unavailable", "?group_by=&provider_type=&format="),
+    ):
+        plain = client.get(url, headers=bearer(token))
+        blank = client.get(url + blanks, headers=bearer(token))
+        assert plain.status_code == blank.status_code == 200, blank.text
+        assert blank.json() == plain.json()
+        unknown = client.get(url + "?region=", headers=bearer(token))  # not a report's: refused, blank or not
+        assert unknown.status_code == 422 and unknown.json()["errors"][0]["parameter"] == "region"
+    csv_text = client.get("/api/v1/reports/occupancy?format=csv&stay=", headers=bearer(token)).text
+    assert "Filters: none;" in csv_text
+
+
 def test_a_one_value_filter_given_twice_differently_is_a_422_naming_it(
     client: TestClient, token: str
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -95,12 +95,12 @@ VACANCY_PARAMETERS = QueryParameters(
 )
 
 
-def _given(query: QueryParams) -> QueryParams:
+def _given(query: QueryParams, parameters: QueryParameters = VACANCY_PARAMETERS) -> QueryParams:
     """The parameters given a value. A blank one is not given, as in the tracker's search
     form ("Contract with LA: blank for all"): a form sends its empty fields, and a blank
     brand or language must not find nothing. An unknown name is refused even blank."""
     for name in query:
-        if name not in VACANCY_PARAMETERS.params:
+        if name not in parameters.params:
             raise refuse(name, "unknown parameter")
     return QueryParams([(k, v) for k, v in query.multi_items() if v.strip()])
 
@@ -161,61 +161,72 @@ async def find_vacancies(request: Request, factory: FactoryDep, _: Reader) -> An
     )
 
 
-def _report_filters(request: Request, report: dict[str, Any]) -> str:
+def _report_filters(given: QueryParams, report: dict[str, Any]) -> str:
     """What a report's file was drawn from, written in it: the filters asked and the
     provider types counted (care homes when none was asked), so a file read later says
     which figures it holds."""
-    asked = [f"{k}={v}" for k, v in request.query_params.multi_items() if k != "format"]
+    asked = [f"{k}={v}" for k, v in given.multi_items() if k != "format"]
     counted = ", ".join(report["provider_types"])
     return f"Filters: {'; '.join(asked) or 'none'}; provider types counted: {counted}"
 
 
-_OCCUPANCY_PARAMETERS = only_parameters(
-    "group_by",
-    "group",
-    "stay",
-    "vacancy_type",
-    "out_of_hours",
-    "accepting_admissions",
-    "provider_type",
-    "format",
+def _asked(request: Request, parameters: QueryParameters) -> tuple[QueryParams, dict[str, Any]]:
+    """A report's parameters given a value, and each parameter's value."""
+    given = _given(request.query_params, parameters)
+    return given, parameters.parse(given)
+
+
+_FORMAT = Param("format", default="json", choices=("json", "csv", "xlsx"))
+_PROVIDER_TYPE = Param(
+    "provider_type", many=True, description=_listed(ProviderType) + " (care homes when none is given)"
 )
-_UNAVAILABLE_PARAMETERS = only_parameters("group_by", "provider_type", "format")
+# The reports' parameters are parsed as the search's are: a blank one (a form's empty
+# field) is not given, and a name a report does not have is refused, blank or not.
+OCCUPANCY_PARAMETERS = QueryParameters(
+    [
+        Param(
+            "group_by", default="nhs_region", choices=("nhs_region", "local_authority", "icb", "vacancy_type")
+        ),
+        Param("group", description="drill down: the locations of this group (a region by code or name)"),
+        Param("stay", choices=("long-term", "short-stay")),
+        Param("vacancy_type", many=True, description=_listed(VacancyType)),
+        Param("out_of_hours", "boolean", description="admits out of hours"),
+        Param("accepting_admissions", "boolean", description="says it accepts admissions"),
+        _PROVIDER_TYPE,
+        _FORMAT,
+    ]
+)
+UNAVAILABLE_PARAMETERS = QueryParameters(
+    [
+        Param("group_by", default="nhs_region", choices=("nhs_region", "local_authority", "icb")),
+        _PROVIDER_TYPE,
+        _FORMAT,
+    ]
+)
 
 
 @router.get(
     "/reports/occupancy",
     summary="Occupancy by NHS region, local authority, ICB or vacancy type",
-    dependencies=[_OCCUPANCY_PARAMETERS],
+    dependencies=[only_parameters(*OCCUPANCY_PARAMETERS.params)],
+    openapi_extra=OCCUPANCY_PARAMETERS.openapi(),
 )
-def occupancy_report(
-    request: Request,
-    session: SessionDep,
-    _: Reader,
-    group_by: Literal["nhs_region", "local_authority", "icb", "vacancy_type"] = "nhs_region",
-    group: Annotated[
-        str | None, Query(description="drill down: the locations of this group (a region by code or name)")
-    ] = None,
-    stay: Literal["long-term", "short-stay"] | None = None,
-    vacancy_type: Many = None,
-    out_of_hours: bool | None = None,
-    accepting_admissions: bool | None = None,
-    provider_type: Many = None,
-    format: Literal["json", "csv", "xlsx"] = "json",
-) -> Any:
+def occupancy_report(request: Request, session: SessionDep, _: Reader) -> Any:
+    given, p = _asked(request, OCCUPANCY_PARAMETERS)
+    group_by, format = p["group_by"], p["format"]
     report = reports.occupancy(
         session,
         group_by=group_by,
-        stay=stay,
-        vacancy_types=codes("vacancy_type", vacancy_type or [], VacancyType),
-        out_of_hours=out_of_hours,
-        accepting=accepting_admissions,
-        provider_types=codes("provider_type", provider_type or [], ProviderType),
-        group=group,
+        stay=p["stay"],
+        vacancy_types=codes("vacancy_type", p["vacancy_type"], VacancyType),
+        out_of_hours=p["out_of_hours"],
+        accepting=p["accepting_admissions"],
+        provider_types=codes("provider_type", p["provider_type"], ProviderType),
+        group=p["group"],
     )
     if format == "json":
         return report
-    about = _report_filters(request, report)
+    about = _report_filters(given, report)
     if "locations" in report:  # a drill-down: its locations, even when it has none
         return exports.table_response(
             report["locations"], f"occupancy-by-{group_by}", format, reports.LOCATION_COLUMNS, about
@@ -227,22 +238,18 @@ def occupancy_report(
 @router.get(
     "/reports/unavailable",
     summary="Vacancies not available for admission, by reason and area",
-    dependencies=[_UNAVAILABLE_PARAMETERS],
+    dependencies=[only_parameters(*UNAVAILABLE_PARAMETERS.params)],
+    openapi_extra=UNAVAILABLE_PARAMETERS.openapi(),
 )
-def unavailable_report(
-    request: Request,
-    session: SessionDep,
-    _: Reader,
-    group_by: Literal["nhs_region", "local_authority", "icb"] = "nhs_region",
-    provider_type: Many = None,
-    format: Literal["json", "csv", "xlsx"] = "json",
-) -> Any:
+def unavailable_report(request: Request, session: SessionDep, _: Reader) -> Any:
+    given, p = _asked(request, UNAVAILABLE_PARAMETERS)
+    group_by, format = p["group_by"], p["format"]
     report = reports.unavailable(
-        session, group_by=group_by, provider_types=codes("provider_type", provider_type or [], ProviderType)
+        session, group_by=group_by, provider_types=codes("provider_type", p["provider_type"], ProviderType)
     )
     if format == "json":
         return report
     rows, columns, headers = reports.unavailable_table(report)
     return exports.table_response(
-        rows, f"unavailable-by-{group_by}", format, columns, _report_filters(request, report), headers
+        rows, f"unavailable-by-{group_by}", format, columns, _report_filters(given, report), headers
     )
