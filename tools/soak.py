@@ -1566,7 +1566,7 @@ class Soak:
             code == 2
             and "the database does not answer" in text
             and self.args.chaos
-            and (self.log_in_chaos(started.isoformat()) or self.log_in_chaos(datetime.now(UTC).isoformat()))
+            and (self.in_chaos(started) or self.in_chaos(datetime.now(UTC)))
         ):
             # --chaos: a command that found the database locked or restarting says so, as
             # it should, and exits 2 (counted apart, as the servers' 503s are)
@@ -2288,6 +2288,10 @@ class Soak:
             at = as_instant(stamp)
         except ValueError:
             return False
+        return self.in_chaos(at)
+
+    def in_chaos(self, at: datetime) -> bool:
+        """Whether ``at`` falls in a fault, or up to 90 s after it."""
         for ev in self.events:
             end = ev.end or ev.start
             if ev.start - timedelta(seconds=3) <= at <= end + timedelta(seconds=90):

@@ -191,7 +191,7 @@ def _placed(known: Known, cqc_id: str, current: HeldLocation | None, update: Pre
     return _region(known.registered_region(cqc_id), current, update.district_region, update.declared_region)
 
 
-_UNPLACED = Problem("/nhs_region", "nhs_region is required for a location the gateway does not know yet")
+UNPLACED = Problem("/nhs_region", "nhs_region is required for a location the gateway does not know yet")
 
 
 def _from_the_future(update: Prepared, received_at: datetime) -> Problem | None:
@@ -268,7 +268,7 @@ def apply_prepared(
         elif (region := _placed(known, cqc_id, current, update)) is None and current is None:
             # A location new to the gateway must be placed (a caller checks regions first,
             # but an earlier record of the batch that placed it may have been refused).
-            result.status, result.problems = RecordStatus.REJECTED, [_UNPLACED]
+            result.status, result.problems = RecordStatus.REJECTED, [UNPLACED]
         else:
             location = update.location
             location.update(nhs_region=region, source=source, received_at=received_at)

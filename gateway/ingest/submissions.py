@@ -24,6 +24,7 @@ from gateway.auth import Principal, Scope
 from gateway.errors import Conflict, Forbidden, InvalidBody, Unprocessable
 from gateway.gc_pause import gc_paused
 from gateway.ingest.service import (
+    UNPLACED,
     Known,
     RecordResult,
     RecordStatus,
@@ -112,10 +113,7 @@ def _authorise_regions(
         if region is not None and update.cqc_location_id not in known.held:
             placed.setdefault(update.cqc_location_id, region)
         if region is None:
-            problem = Problem(
-                f"/locations/{index}/nhs_region",
-                "nhs_region is required for a location the gateway does not know yet",
-            )
+            problem = Problem(f"/locations/{index}{UNPLACED.pointer}", UNPLACED.message)
             rejected.append(RecordResult(index, update.cqc_location_id, RecordStatus.REJECTED, [problem]))
         elif not principal.may_write(region):
             outside.append(f"{update.cqc_location_id} ({region})")

@@ -95,13 +95,17 @@ VACANCY_PARAMETERS = QueryParameters(
 )
 
 
-def _given(query: QueryParams, parameters: QueryParameters = VACANCY_PARAMETERS) -> QueryParams:
+def _given(query: QueryParams) -> QueryParams:
     """The parameters given a value. A blank one is not given, as in the tracker's search
     form ("Contract with LA: blank for all"): a form sends its empty fields, and a blank
     brand or language must not find nothing. An unknown name is refused even blank."""
     for name in query:
-        if name not in parameters.params:
+        if name not in VACANCY_PARAMETERS.params:
             raise refuse(name, "unknown parameter")
+    return _without_blanks(query)
+
+
+def _without_blanks(query: QueryParams) -> QueryParams:
     return QueryParams([(k, v) for k, v in query.multi_items() if v.strip()])
 
 
@@ -171,8 +175,9 @@ def _report_filters(given: QueryParams, report: dict[str, Any]) -> str:
 
 
 def _asked(request: Request, parameters: QueryParameters) -> tuple[QueryParams, dict[str, Any]]:
-    """A report's parameters given a value, and each parameter's value."""
-    given = _given(request.query_params, parameters)
+    """A report's parameters given a value (blank ones are not), and each parameter's
+    value. Its route's ``only_parameters`` has refused any name it does not have."""
+    given = _without_blanks(request.query_params)
     return given, parameters.parse(given)
 
 
