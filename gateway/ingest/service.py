@@ -194,12 +194,18 @@ def _placed(known: Known, cqc_id: str, current: HeldLocation | None, update: Pre
 UNPLACED = Problem("/nhs_region", "nhs_region is required for a location the gateway does not know yet")
 
 
+def ahead_of_clock(updated_at: datetime, received_at: datetime) -> bool:
+    """Whether a source's own time runs more than ``MAX_CLOCK_SKEW`` ahead of the
+    gateway's (such a record is refused: see ``_from_the_future``)."""
+    return updated_at - received_at > MAX_CLOCK_SKEW
+
+
 def _from_the_future(update: Prepared, received_at: datetime) -> Problem | None:
     """A source's own time more than ``MAX_CLOCK_SKEW`` ahead of the gateway's: refused,
     or it would judge every later update of the location 'stale'."""
-    ahead = update.updated_at - received_at
-    if ahead <= MAX_CLOCK_SKEW:
+    if not ahead_of_clock(update.updated_at, received_at):
         return None
+    ahead = update.updated_at - received_at
     return Problem(
         "/updated_at",
         f"is {ahead.total_seconds() / 60:.0f} minutes ahead of the gateway's clock; a source's "

@@ -15,7 +15,7 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ from adapters.london_tracker.client import HomesPage, LondonTrackerClient
 from adapters.london_tracker.source import LondonTrackerSource, MappedPage, map_page
 from gateway.gc_pause import gc_paused
 from gateway.ingest import links
-from gateway.ingest.service import RecordResult, RecordStatus, apply_updates
+from gateway.ingest.service import RecordResult, RecordStatus, ahead_of_clock, apply_updates
 from gateway.model.capacity import LocationUpdate
 from gateway.store import reconciliation as held_queries
 from gateway.store import repository
@@ -68,6 +68,9 @@ def _store_page(
         for result in results:
             if result.status is RecordStatus.REJECTED:  # refused by the store (its time, say)
                 counts.reject(refs[result.index], [f"{p.pointer}: {p.message}" for p in result.problems])
+                updated_at = updates[result.index][1].updated_at
+                if ahead_of_clock(updated_at, now):
+                    counts.ahead(updated_at)
             else:
                 counts.add_results([result])
         counts.pages += 1
@@ -76,8 +79,29 @@ def _store_page(
             counts.reject(skipped.home_ref, [f"{p.pointer}: {p.message}" for p in skipped.problems])
         counts.warnings.extend(page.warnings)
         if page.last:
-            repository.set_sync_cursor(session, SOURCE, {"as_of": page.as_of}, now)
+            repository.set_sync_cursor(session, SOURCE, {"as_of": _next_cursor(counts, page.as_of)}, now)
         write_counts(session, run_id, counts)
+
+
+def _next_cursor(counts: RunCounts, as_of: str) -> str:
+    """Where the next run starts: the listing's ``as_of``, unless a home was refused as
+    ahead of the gateway's clock (the tracker's clock running fast). The cursor then stays
+    at that home's own time (``updated_since`` is 'at or after'), so the next runs ask for
+    it again until the clocks agree, rather than passing it until it next changes."""
+    ahead = counts.earliest_ahead
+    if ahead is None:
+        return as_of
+    try:
+        if ahead >= datetime.fromisoformat(as_of.upper()):
+            return as_of
+    except (ValueError, TypeError):  # an instant Python does not read (the gate checked it)
+        pass
+    held_at = ahead.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    counts.warnings.append(
+        f"the cursor stays at {held_at}, not the listing's as_of {as_of}: homes stamped ahead "
+        "of the gateway's clock are asked for again at the next run"
+    )
+    return held_at
 
 
 def _leave_locations_left(

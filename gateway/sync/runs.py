@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,11 +38,19 @@ class RunCounts:
     statuses: Counter[str] = field(default_factory=Counter)
     rejections: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The earliest own time of a record refused as ahead of the gateway's clock: the
+    # cursor must not pass it, so the record is asked for again once the clocks agree.
+    earliest_ahead: datetime | None = None
     _rejected: set[str] = field(default_factory=set)
 
     def add_results(self, results: list[RecordResult]) -> None:
         for result in results:
             self.statuses[result.status.value] += 1
+
+    def ahead(self, updated_at: datetime) -> None:
+        """Note a record refused as ahead of the gateway's clock (see ``earliest_ahead``)."""
+        if self.earliest_ahead is None or updated_at < self.earliest_ahead:
+            self.earliest_ahead = updated_at
 
     def reject(self, ref: str | None, reasons: list[str]) -> None:
         """Count a rejected copy of a record, as every copy the upstream sent counts in
@@ -67,12 +76,21 @@ class RunCounts:
             self.statuses.copy(),
             len(self.rejections),
             len(self.warnings),
+            self.earliest_ahead,
             self._rejected.copy(),
         )
         try:
             yield
         except BaseException:
-            self.pages, self.records_seen, self.statuses, kept, warned, self._rejected = before
+            (
+                self.pages,
+                self.records_seen,
+                self.statuses,
+                kept,
+                warned,
+                self.earliest_ahead,
+                self._rejected,
+            ) = before
             del self.rejections[kept:], self.warnings[warned:]
             raise
 

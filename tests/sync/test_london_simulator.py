@@ -4,14 +4,17 @@ from when it was handed out, and the rate limit is per client, not per token."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.settings import Settings
 from gateway.store import repository
 from gateway.store.tables import Location
+from gateway.sync import london
 from simulators.london_tracker import LondonSimulatorSettings, LondonTrackerSimulator, create_app
 from simulators.server import run_in_thread
 from tests.sync.test_london_sync import london_homes, run_sync
@@ -114,3 +117,39 @@ def test_a_home_stamped_in_the_future_is_rejected_by_its_ref_and_the_rest_stored
     assert run.rejected == 1 and run.accepted == len(homes) - 2  # one rejected, one held for matching
     with factory() as session:
         assert session.get(Location, homes[3]["cqc_location_id"]) is None
+
+
+def test_a_home_refused_as_ahead_of_the_clock_is_asked_for_again_until_the_clocks_agree(
+    settings: Settings, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tracker's clock runs 20 minutes fast: a home it stamps is refused, and the
+    listing's ``as_of`` (its clock too) is later than that home. The cursor stays at the
+    home's own time, so once the gateway's clock agrees the home is stored, instead of
+    being passed over until it next changes."""
+    app = create_app(london_homes()[:60], LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    sim: LondonTrackerSimulator = app.state.simulator
+    with run_in_thread(app) as url:
+        assert run_sync(settings, factory, url).status == "succeeded"
+        sim.advance_clock(20 * 60)
+        ref = next(
+            ref for ref, home in sim.homes.items() if home.get("cqc_location_id") and home["status"] == "OPEN"
+        )
+        stamped = sim.update_home(ref, {"name": "Renamed Ahead Of Time"})["updated_at"]
+        sim.advance_clock(5)  # the next listing's as_of is later than the home's time
+
+        refused = run_sync(settings, factory, url)
+        assert refused.status == "succeeded" and [r["ref"] for r in refused.rejections] == [ref]
+        with factory() as session:
+            assert repository.get_sync_cursor(session, "london") == {"as_of": stamped}
+        assert any("the cursor stays at" in warning for warning in refused.warnings)
+
+        later = datetime.now(UTC) + timedelta(minutes=30)  # the gateway's clock catches up
+        monkeypatch.setattr(london, "utcnow", lambda: later)
+        caught_up = run_sync(settings, factory, url)
+    assert caught_up.status == "succeeded" and caught_up.rejections == []
+    assert caught_up.accepted == 1 and caught_up.records_seen == 1
+    with factory() as session:
+        location = session.get(Location, sim.homes[ref]["cqc_location_id"])
+        assert location is not None and location.name == "Renamed Ahead Of Time"
+        cursor = repository.get_sync_cursor(session, "london")
+        assert cursor is not None and cursor["as_of"] > stamped  # past the home now
