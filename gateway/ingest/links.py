@@ -26,12 +26,14 @@ def leaving_updates(session: Session, source: str, left: Sequence[str]) -> list[
     ]
 
 
-def follow(session: Session, source: str, targets: Mapping[str, str | None], now: datetime) -> list[str]:
+def follow(
+    session: Session, source: str, targets: Mapping[str, str | None], now: datetime
+) -> source_links.Relinked:
     """Record the location each of ``source``'s records in ``targets`` now feeds (None:
-    none), and retire from ``source`` every location that no record of it feeds any more.
-    Returns those locations."""
-    left = source_links.relink(session, source, targets, now)
-    retiring = leaving_updates(session, source, left)
+    none), and retire from ``source`` every location that no record of it feeds any more
+    (``left`` of the answer)."""
+    relinked = source_links.relink(session, source, targets, now)
+    retiring = leaving_updates(session, source, relinked.left)
     if retiring:
         apply_updates(session, source=source, updates=list(enumerate(retiring)), received_at=now)
-    return left
+    return relinked

@@ -26,6 +26,7 @@ class Kind:
     CONFLICTING_REPORTS = "conflicting-reports"
     NOT_REPORTED = "not-reported"
     UNMATCHED_HOME = "unmatched-home"
+    SHARED_LOCATION = "shared-location"
 
 
 SEVERITY = {
@@ -38,6 +39,7 @@ SEVERITY = {
     Kind.CONFLICTING_REPORTS: "high",
     Kind.NOT_REPORTED: "low",
     Kind.UNMATCHED_HOME: "medium",
+    Kind.SHARED_LOCATION: "high",
 }
 
 
@@ -217,6 +219,29 @@ def conflicting_reports(
             loc.nhs_region if loc else None,
             loc.local_authority if loc else None,
             {"sources": {r.source: [list(f) for f in r.figures] for r in reports}},
+        )
+
+
+def shared_locations(
+    links: Iterable[tuple[str, str, str]], tracked: dict[str, TrackedLocation]
+) -> Iterator[Observation]:
+    """One CQC ID named by two or more records of one source (``links``: source, its
+    record's ref, the location it names), as when two London homes give one CQC ID: each
+    report replaces the other's figures, so the location shows whichever came last."""
+    refs: dict[tuple[str, str], list[str]] = {}
+    for source, ref, cqc_id in links:
+        refs.setdefault((cqc_id, source), []).append(ref)
+    for (cqc_id, source), named_by in sorted(refs.items()):
+        if len(named_by) < 2:
+            continue
+        loc = tracked.get(cqc_id)
+        yield Observation(
+            Kind.SHARED_LOCATION,
+            cqc_id,
+            source,
+            loc.nhs_region if loc else None,
+            loc.local_authority if loc else None,
+            {"source_refs": sorted(named_by)},
         )
 
 

@@ -31,6 +31,7 @@ from gateway.reconcile.rules import (
     compare,
     conflicting_reports,
     not_reported,
+    shared_locations,
 )
 from gateway.store import reconciliation as queries
 from gateway.store.tables import Finding, HeldRecord, utcnow
@@ -246,6 +247,7 @@ def reconcile(
     observations += list(compare(tracked, registry))
     observations += list(conflicting_reports(_figures(session, now - recent), by_id))
     observations += list(not_reported(registry, set(by_id)))
+    observations += list(shared_locations(queries.source_links(session), by_id))
     summary.coverage = _coverage(tracked, registry)
 
     existing = queries.findings_by_id(session)

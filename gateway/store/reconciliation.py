@@ -104,6 +104,13 @@ def locations_fed_by(session: Session, source: str) -> set[str]:
     return set(session.scalars(sa.union(named, current)))
 
 
+def source_links(session: Session) -> list[tuple[str, str, str]]:
+    """Every source record's link to the location it feeds: (source, ref, CQC ID)."""
+    link = table(SourceLink)
+    rows = session.execute(sa.select(link.c.source, link.c.source_ref, link.c.cqc_location_id))
+    return [(source, ref, cqc_id) for source, ref, cqc_id in rows]
+
+
 def get_held_record(session: Session, source: str, source_ref: str) -> HeldRecord | None:
     return session.get(HeldRecord, (source, source_ref))
 

@@ -9,6 +9,7 @@ and its beds would be counted twice. These links let the sync see that happen.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,15 +26,24 @@ _LINKS_OF = sa.select(_LINK.c.source_ref, _LINK.c.cqc_location_id).where(
 )
 
 
-def relink(session: Session, source: str, targets: Mapping[str, str | None], now: datetime) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Relinked:
+    """What relinking changed: the locations no record of the source feeds any more
+    (``left``), and each location a record came to name that another record of the source
+    names too (``shared``: the refs naming it), whose reports replace each other's."""
+
+    left: list[str] = field(default_factory=list)
+    shared: dict[str, list[str]] = field(default_factory=dict)
+
+
+def relink(session: Session, source: str, targets: Mapping[str, str | None], now: datetime) -> Relinked:
     """Record the location each of ``source``'s records in ``targets`` now feeds (None:
-    none, it is held for matching). Returns the locations that, as a result, no record of
-    ``source`` feeds any more.
+    none, it is held for matching).
 
     One query for a page's refs; writes only the links that changed (a full sync's first
     run writes them all, later runs next to nothing)."""
     if not targets:
-        return []
+        return Relinked()
     before: dict[str, str] = {}
     for chunk in chunks(sorted(targets)):
         before.update(
@@ -41,7 +51,7 @@ def relink(session: Session, source: str, targets: Mapping[str, str | None], now
         )
     changed = {ref: target for ref, target in targets.items() if before.get(ref) != target}
     if not changed:
-        return []
+        return Relinked()
     unlinked = [ref for ref, target in changed.items() if target is None]
     for chunk in chunks(unlinked):
         session.execute(sa.delete(_LINK).where(_LINK.c.source == source, _LINK.c.source_ref.in_(chunk)))
@@ -51,9 +61,10 @@ def relink(session: Session, source: str, targets: Mapping[str, str | None], now
         if target is not None
     ]
     bulk_upsert(session, _LINK, rows, ("source", "source_ref"))
+    shared = _shared(session, source, sorted({target for target in changed.values() if target is not None}))
     left = sorted({before[ref] for ref in changed if ref in before})
     if not left:
-        return []
+        return Relinked([], shared)
     # Another record of the source may still name a location one record left (two homes
     # reporting one CQC ID): that location is still fed. Rare, so read only then.
     still_fed = set(
@@ -63,7 +74,34 @@ def relink(session: Session, source: str, targets: Mapping[str, str | None], now
             )
         )
     )
-    return [cqc_id for cqc_id in left if cqc_id not in still_fed]
+    return Relinked([cqc_id for cqc_id in left if cqc_id not in still_fed], shared)
+
+
+_SHARED = (
+    sa.select(_LINK.c.cqc_location_id, _LINK.c.source_ref)
+    .where(
+        _LINK.c.source == sa.bindparam("source"),
+        _LINK.c.cqc_location_id.in_(
+            sa.select(_LINK.c.cqc_location_id)
+            .where(
+                _LINK.c.source == sa.bindparam("source"),
+                _LINK.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)),
+            )
+            .group_by(_LINK.c.cqc_location_id)
+            .having(sa.func.count() > 1)
+        ),
+    )
+    .order_by(_LINK.c.cqc_location_id, _LINK.c.source_ref)
+)
+
+
+def _shared(session: Session, source: str, cqc_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Those of ``cqc_ids`` that two or more of ``source``'s records name, with their refs."""
+    shared: dict[str, list[str]] = {}
+    for chunk in chunks(cqc_ids):
+        for cqc_id, ref in session.execute(_SHARED, {"source": source, "ids": chunk}):
+            shared.setdefault(cqc_id, []).append(ref)
+    return shared
 
 
 def active_records_of(session: Session, source: str, cqc_ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -127,10 +127,15 @@ def _leave_locations_left(
         else:
             targets[refs[index]] = None
             closed.add(update.cqc_location_id)
-    left = links.follow(session, SOURCE, targets, now)
-    for cqc_id in left:
+    relinked = links.follow(session, SOURCE, targets, now)
+    for cqc_id in relinked.left:
         if cqc_id not in closed:  # a closure says so itself
             counts.warnings.append(f"{cqc_id}: no London home names it any more; it leaves the London source")
+    for cqc_id, refs in relinked.shared.items():
+        counts.warnings.append(
+            f"{cqc_id}: named by {len(refs)} London homes ({', '.join(refs)}); each report replaces "
+            "the others' beds there (a shared-location finding of the next reconciliation)"
+        )
 
 
 def _held_updates(

@@ -10,7 +10,14 @@ import orjson
 import pytest
 
 from adapters.cqc.mapping import registry_row
-from gateway.reconcile.rules import Kind, RegisteredLocation, TrackedLocation, compare, core_name
+from gateway.reconcile.rules import (
+    Kind,
+    RegisteredLocation,
+    TrackedLocation,
+    compare,
+    core_name,
+    shared_locations,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cqc"
 
@@ -118,3 +125,22 @@ def test_oak_lodge_is_not_elm_house_nursing_home() -> None:
 )
 def test_core_name_leaves_off_the_kind_of_place_at_the_end(name: str, core: str) -> None:
     assert core_name(name) == core
+
+
+def test_a_location_named_by_two_records_of_one_source_is_shared() -> None:
+    """Two records of one source naming one CQC ID are found, with every ref naming it; a
+    location each of two sources names once is not shared (that is conflicting-reports'
+    business), nor is one named once."""
+    tracked = {"1-1": TrackedLocation("1-1", "london", "Oak", "E1 1AA", 10, "london", "E09000030", True)}
+    links = [
+        ("london", "LDN-3", "1-1"),
+        ("london", "LDN-1", "1-1"),
+        ("london", "LDN-2", "1-1"),
+        ("london", "LDN-4", "1-2"),
+        ("other", "X-1", "1-2"),
+    ]
+    (found,) = shared_locations(links, tracked)
+    assert (found.kind, found.cqc_location_id, found.source) == (Kind.SHARED_LOCATION, "1-1", "london")
+    assert (found.nhs_region, found.local_authority) == ("london", "E09000030")
+    assert found.evidence == {"source_refs": ["LDN-1", "LDN-2", "LDN-3"]}
+    assert list(shared_locations(links[3:], tracked)) == []

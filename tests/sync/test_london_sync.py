@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.common.http import RetryPolicy
 from adapters.london_tracker.mapping import map_home
-from gateway.reconcile.service import link_held_record
+from gateway.reconcile.service import link_held_record, reconcile
 from gateway.settings import Settings
 from gateway.store import repository
-from gateway.store.tables import HeldRecord, Location, LocationVersion, SyncRun, utcnow
+from gateway.store.tables import Finding, HeldRecord, Location, LocationVersion, SyncRun, utcnow
 from gateway.sync.london import sync_london
 from gateway.sync.sources import SyncContext
 from simulators.london_tracker import LondonSimulatorSettings, LondonTrackerSimulator, create_app
@@ -504,3 +504,45 @@ def test_a_closed_home_no_longer_feeds_the_location_another_home_names(
         "1-700000004": ("london", False),
         "1-799000004": ("london", True),
     }
+
+
+def test_two_homes_naming_one_location_are_warned_of_and_found_until_one_moves(
+    settings: Settings, factory: sessionmaker[Session]
+) -> None:
+    """Two London homes give one CQC ID: each report replaces the other's beds there. The
+    run that links the second says so, and reconciliation keeps a shared-location finding
+    naming both refs until one of them names another location."""
+    homes = london_homes()[:10]
+    homes[5]["cqc_location_id"] = homes[4]["cqc_location_id"]  # 1-700000004, twice
+    app = create_app(homes, LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    simulator: LondonTrackerSimulator = app.state.simulator
+    with run_in_thread(app) as url:
+        first = run_sync(settings, factory, url)
+        assert first.status == "succeeded"
+        shared = [w for w in first.warnings if "named by" in w]
+        assert shared == [
+            "1-700000004: named by 2 London homes (LDN-000004, LDN-000005); each report replaces "
+            "the others' beds there (a shared-location finding of the next reconciliation)"
+        ]
+        assert not [
+            w for w in run_sync(settings, factory, url).warnings if "named by" in w
+        ]  # links unchanged
+        with factory.begin() as session:
+            reconcile(session)
+        with factory() as session:
+            (finding,) = session.scalars(sa.select(Finding).where(Finding.kind == "shared-location"))
+            assert (finding.cqc_location_id, finding.source, finding.severity) == (
+                "1-700000004",
+                "london",
+                "high",
+            )
+            assert finding.evidence == {"source_refs": ["LDN-000004", "LDN-000005"]}
+            assert finding.nhs_region == "london" and finding.status == "open"
+        simulator.update_home("LDN-000005", {"cqc_location_id": "1-799000005"})
+        moved = run_sync(settings, factory, url)
+    assert moved.status == "succeeded" and not [w for w in moved.warnings if "named by" in w]
+    with factory.begin() as session:
+        reconcile(session)
+    with factory() as session:
+        (finding,) = session.scalars(sa.select(Finding).where(Finding.kind == "shared-location"))
+        assert finding.status == "closed"
