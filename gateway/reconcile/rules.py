@@ -211,15 +211,8 @@ def conflicting_reports(
     for cqc_id, reports in sorted(by_location.items()):
         if len({r.source for r in reports}) < 2 or len({r.figures for r in reports}) < 2:
             continue
-        loc = tracked.get(cqc_id)
-        yield Observation(
-            Kind.CONFLICTING_REPORTS,
-            cqc_id,
-            None,
-            loc.nhs_region if loc else None,
-            loc.local_authority if loc else None,
-            {"sources": {r.source: [list(f) for f in r.figures] for r in reports}},
-        )
+        evidence = {"sources": {r.source: [list(f) for f in r.figures] for r in reports}}
+        yield _at(tracked, Kind.CONFLICTING_REPORTS, cqc_id, None, evidence)
 
 
 def shared_locations(
@@ -234,15 +227,16 @@ def shared_locations(
     for (cqc_id, source), named_by in sorted(refs.items()):
         if len(named_by) < 2:
             continue
-        loc = tracked.get(cqc_id)
-        yield Observation(
-            Kind.SHARED_LOCATION,
-            cqc_id,
-            source,
-            loc.nhs_region if loc else None,
-            loc.local_authority if loc else None,
-            {"source_refs": sorted(named_by)},
-        )
+        yield _at(tracked, Kind.SHARED_LOCATION, cqc_id, source, {"source_refs": sorted(named_by)})
+
+
+def _at(
+    tracked: dict[str, TrackedLocation], kind: str, cqc_id: str, source: str | None, evidence: dict[str, Any]
+) -> Observation:
+    """An observation of a location, placed where the national view has it."""
+    loc = tracked.get(cqc_id)
+    region, authority = (loc.nhs_region, loc.local_authority) if loc else (None, None)
+    return Observation(kind, cqc_id, source, region, authority, evidence)
 
 
 def not_reported(registry: dict[str, RegisteredLocation], reported_ids: set[str]) -> Iterator[Observation]:
