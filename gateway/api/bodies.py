@@ -37,7 +37,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     as decompressed; else a 413 (415 for an unknown coding, 400 for a broken one)."""
     encoding = _encoding(request)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
     received = bytearray()
     async for chunk in request.stream():

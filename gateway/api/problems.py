@@ -63,8 +63,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if _is_fhir(request):
-        return outcome(exc.status_code, detail)
-    return problem(exc.status_code, detail, detail, request.url.path)
+        response = outcome(exc.status_code, detail)
+    else:
+        response = problem(exc.status_code, detail, detail, request.url.path)
+    # What the error carries stays with it: a 405's Allow (the methods the path takes).
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ separated by commas are ORed; a repeated parameter is ANDed.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -360,6 +361,8 @@ def parse_near(parameter: str, value: str) -> Near:
         distance = float(parts[2]) if len(parts) > 2 and parts[2] else DEFAULT_NEAR_KM
     except ValueError:
         raise bad(parameter, f"{value!r}: latitude, longitude and distance must be numbers") from None
+    if not all(math.isfinite(number) for number in (latitude, longitude, distance)):
+        raise bad(parameter, f"{value!r}: latitude, longitude and distance must be finite numbers")
     if not (-90 <= latitude <= 90) or not (-180 <= longitude <= 180):
         raise bad(parameter, f"{value!r}: latitude comes first (-90..90), then longitude (-180..180)")
     units = parts[3] if len(parts) > 3 and parts[3] else "km"
@@ -376,6 +379,6 @@ def parse_near(parameter: str, value: str) -> Near:
 def parse_count(value: str | None) -> int:
     if value is None:
         return DEFAULT_COUNT
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # '²' is a digit to Python, not to int()
         raise bad("_count", f"{value!r} is not a whole number")
     return min(int(value), MAX_COUNT)

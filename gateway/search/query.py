@@ -105,7 +105,7 @@ def parse_duration(parameter: str, value: str | None) -> timedelta | None:
     if value in UPDATED_WITHIN:
         return UPDATED_WITHIN[value]
     unit, number = value[-1:], value[:-1]
-    if unit in ("h", "d") and number.isdigit() and int(number) > 0:
+    if unit in ("h", "d") and number.isascii() and number.isdigit() and int(number) > 0:
         days = int(number) / 24 if unit == "h" else int(number)
         if days > MAX_UPDATED_WITHIN_DAYS:
             raise refuse(parameter, f"{value!r} is too long: at most {MAX_UPDATED_WITHIN_DAYS}d (or any)")

@@ -92,6 +92,19 @@ def test_unknown_ids_and_missing_or_wrong_tokens_are_operation_outcomes(
         body = response.json()
         assert body["resourceType"] == "OperationOutcome"
         assert body["issue"][0]["code"] == code and body["issue"][0]["diagnostics"]
+    # A 405 says which methods the path takes, as HTTP asks of it.
+    assert cases[-1][0].headers["Allow"] == "GET"
+    assert client.post("/fhir/Location", json={}, headers=bearer(reader)).headers["Allow"] == "GET"
+
+
+@pytest.mark.parametrize(
+    "accept", ["Application/FHIR+JSON", "APPLICATION/JSON", "application/fhir+json; charset=UTF-8"]
+)
+def test_accept_is_read_without_regard_to_case(
+    client: TestClient, read_token: str, national: list[dict[str, Any]], accept: str
+) -> None:
+    response = client.get("/fhir/Location", headers={**bearer(read_token), "Accept": accept})
+    assert response.status_code == 200 and response.json()["resourceType"] == "Bundle"
 
 
 def test_every_version_is_readable_and_history_is_in_order(
@@ -297,6 +310,9 @@ def test_next_links_keep_working_while_data_changes(
         ({"_include": "Location:partof"}, {}, 400, "not supported"),
         ({"status": "closed"}, {}, 400, "unknown code"),
         ({"_count": "many"}, {}, 400, "_count"),
+        ({"_count": "\u00b2"}, {}, 400, "not a whole number"),  # a digit to Python, not to int()
+        ({"near": "52.08|1.16|nan|km"}, {}, 400, "finite"),
+        ({"near": "nan|1.16|5|km"}, {}, 400, "finite"),
         ({"_cursor": "garbage"}, {}, 400, "cursor"),
         ({"_format": "xml"}, {}, 406, "application/fhir+json"),
         ({}, {"Accept": "application/fhir+xml"}, 406, "application/fhir+json"),

@@ -51,7 +51,8 @@ def check_format(request: Request) -> None:
         return
     accept = request.headers.get("accept", "")
     if accept and not any(
-        part.split(";")[0].strip() in JSON_FORMATS | {"*/*", "application/*"} for part in accept.split(",")
+        part.split(";")[0].strip().lower() in JSON_FORMATS | {"*/*", "application/*"}
+        for part in accept.split(",")  # media types are case-insensitive
     ):
         raise NotAcceptable(f"Accept: {accept!r} is not served; ask for application/fhir+json")
 
