@@ -21,6 +21,7 @@ from gateway.store.tables import ApiToken, utcnow
 
 ALL_REGIONS = "*"
 TOKEN_PREFIX = "ccg_"
+MAX_NAME_LENGTH = 80  # the longest source name the store keeps (a push's source is its token's name)
 
 
 class Scope(StrEnum):
@@ -71,6 +72,9 @@ def create_token(
 ) -> tuple[ApiToken, str]:
     """Mint a token (working until ``expires_at``, or until revoked when None); the plain
     token is returned once and never stored."""
+    if not name.strip() or len(name) > MAX_NAME_LENGTH or "\x00" in name:
+        # The name is the source of every push the token makes, stored as such.
+        raise ValueError(f"a token's name is its pushes' source: 1 to {MAX_NAME_LENGTH} characters, no NUL")
     scope_values = sorted({Scope(s.strip().lower()).value for s in scopes})
     if not scope_values:
         raise ValueError("a token needs at least one scope")

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Column, Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.settings import get_settings
+from gateway.settings import MAX_DAYS, get_settings
 
 app = typer.Typer(
     help="National Care Capacity Gateway: one national view of care-home bed capacity.",
@@ -129,7 +129,8 @@ def token_create(
         typer.Option(help="NHS regions a tracker may write (codes or names, or 'all')"),
     ] = None,
     expires_in_days: Annotated[
-        float | None, typer.Option(min=0, help="Stop working after this many days (unset: never)")
+        float | None,
+        typer.Option(min=0, max=MAX_DAYS, help="Stop working after this many days (unset: never)"),
     ] = None,
 ) -> None:
     """Mint a token and print it once: only its digest is stored."""
@@ -454,7 +455,9 @@ def reconcile_command() -> None:
 def discard_bodies_command(
     older_than_days: Annotated[
         float | None,
-        typer.Option(min=0, help="Retention in days (default: GATEWAY_PUSH_BODY_RETENTION_DAYS)"),
+        typer.Option(
+            min=0, max=MAX_DAYS, help="Retention in days (default: GATEWAY_PUSH_BODY_RETENTION_DAYS)"
+        ),
     ] = None,
 ) -> None:
     """Discard the raw bodies of pushes older than the retention period now (the pushes'

@@ -6,10 +6,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///var/gateway.db"
+
+
+# The longest span in days a setting or option takes (a century): a longer one would run
+# past the last date Python can hold.
+MAX_DAYS = 36500
 
 
 class Settings(BaseSettings):
@@ -17,7 +22,17 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
 
-    environment: str = Field(default="development", description="development, test or production")
+    environment: Literal["development", "test", "production"] = Field(
+        default="development", description="development, test or production"
+    )
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment_words(cls, value: object) -> object:
+        # 'Production' or ' production ' is production: a guard keyed on the word must not
+        # be passed by its spelling.
+        return value.strip().lower() if isinstance(value, str) else value
+
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL: sqlite:///path.db (default) or postgresql+psycopg://...",
@@ -62,6 +77,7 @@ class Settings(BaseSettings):
     push_body_retention_days: float | None = Field(
         default=None,
         ge=0,
+        le=MAX_DAYS,
         description="Discard pushes' raw bodies once older than this many days (their records, "
         "answers and counts stay, and the data they carried lives on in the version history); "
         "unset: keep every body",

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.api import problems
 from gateway.api.deps import Reader
+from gateway.api.guards import RefuseNul
 from gateway.api.headers import SecurityHeaders
 from gateway.api.routes import fhir, fhir_export, fhir_transaction, native, reconciliation, search, sources
 from gateway.auth import PrincipalCache
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.principals = PrincipalCache(settings.auth_cache_s)
     problems.install(app)
+    app.add_middleware(RefuseNul)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(HttpMetrics)  # outermost: it times the whole answer
     app.include_router(native.router)

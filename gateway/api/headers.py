@@ -17,6 +17,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 AUTHENTICATED_CACHE_CONTROL = "private, no-cache"
 
 
+def secure(headers: MutableHeaders, authenticated: bool) -> None:
+    """Add the security headers an answer lacks (those it sets itself stay). The middleware
+    adds them to every answer but a 500: Starlette answers those outside every middleware,
+    so the handler of unexpected errors adds them itself."""
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    if authenticated:
+        headers.setdefault("Cache-Control", AUTHENTICATED_CACHE_CONTROL)
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -29,10 +38,7 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                if authenticated:
-                    headers.setdefault("Cache-Control", AUTHENTICATED_CACHE_CONTROL)
+                secure(MutableHeaders(scope=message), authenticated)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from gateway.api.headers import secure
 from gateway.errors import GatewayError, log_unexpected
 from gateway.fhir.bundles import operation_outcome
 from gateway.store.db import database_fault, database_unavailable
@@ -21,7 +22,11 @@ FHIR_JSON = "application/fhir+json"
 
 
 def _is_fhir(request: Request) -> bool:
-    return request.url.path == "/fhir" or request.url.path.startswith("/fhir/")
+    return _fhir_path(request.url.path)
+
+
+def _fhir_path(path: str) -> bool:
+    return path == "/fhir" or path.startswith("/fhir/")
 
 
 def outcome(status: int, diagnostics: str, expression: list[str] | None = None) -> JSONResponse:
@@ -48,12 +53,20 @@ def problem(status: int, title: str, detail: str, instance: str, **extra: Any) -
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def bad_request_answer(path: str, detail: str) -> JSONResponse:
+    """A 400 for a request refused before routing: an OperationOutcome under /fhir."""
+    if _fhir_path(path):
+        return outcome(400, detail)
+    return problem(400, "Bad request", detail, path)
+
+
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     if _is_fhir(request):
         parameter = exc.extra.get("parameter")
-        return outcome(exc.status_code, exc.detail, [parameter] if isinstance(parameter, str) else None)
-    response = problem(exc.status_code, exc.title, exc.detail, request.url.path, **exc.extra)
+        response = outcome(exc.status_code, exc.detail, [parameter] if isinstance(parameter, str) else None)
+    else:
+        response = problem(exc.status_code, exc.title, exc.detail, request.url.path, **exc.extra)
     if exc.extra.get("replayed") is True:  # a push's refusal answered again for its key
         response.headers["Idempotent-Replayed"] = "true"
     return response
@@ -116,8 +129,11 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log_unexpected(log, f"unexpected error on {request.method} {request.url.path}", exc)
     detail = "the gateway failed unexpectedly; the error is logged, nothing was half-written"
     if _is_fhir(request):
-        return outcome(500, detail)
-    return problem(500, "Internal error", detail, request.url.path)
+        response = outcome(500, detail)
+    else:
+        response = problem(500, "Internal error", detail, request.url.path)
+    secure(response.headers, "authorization" in request.headers)
+    return response
 
 
 def install(app: FastAPI) -> None:

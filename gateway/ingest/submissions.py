@@ -242,6 +242,8 @@ def keep_and_process(
     a retry with the same ``idempotency_key`` as the first time, else ``process`` the body
     and record the answer (or the refusal) with the kept body."""
     principal.require(Scope.SUBMIT)
+    if idempotency_key is not None and not idempotency_key.strip():
+        idempotency_key = None  # a blank key (an unfilled template) is no key: never shared
     request_hash = hashlib.sha256(body).hexdigest()
     submission_id = str(uuid.uuid4())
     received_at = utcnow()

@@ -27,6 +27,8 @@ def fresh_settings() -> Iterator[None]:
         ("GATEWAY_CQC_REQUESTS_PER_MINUTE", "-5", "greater than 0"),
         ("GATEWAY_SOURCE_FAILING_AFTER", "0", "greater than or equal to 1"),
         ("GATEWAY_MAX_SUBMISSION_BYTES", "lots", "valid integer"),
+        ("GATEWAY_ENVIRONMENT", "prod", "'development', 'test' or 'production'"),
+        ("GATEWAY_PUSH_BODY_RETENTION_DAYS", "1000000", "less than or equal to 36500"),
     ],
 )
 def test_a_bad_setting_is_named_with_why(
@@ -66,3 +68,9 @@ def test_the_command_says_a_bad_setting_plainly_and_exits_2(
 def test_good_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_LONDON_PAGE_SIZE", "500")
     assert get_settings().london_page_size == 500
+
+
+def test_the_environment_is_one_of_three_words_whatever_their_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo refuses a production database by this word: its spelling must not pass it."""
+    monkeypatch.setenv("GATEWAY_ENVIRONMENT", " Production ")
+    assert get_settings().environment == "production"

@@ -168,6 +168,21 @@ def test_idempotent_retry_is_a_no_op(
     assert "Idempotency-Key" in other.json()["detail"]
 
 
+def test_a_blank_idempotency_key_is_no_key(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    """A blank key (an unfilled template variable) shares nothing: each push is its own,
+    where the second had been refused 422 as a reuse of the first's key."""
+    token = make_token()
+    first = post(client, token, batch(location()), **{"Idempotency-Key": ""})
+    second = post(client, token, batch(location(cqc_location_id="1-999000001")), **{"Idempotency-Key": "  "})
+    assert first.status_code == second.status_code == 200
+    assert "Idempotent-Replayed" not in second.headers and statuses(second) == ["accepted"]
+    with factory() as session:
+        keys = session.scalars(sa.select(Submission.idempotency_key)).all()
+    assert keys == [None, None]
+
+
 def test_a_refusal_retried_with_its_key_is_the_first_answer_marked_replayed(
     client: TestClient, make_token: TokenMaker
 ) -> None:

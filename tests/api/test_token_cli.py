@@ -122,3 +122,22 @@ def test_token_list_shows_every_id_whole_in_an_80_column_terminal(
     assert token_id in listing.output
     assert max(len(line) for line in listing.output.splitlines()) <= 80
     assert "…" not in listing.output
+
+
+def test_a_name_no_push_could_be_recorded_under_or_a_span_past_the_calendar_is_refused(
+    gateway_cli: GatewayCli, factory: sessionmaker[Session]
+) -> None:
+    """A token's name is its pushes' source (80 characters at most): a longer one was
+    minted, then every push it made failed on PostgreSQL. A span of days past the last
+    date Python holds was a traceback."""
+    too_long = gateway_cli("token", "create", "--name", "t" * 81, "--scopes", "submit")
+    assert too_long.exit_code != 0 and "1 to 80 characters" in too_long.output
+    assert ids_named(factory, "t" * 81) == []
+    assert mint(gateway_cli, "t" * 80).startswith("ccg_")
+    forever = gateway_cli(
+        "token", "create", "--name", "x", "--scopes", "read", "--expires-in-days", "3000000"
+    )
+    assert forever.exit_code == 2 and "Traceback" not in forever.output
+    assert ids_named(factory, "x") == []
+    discard = gateway_cli("discard-bodies", "--older-than-days", "1000000")
+    assert discard.exit_code == 2 and "Traceback" not in discard.output

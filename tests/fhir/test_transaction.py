@@ -251,6 +251,13 @@ def test_retry_with_the_same_idempotency_key_is_answered_once(
     assert "different body" in other.json()["issue"][0]["diagnostics"]
     with factory() as session:
         assert len(session.scalars(sa.select(LocationVersion)).all()) == 1
+    # A refusal answered again from its key says so too, as the native push's does.
+    refused = post(client, token, b"{not json", **{"Idempotency-Key": "sync-43"})
+    refused_again = post(client, token, b"{not json", **{"Idempotency-Key": "sync-43"})
+    assert refused.status_code == refused_again.status_code == 400
+    assert "idempotent-replayed" not in refused.headers
+    assert refused_again.headers["idempotent-replayed"] == "true"
+    assert refused_again.json()["resourceType"] == "OperationOutcome"
 
 
 def test_malformed_json_and_wrong_bundles_are_operation_outcomes(

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from gateway.api.deps import Admin, Reader, SessionDep
 from gateway.api.query_params import only_parameters
-from gateway.model.capacity import CQC_ID_PATTERN
+from gateway.model.capacity import CQC_ID_PATTERN, Text
 from gateway.model.vocab import NhsRegion
 from gateway.reconcile import api_service
 from gateway.search.query import codes
@@ -61,8 +61,8 @@ def list_matches(
 
 
 class MatchDecision(BaseModel):
-    source: str = Field(min_length=1, max_length=80)
-    source_ref: str = Field(min_length=1, max_length=80)
+    source: Text = Field(min_length=1, max_length=80)
+    source_ref: Text = Field(min_length=1, max_length=80)
     decision: Literal["confirm", "reject"]
     cqc_location_id: str | None = Field(default=None, pattern=CQC_ID_PATTERN)
 
