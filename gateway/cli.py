@@ -41,13 +41,13 @@ def _database(*, migrate: bool = True) -> Iterator[sessionmaker[Session]]:
     first unless ``migrate`` is false); its connections are closed when the block ends."""
     import sqlalchemy as sa
 
-    from gateway.store.db import check_schema, create_engine, session_factory, upgrade
+    from gateway.store.db import check_schema, create_engine, session_factory, sqlite_file_missing, upgrade
 
     url = get_settings().database_url
     if migrate:
         with _answering():
-            upgrade(url)
-    elif _missing_sqlite_file(url):
+            _said(upgrade(url))
+    elif sqlite_file_missing(url):
         # Connecting would create an empty file there, then call it never migrated: a
         # mistyped path followed by gateway db upgrade would make a second, empty gateway.
         missing = sa.engine.make_url(url).database
@@ -69,6 +69,12 @@ def _database(*, migrate: bool = True) -> Iterator[sessionmaker[Session]]:
         engine.dispose()
 
 
+def _said(newer: str | None) -> None:
+    """Say on stderr that the database was left as a newer release migrated it."""
+    if newer is not None:
+        errors.print(f"not migrated: {newer}", highlight=False)
+
+
 @contextmanager
 def _answering() -> Iterator[None]:
     """Say plainly, with exit status 2, that the database does not answer (down,
@@ -84,17 +90,6 @@ def _answering() -> Iterator[None]:
         said = f"GATEWAY_DATABASE_URL: the database does not answer ({database_fault(error)})"
         errors.print(f"[red]{said}[/red]", highlight=False)
         raise typer.Exit(2) from None
-
-
-def _missing_sqlite_file(url: str) -> bool:
-    """Does ``url`` name a SQLite file that does not exist?"""
-    import sqlalchemy as sa
-
-    parsed = sa.engine.make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or parsed.query:
-        return False  # a URI filename or options: left to SQLite
-    return not Path(database).exists()
 
 
 def _split(values: list[str]) -> list[str]:
@@ -116,7 +111,10 @@ def db_upgrade(revision: str = "head") -> None:
     from gateway.store.db import upgrade
 
     with _answering():
-        upgrade(get_settings().database_url, revision)
+        newer = upgrade(get_settings().database_url, revision)
+    if newer is not None:
+        _said(newer)
+        return
     console.print(f"database at revision {revision}")
 
 
@@ -234,7 +232,7 @@ def serve(
         raise typer.BadParameter(str(exc), param_hint="--log-level") from None
     if migrate:
         with _answering():
-            upgrade(settings.database_url)
+            _said(upgrade(settings.database_url))
     with _shared_metrics(workers):
         uvicorn.run(
             "gateway.api.app:create_app",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from tests.conftest import GatewayCli
 
 
@@ -70,3 +72,32 @@ def test_a_command_says_what_went_wrong_on_stderr_not_in_its_output(gateway_cli:
         assert done.exit_code == 2, (command, done.output)
         assert done.stdout == ""
         assert "GATEWAY_DATABASE_URL: the database does not answer" in done.stderr
+
+
+def test_a_database_a_newer_release_migrated_is_left_as_it_is_and_served(
+    gateway_cli: GatewayCli, engine: sa.Engine
+) -> None:
+    """A rolling deploy migrates first; the release before keeps serving (readyz says so).
+    Its commands that migrate first leave such a database alone, saying so, where each had
+    ended in a traceback on the revision it did not know."""
+    version = sa.text("SELECT version_num FROM alembic_version")
+    with engine.begin() as connection:
+        ours = connection.scalar(version)
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
+    try:
+        for command in (
+            ["db", "upgrade"],
+            ["token", "create", "--name", "after-the-deploy", "--scopes", "read"],
+            ["reconcile"],
+            ["discard-bodies", "--older-than-days", "30"],
+        ):
+            done = gateway_cli(*command)
+            assert done.exit_code == 0, (command, done.output)
+            assert "not migrated: the database schema is at revision ffffffffffff, newer than" in done.stderr
+            assert "Traceback" not in done.output
+        assert "after-the-deploy" in gateway_cli("token", "list").stdout
+        with engine.connect() as connection:
+            assert connection.scalar(version) == "ffffffffffff"
+    finally:  # the suite's database is shared
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": ours})

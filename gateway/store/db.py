@@ -154,14 +154,18 @@ def check_schema(engine: sa.Engine) -> SchemaCheck:
     if current is None:
         return SchemaCheck(False, "the database has no gateway schema: run gateway db upgrade")
     if current not in known:
-        return SchemaCheck(
-            True,
-            f"the database schema is at revision {current}, newer than this gateway's {latest}: "
-            "a newer release migrated it; this process serves until it is replaced",
-        )
+        return SchemaCheck(True, check_schema_detail(current))
     return SchemaCheck(
         False,
         f"the database schema is at revision {current}, this gateway needs {latest}: run gateway db upgrade",
+    )
+
+
+def check_schema_detail(current: str) -> str:
+    """What is said of a database schema at ``current``, a revision newer than this code's."""
+    return (
+        f"the database schema is at revision {current}, newer than this gateway's {_revisions()[0]}: "
+        "a newer release migrated it; this process serves until it is replaced"
     )
 
 
@@ -191,9 +195,17 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "head") -> str | None:
     """Bring the database at ``url`` to ``revision`` (the latest by default); a SQLite
-    file is left in WAL mode, before any gateway process opens it."""
+    file is left in WAL mode, before any gateway process opens it.
+
+    A database a newer release already migrated (at a revision this code does not know) is
+    left as it is, and what was found is returned: during a rolling deploy the processes of
+    the release before keep starting and serving (see ``check_schema``)."""
+    if revision == "head":
+        newer = _newer_schema(url)
+        if newer is not None:
+            return newer
     command.upgrade(alembic_config(url), revision)
     if url.startswith("sqlite"):
         engine = create_engine(url, pool_size=1)  # its connections switch to WAL
@@ -202,3 +214,29 @@ def upgrade(url: str, revision: str = "head") -> None:
                 pass
         finally:
             engine.dispose()
+    return None
+
+
+def sqlite_file_missing(url: str) -> bool:
+    """Does ``url`` name a SQLite file that does not exist?"""
+    parsed = sa.engine.make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or parsed.query:
+        return False  # a URI filename or options: left to SQLite
+    return not Path(database).exists()
+
+
+def _newer_schema(url: str) -> str | None:
+    """What ``check_schema`` says of a database at a revision newer than this code's; None
+    for any other (a new SQLite file is not made here: the migration makes it)."""
+    if sqlite_file_missing(url):
+        return None
+    engine = create_engine(url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    if current is None or current in _revisions()[1]:
+        return None
+    return check_schema_detail(current)
