@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -351,6 +352,21 @@ def sync_command(
         raise typer.Exit(1)
 
 
+async def _thread_to_its_end(work: Callable[[], T], stop: threading.Event | None = None) -> T:
+    """Run ``work`` in a thread. Stopped (Ctrl-C), it sets ``stop`` and waits for the thread
+    to end before stopping in turn: a thread cannot be stopped, so the lease held around
+    this goes only once the work has, and no gateway process runs the same work beside it."""
+    working = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        return await asyncio.shield(working)
+    except asyncio.CancelledError:
+        if stop is not None:
+            stop.set()
+        errors.print("stopping: the work under way ends first (its lease is held until then)")
+        await working
+        raise
+
+
 def _holding_lease(
     factory: sessionmaker[Session], name: str, work: Callable[[], Awaitable[T]], what: str
 ) -> T:
@@ -438,7 +454,7 @@ def reconcile_command() -> None:
             with transaction(factory) as session:
                 return reconcile(session, recent=timedelta(seconds=settings.push_freshness_target_s))
 
-        summary = _holding_lease(factory, "reconcile", lambda: asyncio.to_thread(work), "reconciliation")
+        summary = _holding_lease(factory, "reconcile", lambda: _thread_to_its_end(work), "reconciliation")
     table = Table("finding kind", "open", title="reconciliation")
     for kind, count in sorted(summary.open_by_kind.items()):
         table.add_row(kind, str(count))
@@ -481,13 +497,18 @@ def discard_bodies_command(
     ):
         task = progress.add_task("discard", total=None, days=f"{days:g}")
 
+        stop = threading.Event()
+
         def work() -> int:
             return discard_old_bodies(
-                factory, timedelta(days=days), progress=lambda n: progress.update(task, completed=n)
+                factory,
+                timedelta(days=days),
+                progress=lambda n: progress.update(task, completed=n),
+                stop=stop,
             )
 
         discarded = _holding_lease(
-            factory, "push-body-retention", lambda: asyncio.to_thread(work), "push body retention"
+            factory, "push-body-retention", lambda: _thread_to_its_end(work, stop), "push body retention"
         )
     console.print(f"discarded the raw bodies of {discarded} pushes received more than {days:g} days ago")
 

@@ -13,6 +13,7 @@ Bodies go a batch per transaction, oldest first, so no push waits long on the wr
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -32,9 +33,11 @@ def discard_old_bodies(
     *,
     batch: int = BATCH,
     progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Discard the raw bodies of pushes received more than ``retention`` ago; returns how
-    many. ``progress`` is told the running total after each batch."""
+    many. ``progress`` is told the running total after each batch; once ``stop`` is set, no
+    further batch is begun (each is a transaction of its own)."""
     if retention < timedelta(0):
         raise ValueError("the retention period must not be negative")
     now = utcnow()
@@ -46,7 +49,7 @@ def discard_old_bodies(
         total += done
         if done and progress is not None:
             progress(total)
-        if done < batch:
+        if done < batch or (stop is not None and stop.is_set()):
             break
     if total:
         log.info("discarded the raw bodies of %s pushes received before %s", total, cutoff.isoformat())

@@ -4,6 +4,8 @@ carried and the answers to idempotent retries stay."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -239,3 +241,43 @@ def test_the_bodies_still_kept_are_found_from_an_index(
     assert plan == [
         "SEARCH submission USING INDEX ix_submission_kept_body (body_discarded_at=? AND received_at<?)"
     ], plan
+
+
+def test_a_stopped_discard_begins_no_further_batch(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    token = make_token(name="tracker-north-west")
+    for n in range(3):
+        _age(factory, _push(client, token, f"1-10000000{n}")["submission_id"], days=10)
+    stop = threading.Event()
+    # Ctrl-C while the first batch is under way: it ends, and no other begins.
+    assert (
+        discard_old_bodies(factory, timedelta(days=7), batch=1, progress=lambda _: stop.set(), stop=stop) == 1
+    )
+    assert discard_old_bodies(factory, timedelta(days=7), batch=1) == 2  # the rest, next time
+
+
+def test_work_in_a_thread_stopped_holds_on_until_the_thread_ends() -> None:
+    """Ctrl-C on ``gateway reconcile`` or ``discard-bodies``: the lease around the work
+    is given up only once the thread has ended (it had gone at once, so a gateway process
+    could take it and run the same work beside the thread), and the work is told to stop."""
+    from gateway.cli import _thread_to_its_end
+
+    started, release, stop = threading.Event(), threading.Event(), threading.Event()
+
+    def work() -> int:
+        started.set()
+        release.wait(10)
+        return 7
+
+    async def main() -> None:
+        task = asyncio.ensure_future(_thread_to_its_end(work, stop))
+        await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        await asyncio.sleep(0.1)
+        assert not task.done() and stop.is_set()  # still waiting for the thread
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
