@@ -107,6 +107,25 @@ def _last_success_and_failures_since(session: Session, source: str) -> tuple[dat
     return (success.finished_at if success else None), session.scalar(failed) or 0
 
 
+def latest_runs(session: Session) -> dict[tuple[str, str], tuple[str, datetime]]:
+    """Each (source, kind)'s latest run that has ended: its status and start."""
+    t = table(SyncRun)
+    latest = (
+        sa.select(t.c.source, t.c.kind, t.c.status, t.c.started_at)
+        .where(t.c.finished_at.is_not(None))
+        .add_columns(
+            sa.func.row_number()
+            .over(partition_by=(t.c.source, t.c.kind), order_by=(t.c.started_at.desc(), t.c.id.desc()))
+            .label("n")
+        )
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(latest.c.source, latest.c.kind, latest.c.status, latest.c.started_at).where(latest.c.n == 1)
+    )
+    return {(source, kind): (status, started_at) for source, kind, status, started_at in rows}
+
+
 def push_sources(session: Session) -> list[str]:
     """Names of every source that has pushed to the gateway, in order.
 

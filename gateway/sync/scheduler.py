@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.errors import log_unexpected
 from gateway.settings import Settings
 from gateway.store.db import database_fault, transaction
-from gateway.store.sources import acquire_lease, release_lease
-from gateway.store.tables import utcnow
+from gateway.store.sources import acquire_lease, latest_runs, release_lease
+from gateway.store.tables import SUCCEEDED, utcnow
 from gateway.sync.sources import PULLED_SOURCES, JobSpec, SyncContext
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,19 @@ def _fault(error: BaseException) -> str:
     return type(error).__name__
 
 
+def first_run(latest: tuple[str, datetime] | None, interval_s: float, now: datetime) -> datetime:
+    """When a job first runs in a process starting ``now``: one interval after its latest
+    run began if that run succeeded (a restart, or each of several processes starting,
+    does not repeat a daily full sync of the CQC registry), else at once (never run, or
+    its last run failed or was cut short: an interrupted run resumes)."""
+    if latest is None:
+        return now
+    status, started_at = latest
+    if status != SUCCEEDED:
+        return now
+    return max(now, started_at + timedelta(seconds=interval_s))
+
+
 class SourceScheduler:
     """Runs every configured source's jobs on their intervals."""
 
@@ -129,20 +142,22 @@ class SourceScheduler:
 
     def start(self) -> None:
         now = datetime.now(UTC)
+        latest = self._latest_runs()
         for spec in PULLED_SOURCES.values():
             if not spec.configured(self._settings):
                 continue
             self._locks[spec.name] = asyncio.Lock()
             for job in spec.jobs:
+                interval = job.interval_s(self._settings)
                 self.scheduler.add_job(
                     self.run_job,
                     "interval",
-                    seconds=job.interval_s(self._settings),
+                    seconds=interval,
                     id=f"{spec.name}:{job.kind}",
                     args=[spec.name, job],
                     max_instances=1,
                     coalesce=True,
-                    next_run_time=now,
+                    next_run_time=first_run(latest.get((spec.name, job.kind)), interval, now),
                     misfire_grace_time=None,
                 )
         # Reconciliation first runs after one interval (the sources' first syncs come before
@@ -165,6 +180,16 @@ class SourceScheduler:
             or "nothing",
         )
         freeze_startup_heap()  # the gateway has started up; its jobs begin from here
+
+    def _latest_runs(self) -> dict[tuple[str, str], tuple[str, datetime]]:
+        """Each job's latest ended run, to carry its schedule over a restart; none when the
+        database does not answer (every job then runs at once, as on a first start)."""
+        try:
+            with self._factory() as session:
+                return latest_runs(session)
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
+            log.warning("the jobs' last runs could not be read (%s): each runs now", database_fault(error))
+            return {}
 
     def _add_housekeeping(
         self, job_id: str, run: Callable[[], Awaitable[None]], seconds: float, **first: Any

@@ -297,3 +297,54 @@ async def test_stopping_lets_a_housekeeping_run_end_before_its_lease_goes(
         assert lease_holders() == []
     assert "reconciliation stopped with the gateway" in caplog.text
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+
+
+def test_a_job_first_runs_one_interval_after_its_last_success() -> None:
+    from datetime import UTC, datetime
+
+    from gateway.sync.scheduler import first_run
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    day = 86400.0
+    assert first_run(None, day, now) == now  # never run
+    assert first_run(("succeeded", now - timedelta(hours=2)), day, now) == now + timedelta(hours=22)
+    assert first_run(("succeeded", now - timedelta(days=3)), day, now) == now  # overdue
+    assert first_run(("failed", now - timedelta(hours=2)), day, now) == now  # tried again at once
+    assert first_run(("interrupted", now - timedelta(minutes=1)), day, now) == now  # resumed
+
+
+async def test_a_restarted_scheduler_carries_each_jobs_schedule_over(
+    factory: sessionmaker[Session], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process (re)starting does not repeat a job that succeeded within its interval (a
+    daily full sync of the registry, once per restart of each process, say); a job whose
+    last run failed, or that never ran, runs at once."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from gateway.sync import scheduler as scheduler_module
+    from gateway.sync.scheduler import SourceScheduler
+
+    hourly = {
+        name: SourceSpec(
+            name, lambda s: True, lambda s: 3600.0, (JobSpec("incremental", lambda s: 3600.0, job),)
+        )
+        for name, job in (("fake-healthy", _healthy), ("fake-broken", _broken), ("fake-new", _healthy))
+    }
+    monkeypatch.setattr(scheduler_module, "PULLED_SOURCES", hourly)
+    ok = start_run(factory, "fake-healthy", "incremental")
+    finish_run(factory, ok, RunCounts())
+    broken = start_run(factory, "fake-broken", "incremental")
+    finish_run(factory, broken, RunCounts(), TransientUpstreamError("GET /homes: HTTP 503", status_code=503))
+    async with httpx.AsyncClient() as http:
+        scheduler = SourceScheduler(factory, http, settings)
+        now = datetime.now(UTC)
+        scheduler.start()
+        try:
+            due = {job.id: job.next_run_time - now for job in scheduler.scheduler.get_jobs()}
+        finally:
+            scheduler.scheduler.shutdown(wait=False)
+    assert timedelta(minutes=59) < due["fake-healthy:incremental"] <= timedelta(hours=1)
+    assert due["fake-broken:incremental"] < timedelta(seconds=5)
+    assert due["fake-new:incremental"] < timedelta(seconds=5)
