@@ -64,7 +64,11 @@ class SearchRequest:
     items: list[tuple[str, str]]  # the query string's (key, value) pairs, in order
     base: str  # the FHIR base URL
     lenient: bool = False
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # why each ignored item was (lenient)
+    # The items the search uses (``parse`` and the include checks leave out those ignored):
+    # what its links carry, as R4 asks of the self link, so a ``next`` link followed
+    # without ``Prefer: handling=lenient`` is not refused for what page 1 ignored.
+    used: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -81,12 +85,15 @@ class Criteria:
 def parse(request: SearchRequest) -> tuple[Criteria, dict[str, str]]:
     """The request's search parameters as criteria, and its result parameters (``_count``,
     ``_sort``...; repeated ``_include`` and ``_revinclude`` joined with commas). An unknown
-    parameter or modifier is refused, or noted in ``request.ignored`` when lenient."""
+    parameter or modifier is refused, or noted in ``request.ignored`` when lenient; the
+    others are kept in ``request.used``."""
     declared = P.SEARCH_PARAMETERS[request.resource_type]
     criteria, result = Criteria(), dict[str, str]()
+    request.used = []
     for key, value in request.items:
         name, _, modifier = key.partition(":")
         if name in P.RESULT_PARAMETERS and not modifier:
+            request.used.append((key, value))
             if name in ("_include", "_revinclude"):
                 result[name] = ",".join(filter(None, (result.get(name), value)))
             else:
@@ -109,6 +116,7 @@ def parse(request: SearchRequest) -> tuple[Criteria, dict[str, str]]:
                 request.ignored.append(problem)
                 continue
             raise P.bad(key, problem)
+        request.used.append((key, value))
         if name == "near":
             criteria.near = P.parse_near(key, value)
             continue

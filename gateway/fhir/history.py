@@ -198,22 +198,36 @@ def _feed(
         if not batch:
             return
         previous = store.previous_records(session, [(s.cqc_location_id, s.version_id) for s in batch])
+        # Whether an entry is its resource's first version, as instance history says: found
+        # for the whole batch at once (a query per entry would cost one per version paged).
+        first_named: dict[str, int] = {}
+        reoffered: set[tuple[str, str, int]] = set()
         if resource_type == "Organization":
             named = {s.provider_id for s in batch} | {_provider_id(r) for r in previous.values()}
             names.update(store.provider_names(session, {p for p in named if p}))
+            first_named = store.first_naming_versions(
+                session, {s.provider_id for s in batch if s.provider_id}
+            )
+        elif resource_type == "HealthcareService":
+            reoffered = store.offered_before(session, _new_offers(batch, previous))
         for snapshot in batch:
             position = (snapshot.recorded_at, snapshot.version_id)
             prior = previous.get(snapshot.version_id)
             if resource_type == "Location":
                 items = [("", render.render_location(snapshot), prior is None)]
             elif resource_type == "Organization":
-                items = _organization_items(session, snapshot, prior, names)
+                items = _organization_items(session, snapshot, prior, names, first_named)
             else:
                 before = {ln["vacancy_type"] for ln in render.national_lines(prior or {})}
-                items = [
-                    (res["id"], res, res["type"][0]["coding"][0]["code"] not in before)
-                    for res in render.render_services(snapshot, prior)
-                ]
+                items = []
+                for res in render.render_services(snapshot, prior):
+                    vacancy_type = res["type"][0]["coding"][0]["code"]
+                    offered_earlier = (
+                        snapshot.cqc_location_id,
+                        vacancy_type,
+                        snapshot.version_id,
+                    ) in reoffered
+                    items.append((res["id"], res, vacancy_type not in before and not offered_earlier))
             for sub, resource, first in items:
                 if key is not None and position == key and skip_within is not None and sub <= skip_within:
                     continue
@@ -223,21 +237,44 @@ def _feed(
         key = (last.recorded_at, last.version_id)
 
 
+def _new_offers(
+    batch: list[LocationSnapshot], previous: dict[int, dict[str, Any]]
+) -> list[tuple[str, str, int]]:
+    """(location, vacancy type, version) of each service a version offers that the version
+    before it did not: new, unless an older version offered it (then offered again)."""
+    out = []
+    for snapshot in batch:
+        prior = previous.get(snapshot.version_id)
+        if prior is None:
+            continue  # the location's first version: every service in it is new
+        before = {ln["vacancy_type"] for ln in render.national_lines(prior)}
+        for line in render.national_lines(snapshot.record):
+            if line["vacancy_type"] not in before:
+                out.append((snapshot.cqc_location_id, line["vacancy_type"], snapshot.version_id))
+    return out
+
+
 def _provider_id(record: dict[str, Any] | None) -> str | None:
     found: str | None = ((record or {}).get("provider") or {}).get("cqc_provider_id")
     return found
 
 
 def _organization_items(
-    session: Session, snapshot: LocationSnapshot, prior: dict[str, Any] | None, names: dict[str, str]
+    session: Session,
+    snapshot: LocationSnapshot,
+    prior: dict[str, Any] | None,
+    names: dict[str, str],
+    first_named: dict[str, int],
 ) -> list[tuple[str, dict[str, Any], bool]]:
     """The Organization versions one location version makes, in feed order: the provider
-    it names (position ""), then the provider it stopped naming (position: its id) when
-    no other location names that one any more (retired, inactive)."""
+    it names (position ""; its first version when no earlier version named the provider,
+    ``first_named`` giving the first that did), then the provider it stopped naming
+    (position: its id) when no other location names that one any more (retired, inactive)."""
     items: list[tuple[str, dict[str, Any], bool]] = []
     org = render.render_organization(snapshot, names.get(snapshot.provider_id or ""))
     if org is not None:
-        items.append(("", org, False))
+        first = first_named.get(snapshot.provider_id or "") == snapshot.version_id
+        items.append(("", org, first))
     left = _provider_id(prior)
     if left and left != snapshot.provider_id and not store.still_named(session, left, snapshot.version_id):
         assert prior is not None

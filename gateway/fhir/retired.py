@@ -40,6 +40,7 @@ from gateway.fhir.criteria import (
 )
 from gateway.model.vocab import ShortStayService, VacancyType
 from gateway.places import bounding_box
+from gateway.store.fhir import offered_lines
 
 # The HealthcareService search parameters applied to retired services here (in SQL's scope
 # of locations, then ``_matcher``): one declared in ``params`` but missing here would be
@@ -72,18 +73,6 @@ def wanted(criteria: Criteria) -> bool:
     return False in allowed
 
 
-def _offered_types(session: Session) -> tuple[Any, Any]:
-    """A FROM clause of every version's vacancy lines, and its vacancy-type column: the
-    record's JSON array taken apart by the database's own JSON functions."""
-    value = sa.column("value", sa.JSON)
-    if session.get_bind().dialect.name == "postgresql":
-        lines = sa.func.json_array_elements(VER.c.record["vacancies"])
-    else:
-        lines = sa.func.json_each(VER.c.record, "$.vacancies")
-    elements = lines.table_valued(value, joins_implicitly=True).alias("offered_line")
-    return elements, elements.c.value["vacancy_type"].as_string()
-
-
 def _location_scope(criteria: Criteria) -> list[sa.ColumnElement[bool]]:
     """Conditions on a version's location that the filters imply, so the history scanned
     is only that of the locations that may match."""
@@ -112,7 +101,7 @@ def _retirements(session: Session, criteria: Criteria) -> sa.Select[Any]:
     filters' locations): location, vacancy type, the version that retired it (the first
     after the last one offering it) with when it was recorded, the provider and short-stay
     services it names, and the location's position now."""
-    elements, vacancy_type = _offered_types(session)
+    elements, vacancy_type = offered_lines(session)
     offered = (
         sa.select(
             VER.c.cqc_location_id.label("cqc_location_id"),

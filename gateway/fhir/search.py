@@ -133,12 +133,14 @@ def search(session: Session, request: SearchRequest) -> dict[str, Any]:
         candidates_after = [c for c in candidates if key(c) > after] if after else candidates
         page, total, more = candidates_after[:count], len(candidates), len(candidates_after) > count
 
-    self_items = [(k, v) for k, v in request.items if k != "_cursor"]
-    links = [("self", page_url(request.base, request.resource_type, request.items))]
+    # The parameters used, not those a lenient search ignored: R4's self link reports what
+    # the search did, and a next link must not replay what a client without Prefer is refused.
+    next_items = [(k, v) for k, v in request.used if k != "_cursor"]
+    links = [("self", page_url(request.base, request.resource_type, request.used))]
     if more and page:
         cursor = encode_cursor({"sort": sort, "after": key(page[-1])})
         links.append(
-            ("next", page_url(request.base, request.resource_type, [*self_items, ("_cursor", cursor)]))
+            ("next", page_url(request.base, request.resource_type, [*next_items, ("_cursor", cursor)]))
         )
     entries = _render_page(session, request, page, includes, revincludes)
     if request.ignored:
@@ -179,15 +181,16 @@ def _split_set(value: str | None) -> set[str]:
     """The ``_include`` (``_revinclude``) values, each as ``Type:parameter``: a third part
     naming the parameter's own target type (``Location:organization:Organization``) says
     nothing more; any other is left whole, to be refused as unsupported."""
-    out = set()
-    for part in (value or "").split(","):
-        source, _, target = part.partition(":")
-        name, _, target_type = target.partition(":")
-        if target_type and target_type == P.REFERENCE_TARGETS.get(name):
-            part = f"{source}:{name}"
-        if part:
-            out.add(part)
-    return out
+    return {name for part in (value or "").split(",") if (name := _include_name(part))}
+
+
+def _include_name(part: str) -> str:
+    """One ``_include`` (``_revinclude``) value as ``Type:parameter`` (see ``_split_set``)."""
+    source, _, target = part.partition(":")
+    name, _, target_type = target.partition(":")
+    if target_type and target_type == P.REFERENCE_TARGETS.get(name):
+        return f"{source}:{name}"
+    return part
 
 
 def _check_includes(parameter: str, wanted: set[str], allowed: set[str], request: SearchRequest) -> None:
@@ -200,8 +203,22 @@ def _check_includes(parameter: str, wanted: set[str], allowed: set[str], request
     if request.lenient:
         request.ignored.append(f"{parameter}: {problem}")
         wanted -= unknown
+        request.used = _without_values(request.used, parameter, unknown)
         return
     raise P.bad(parameter, problem)
+
+
+def _without_values(items: list[tuple[str, str]], parameter: str, unknown: set[str]) -> list[tuple[str, str]]:
+    """``items`` without the ``unknown`` values of ``parameter`` (an ``_include`` or
+    ``_revinclude``), and without an item of it left with no value."""
+    out = []
+    for key, value in items:
+        if key == parameter:
+            value = ",".join(p for p in value.split(",") if p and _include_name(p) not in unknown)
+            if not value:
+                continue
+        out.append((key, value))
+    return out
 
 
 # --- rendering a page with its includes -------------------------------------------------

@@ -224,6 +224,69 @@ def named_provider_versions(session: Session, provider_ids: Iterable[str]) -> di
     return out
 
 
+def first_naming_versions(session: Session, provider_ids: Iterable[str]) -> dict[str, int]:
+    """The first version (of any location) naming each of ``provider_ids`` ever named: the
+    first of its Organization's versions (``organization_versions`` begins there), one
+    query per chunk of providers."""
+    out: dict[str, int] = {}
+    query = (
+        sa.select(VER.c.cqc_provider_id, sa.func.min(VER.c.version_id))
+        .where(VER.c.cqc_provider_id.in_(sa.bindparam("ids", expanding=True)))
+        .group_by(VER.c.cqc_provider_id)
+    )
+    for chunk in chunks(sorted(set(provider_ids))):
+        out.update({row[0]: row[1] for row in session.execute(query, {"ids": chunk})})
+    return out
+
+
+def offered_lines(session: Session) -> tuple[Any, Any]:
+    """A FROM clause of every version's vacancy lines and its vacancy-type column: the
+    record's JSON array taken apart by the database's own JSON functions."""
+    value = sa.column("value", sa.JSON)
+    if session.get_bind().dialect.name == "postgresql":
+        lines = sa.func.json_array_elements(VER.c.record["vacancies"])
+    else:
+        lines = sa.func.json_each(VER.c.record, "$.vacancies")
+    elements = lines.table_valued(value, joins_implicitly=True).alias("offered_line")
+    return elements, elements.c.value["vacancy_type"].as_string()
+
+
+def offered_before(session: Session, wanted: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+    """Those of the (location, vacancy type, version id) given whose type some earlier
+    version of the location offered (a national line of it): a service offered, withdrawn
+    and offered again was not created again. One query per chunk of locations, reading only
+    their versions before the newest version asked about."""
+    asked = list(wanted)
+    if not asked:
+        return set()
+    elements, vacancy_type = offered_lines(session)
+    # Grouped by a subquery's column: PostgreSQL takes the JSON path in SELECT and in
+    # GROUP BY, each with its own bound key, for two different expressions.
+    offered = (
+        sa.select(
+            VER.c.cqc_location_id.label("cqc_location_id"),
+            vacancy_type.label("vacancy_type"),
+            VER.c.version_id.label("version_id"),
+        )
+        .select_from(VER)
+        .join(elements, sa.true())
+        .where(
+            VER.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)),
+            VER.c.version_id < max(version_id for _, _, version_id in asked),
+        )
+        .subquery("offered")
+    )
+    query = (
+        sa.select(offered.c.cqc_location_id, offered.c.vacancy_type, sa.func.min(offered.c.version_id))
+        .where(offered.c.vacancy_type.in_(sorted({t for _, t, _ in asked})))
+        .group_by(offered.c.cqc_location_id, offered.c.vacancy_type)
+    )
+    first: dict[tuple[str, str], int] = {}
+    for chunk in chunks(sorted({location for location, _, _ in asked})):
+        first.update({(row[0], row[1]): row[2] for row in session.execute(query, {"ids": chunk})})
+    return {(loc, t, v) for loc, t, v in asked if first.get((loc, t), v) < v}
+
+
 def provider_timeline(session: Session, provider_id: str) -> list[tuple[int, str, str | None]]:
     """(version id, location, provider it names) of every version of every location that
     ever named the provider, in version order (the change feed's): what its
