@@ -23,6 +23,7 @@ def search_conformance(
     ``lenient``, when it is ignored and named in an outcome entry."""
     found = sorted(conformance_resources()[resource_type], key=lambda r: str(r["id"]))
     ignored: list[str] = []
+    used: list[tuple[str, str]] = []  # the links carry only these (a lenient search's too)
     count, after = P.DEFAULT_COUNT, None
     for key, value in items:
         if key == "_id":
@@ -36,18 +37,20 @@ def search_conformance(
             if not isinstance(after, list) or len(after) != 1 or not isinstance(after[0], str):
                 raise P.bad("_cursor", "not a paging cursor this gateway made; follow the Bundle's links")
         elif key == "_format":
-            continue
+            pass  # answered as JSON whatever (check_format refused any other)
         else:
             problem = f"not supported on {resource_type}; use _id, url or _count"
             if not lenient:
                 raise P.bad(key, problem)
             ignored.append(f"{key}: {problem}")
+            continue
+        used.append((key, value))
     following = [r for r in found if [r["id"]] > after] if after else found
     page = following[:count]
-    links = [("self", page_url(base, resource_type, items))]
+    links = [("self", page_url(base, resource_type, used))]
     if len(following) > count and page:
         cursor = encode_cursor({"after": [page[-1]["id"]]})
-        next_items = [(k, v) for k, v in items if k != "_cursor"] + [("_cursor", cursor)]
+        next_items = [(k, v) for k, v in used if k != "_cursor"] + [("_cursor", cursor)]
         links.append(("next", page_url(base, resource_type, next_items)))
     entries = [entry(base, resource, "match") for resource in page]
     if ignored:

@@ -88,3 +88,10 @@ def test_lenient_handling_ignores_unknown_parameters_and_says_so(client: TestCli
     entries = response.json()["entry"]
     assert [e["search"]["mode"] for e in entries] == ["match", "match", "outcome"]
     assert "name" in entries[-1]["resource"]["issue"][0]["diagnostics"]
+    # Its links carry only what it used: next is followed without Prefer.
+    links = {link["relation"]: link["url"] for link in response.json()["link"]}
+    assert "name=" not in links["self"] and "_count=2" in links["self"]
+    assert "name=" not in links["next"]
+    following = client.get(links["next"], headers=bearer(read_token))
+    assert following.status_code == 200, following.text
+    assert all(e["search"]["mode"] == "match" for e in following.json()["entry"])
