@@ -176,7 +176,9 @@ class RetryPolicy:
             return error.retry_after
         return min(self.base_delay_s * (2 ** (attempt - 1)), self.max_delay_s)
 
-    def _waits_too_long(self, error: BaseException) -> bool:
+    def waits_too_long(self, error: BaseException) -> bool:
+        """Does ``error`` ask to wait longer than a run waits (``max_retry_after_s``)? Such
+        a wait is never slept: the run fails at once and the next run tries again."""
         return (
             isinstance(error, UpstreamError)
             and error.retry_after is not None
@@ -184,7 +186,7 @@ class RetryPolicy:
         )
 
     def _retryable(self, error: BaseException) -> bool:
-        return isinstance(error, TransientUpstreamError) and not self._waits_too_long(error)
+        return isinstance(error, TransientUpstreamError) and not self.waits_too_long(error)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome is not None else None
@@ -207,7 +209,7 @@ class RetryPolicy:
             try:
                 return await call()
             except UpstreamError as error:
-                if not self._waits_too_long(error):
+                if not self.waits_too_long(error):
                     raise
                 assert error.retry_after is not None
                 raise type(error)(

@@ -66,6 +66,11 @@ class CqcClient:
         self._not_before = float("-inf")
         self.requests = 0
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy every call of the client goes through."""
+        return self._retry
+
     def _asked_to_wait(self, seconds: float) -> None:
         """The API asked to wait ``seconds`` from now: every call of the client waits."""
         self._not_before = max(self._not_before, self._clock() + seconds)
@@ -95,7 +100,9 @@ class CqcClient:
             try:
                 return self._answer(response, missing_ok)
             except UpstreamError as error:
-                if error.retry_after is not None:
+                # A wait longer than a run waits ends the run instead: never held by the
+                # other calls (they would sleep it out before the run could end).
+                if error.retry_after is not None and not self._retry.waits_too_long(error):
                     self._asked_to_wait(error.retry_after)
                 raise
 

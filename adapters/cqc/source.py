@@ -61,14 +61,14 @@ class CqcSource:
         self.client = client
         self.concurrency = concurrency
 
-    @staticmethod
-    async def _detail(get: Detail, key: str) -> Outcome:
+    async def _detail(self, get: Detail, key: str) -> Outcome:
         """A record, None (404), or the error that ended its retries when it concerns that
-        record only (any other error ends the run)."""
+        record only (any other error ends the run, as does an answer asking to wait longer
+        than a run waits: the API, not the record, is unavailable for that long)."""
         try:
             return await get(key)
         except UpstreamError as error:
-            if not about_one_location(error):
+            if not about_one_location(error) or self.client.retry.waits_too_long(error):
                 raise
             return error
 

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
-from gateway.errors import NotFound, Unprocessable
+from gateway.errors import Conflict, NotFound, Unprocessable
 from gateway.reconcile.rules import SEVERITY
-from gateway.reconcile.service import link_held_record
+from gateway.reconcile.service import is_closed, link_held_record
 from gateway.search.exports import BOM, spreadsheet_cell
 from gateway.store import reconciliation as queries
 from gateway.store.sources import push_sources
@@ -134,19 +134,61 @@ def review_queue(session: Session, statuses: list[str] | None) -> list[dict[str,
 def decide(
     session: Session, *, source: str, source_ref: str, decision: str, cqc_location_id: str | None
 ) -> dict[str, Any]:
-    """Confirm a queued match (or link to another registry location), or reject it."""
+    """Confirm a queued match (or link to another registry location), or reject it.
+
+    A link is refused as the matcher would never make it: to a location the registry does
+    not hold as registered (422), to one another record of the source already feeds (409:
+    the two would overwrite each other's figures there), or of a home its tracker reports
+    closed (409: its tombstone would retire the location)."""
     held = queries.get_held_record(session, source, source_ref)
     if held is None:
         raise NotFound(f"no held record {source_ref} from {source}")
     if decision == "confirm":
+        if is_closed(held):
+            raise Conflict(
+                f"{source_ref} of {source} is closed on its tracker: there is nothing to link "
+                "(its last report, a closure, would retire the location)"
+            )
         target = cqc_location_id or held.matched_cqc_location_id
         if target is None:
             raise Unprocessable(
                 "cqc_location_id: required, the record has no candidate to confirm",
                 errors=[{"parameter": "cqc_location_id", "message": "required"}],
             )
+        _check_linkable(session, held, target)
         link_held_record(session, held, target, held.match_score, utcnow())
     else:
         held.status = "rejected"
         held.matched_cqc_location_id = None
     return held_public(held)
+
+
+def _check_linkable(session: Session, held: HeldRecord, target: str) -> None:
+    """Refuse a link of ``held`` to ``target`` the matcher would never make."""
+    registered = queries.registry_location(session, target)
+    if registered is None or registered.registration_status.lower() != "registered":
+        why = (
+            "the registry does not hold it"
+            if registered is None
+            else f"the registry holds it as {registered.registration_status}"
+        )
+        raise Unprocessable(
+            f"cqc_location_id: {target} is not a registered location ({why})",
+            errors=[{"parameter": "cqc_location_id", "message": f"not a registered location: {why}"}],
+        )
+    refs, current = queries.feeders_of(session, held.source, target)
+    others = [ref for ref in refs if ref != held.source_ref]
+    # The location this record already feeds is its own to confirm again.
+    own = held.source_ref in refs or (held.status == "linked" and held.matched_cqc_location_id == target)
+    if others or (current and not own):
+        by = (
+            f"{held.source} record{'s' if len(others) > 1 else ''} {', '.join(others)}"
+            if others
+            else f"a record of {held.source} (the location's current record is {held.source}'s)"
+        )
+        raise Conflict(
+            f"cqc_location_id: {target} is already fed by {by}; linking {held.source_ref} too "
+            "would have the two overwrite each other's figures there",
+            errors=[{"parameter": "cqc_location_id", "message": f"already fed by {by}"}],
+            fed_by=[{"source": held.source, "source_ref": ref} for ref in others],
+        )

@@ -130,13 +130,26 @@ def link_held_record(
             links.follow(session, held.source, {held.source_ref: cqc_location_id}, now)
 
 
+def is_closed(held: HeldRecord) -> bool:
+    """Is a held home's latest report a closure (it left its tracker)? It is no home to
+    match then: linked to a location, its tombstone would retire that location."""
+    return (held.record or {}).get("active") is False
+
+
 def _match_held(
     session: Session, summary: ReconcileSummary, point_of: PointOf, now: datetime
 ) -> list[Observation]:
     # A home whose queued match an admin rejected is still missing from the national view:
     # its finding stays open (it is not matched again, which would queue the same candidate).
-    observations = [_unmatched(held, []) for held in queries.held_records(session, statuses=["rejected"])]
-    pending = queries.held_records(session, statuses=["unmatched", "review"])
+    # A closed home is missing from nowhere: it is neither matched nor a finding (its finding
+    # closes), whatever its status.
+    rejected = queries.held_records(session, statuses=["rejected"])
+    observations = [_unmatched(held, []) for held in rejected if not is_closed(held)]
+    pending = [
+        held
+        for held in queries.held_records(session, statuses=["unmatched", "review"])
+        if not is_closed(held)
+    ]
     if not pending:
         return observations
     index = matching.RegistryIndex(

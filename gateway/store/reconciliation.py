@@ -104,6 +104,27 @@ def locations_fed_by(session: Session, source: str) -> set[str]:
     return set(session.scalars(sa.union(named, current)))
 
 
+def feeders_of(session: Session, source: str, cqc_location_id: str) -> tuple[list[str], bool]:
+    """Which of ``source``'s records feed ``cqc_location_id``: the refs whose link names it
+    (in order), and whether its current record is ``source``'s and active (fed by a record
+    of the source, whose ref no link may name: one synced before links were kept)."""
+    loc, link = table(Location), table(SourceLink)
+    refs = session.scalars(
+        sa.select(link.c.source_ref)
+        .where(link.c.source == source, link.c.cqc_location_id == cqc_location_id)
+        .order_by(link.c.source_ref)
+    )
+    current = sa.select(loc.c.cqc_location_id).where(
+        loc.c.cqc_location_id == cqc_location_id, loc.c.source == source, loc.c.active.is_(True)
+    )
+    return list(refs), session.scalar(current) is not None
+
+
+def registry_location(session: Session, cqc_location_id: str) -> RegistryLocation | None:
+    """The registry's record of a location, if it holds one."""
+    return session.get(RegistryLocation, cqc_location_id)
+
+
 def source_links(session: Session) -> list[tuple[str, str, str]]:
     """Every source record's link to the location it feeds: (source, ref, CQC ID)."""
     link = table(SourceLink)
@@ -137,23 +158,42 @@ def hold_records(
     authority and record): insert those not held yet, refresh the others keeping their
     first sighting and any match made. Returns the CQC ID of each one already linked.
 
-    One upsert and one query, whatever is held already; a record listed twice is held as
-    its last copy."""
+    A record whose home is closed (its record inactive: it left the tracker) is no home to
+    match: it is not held, and its held record goes (its ``unmatched-home`` finding closes
+    at the next reconciliation), unless an admin linked it: its closure then goes to that
+    location as any report of it does.
+
+    One query, one upsert and (for closed homes) one delete, whatever is held already; a
+    record listed twice is held as its last copy."""
     if not records:
         return {}
     latest = {record["source_ref"]: record for record in records}
-    rows = [
-        {**record, "source": source, "first_seen": now, "last_seen": now, "status": "unmatched"}
-        for record in latest.values()
-    ]
-    refreshed = ("name", "postcode", "local_authority", "record", "last_seen")
-    bulk_upsert(session, table(HeldRecord), rows, ("source", "source_ref"), refreshed)
-    return {
+    linked = {
         ref: cqc_id
         for chunk in chunks(sorted(latest))
         for ref, cqc_id in session.execute(_LINKED, {"source": source, "refs": chunk})
         if cqc_id
     }
+    closed = {
+        ref
+        for ref, record in latest.items()
+        if ref not in linked and (record.get("record") or {}).get("active") is False
+    }
+    rows = [
+        {**record, "source": source, "first_seen": now, "last_seen": now, "status": "unmatched"}
+        for ref, record in latest.items()
+        if ref not in closed
+    ]
+    refreshed = ("name", "postcode", "local_authority", "record", "last_seen")
+    if rows:
+        bulk_upsert(session, table(HeldRecord), rows, ("source", "source_ref"), refreshed)
+    for chunk in chunks(sorted(closed)):
+        session.execute(
+            sa.delete(_HELD).where(
+                _HELD.c.source == source, _HELD.c.source_ref.in_(chunk), _HELD.c.status != "linked"
+            )
+        )
+    return linked
 
 
 _HELD = table(HeldRecord)

@@ -129,7 +129,9 @@ class _Stored:
         """Count a batch's records (a provider's named so in rejections and warnings)."""
         counts = self.counts
         counts.pages += 1
-        counts.records_seen += len(batch.rows) + len(batch.not_found) + len(batch.rejected)
+        # The records the API sent, each counted in one status: an ID it answered 404 for
+        # (a record it no longer has) is in the warnings only, as a call that kept failing is.
+        counts.records_seen += len(batch.rows) + len(batch.rejected)
         counts.statuses["accepted"] += written
         counts.statuses["unchanged"] += unchanged
         for key, reason in batch.rejected:
