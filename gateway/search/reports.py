@@ -222,8 +222,8 @@ def occupancy(
         "columns": list(COUNTS) + ["vacancies_total"],
         "location_counts": LOCATION_COUNTS,
         "inconsistent_lines": inconsistent,
-        "note": "Lines are counted as providers sent them; vacancies total is capacity minus occupied, "
-        "never below zero; percentages are of maximum capacity.",
+        "note": "Lines are counted as providers sent them; vacancies total is capacity minus occupied "
+        "(never below zero); percentages are of maximum capacity.",
         "rows": rows,
         "total": {
             "group": "England",

@@ -207,6 +207,10 @@ def test_a_report_file_says_what_it_was_drawn_from(
         io.BytesIO(client.get(url, params={**params, "format": "xlsx"}, headers=bearer(token)).content)
     )
     assert "provider types counted: care-home" in next(workbook.active.values)[0]
+    # And how its figures count, as the JSON answer's note says it.
+    note = client.get(url, params=params, headers=bearer(token)).json().get("note")
+    if "group" not in params:  # a drill-down lists locations: no counting to explain
+        assert note and f"Note: {note}" in first and f"Note: {note}" in next(workbook.active.values)[0]
 
 
 def test_a_drill_down_is_named_as_the_registry_writes_its_authority(

@@ -171,7 +171,11 @@ def _report_filters(given: QueryParams, report: dict[str, Any]) -> str:
     which figures it holds."""
     asked = [f"{k}={v}" for k, v in given.multi_items() if k != "format"]
     counted = ", ".join(report["provider_types"])
-    return f"Filters: {'; '.join(asked) or 'none'}; provider types counted: {counted}"
+    about = f"Filters: {'; '.join(asked) or 'none'}; provider types counted: {counted}"
+    # How its figures count (a bed under each of its line's reasons, say): the file is read
+    # without the JSON answer's note beside it.
+    note = report.get("note")
+    return f"{about}. Note: {note}" if note else about
 
 
 def _asked(request: Request, parameters: QueryParameters) -> tuple[QueryParams, dict[str, Any]]:
