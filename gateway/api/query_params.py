@@ -33,6 +33,7 @@ class Param:
     description: str = ""
     default: Any = None
     minimum: float | None = None
+    above: float | None = None  # an exclusive minimum
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
 
@@ -58,6 +59,8 @@ class Param:
             raise refuse(self.name, f"unknown value {raw!r}; allowed: {', '.join(self.choices)}")
         if self.minimum is not None and value < self.minimum:
             raise refuse(self.name, f"must be at least {self.minimum:g}")
+        if self.above is not None and value <= self.above:
+            raise refuse(self.name, f"must be greater than {self.above:g}")
         if self.maximum is not None and value > self.maximum:
             raise refuse(self.name, f"must be at most {self.maximum:g}")
         return value
@@ -68,6 +71,8 @@ class Param:
             schema["enum"] = list(self.choices)
         if self.minimum is not None:
             schema["minimum"] = self.minimum
+        if self.above is not None:
+            schema["exclusiveMinimum"] = self.above
         if self.maximum is not None:
             schema["maximum"] = self.maximum
         if self.default is not None:

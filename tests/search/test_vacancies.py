@@ -122,6 +122,7 @@ def test_paging_and_total(client: TestClient, token: str) -> None:
         ({"postcode": "not a postcode"}, "postcode"),
         ({"postcode": "ZZ99 9ZZ"}, "postcode"),
         ({"postcode": "M1 1AA", "radius_km": -5}, "radius_km"),
+        ({"postcode": "M1 1AA", "radius_km": 0}, "radius_km"),
         ({"radius_km": 5}, "radius_km"),
         ({"vacancy_type": "sea-view"}, "vacancy_type"),
         ({"rating": "superb"}, "rating"),
@@ -254,6 +255,8 @@ def test_every_parameter_is_documented_in_openapi(client: TestClient) -> None:
         "maximum": 500,
         "default": 20,
     }
+    # As it is checked: a radius above 0 (0 is refused), up to 500 km.
+    assert documented["radius_km"]["schema"] == {"type": "number", "exclusiveMinimum": 0, "maximum": 500}
     assert documented["sort"]["schema"]["enum"] == ["distance", "admittable", "price", "freshness"]
 
 

@@ -24,6 +24,7 @@ from gateway.model.vocab import (
 )
 from gateway.search import exports, reports
 from gateway.search.query import (
+    MAX_RADIUS_KM,
     SearchQuery,
     Sort,
     area_codes,
@@ -56,7 +57,13 @@ _NOT_FILTERS = frozenset({"format", "page", "page_size"})
 VACANCY_PARAMETERS = QueryParameters(
     [
         Param("postcode", description="any England postcode, in any case and spacing; results closest first"),
-        Param("radius_km", "number", description="with postcode: how far to look (km)", minimum=0),
+        Param(
+            "radius_km",
+            "number",
+            description="with postcode: how far to look (km)",
+            above=0,
+            maximum=MAX_RADIUS_KM,
+        ),
         Param("local_authority", many=True, description="local authority names"),
         Param("icb", many=True, description="ICB codes"),
         Param("sub_icb", many=True, description="sub-ICB codes"),
