@@ -62,7 +62,16 @@ def _store_page(
         updates = list(enumerate(update for _, update in page.updates))
         linked = _held_updates(session, page, now, start=len(updates))
         updates += linked
-        counts.statuses[HELD] += len(page.unmatched) - len(linked)  # kept aside, not in the view
+        # Kept aside, not in the view; but a home that closed without a CQC ID (and no
+        # admin's link) is held no more: nothing of it is in the view, nor is to be.
+        linked_refs = {refs[index] for index, _ in linked}
+        gone = sum(
+            1
+            for home in page.unmatched
+            if home.record.get("active") is False and home.home_ref not in linked_refs
+        )
+        counts.statuses[HELD] += len(page.unmatched) - len(linked) - gone
+        counts.statuses[RecordStatus.UNCHANGED.value] += gone
         results = apply_updates(session, source=SOURCE, updates=updates, received_at=now)
         _leave_locations_left(session, counts, page, refs, updates, results, now)
         for result in results:

@@ -103,6 +103,9 @@ def test_a_closed_home_without_a_cqc_id_is_never_linked_nor_left_unmatched(
         simulator.update_home("LDN-000008", {"status": "CLOSED"})
         closing = run_sync(settings, factory, url)
     assert closing.status == "succeeded", closing.error_message
+    # The home closed without a CQC ID is held no more: the view is unchanged by it; the
+    # linked one's closure is stored at its location.
+    assert (closing.records_seen, closing.held, closing.unchanged, closing.accepted) == (2, 0, 1, 1)
     kept = _held(factory)
     assert "LDN-000007" not in kept  # not in the review queue any more
     assert (kept["LDN-000008"].status, kept["LDN-000008"].matched_cqc_location_id) == (
