@@ -24,6 +24,7 @@ from adapters.fhir.outbound import render
 from gateway.fhir import params as P
 from gateway.model.vocab import COMMUNITY_REHAB_VACANCY_TYPES, ShortStayService, VacancyType
 from gateway.places import bounding_box, haversine_km
+from gateway.search.report_groups import COUNTED_LINES
 from gateway.store import fhir as store
 from gateway.store.tables import Location, LocationVersion, RegistryLocation, VacancyLine, table
 
@@ -295,7 +296,7 @@ def _service_plan(criteria: Criteria) -> _Plan:
                 VER, VER.c.version_id == LOC.c.version_id
             )
         )
-        .where(LINE.c.vacancy_type.is_not(None))
+        .where(LINE.c.vacancy_type.is_not(None), COUNTED_LINES)  # as a read serves them
     )
     query = _apply_common(query, criteria, None)  # a service's _id is matched below
     query = _apply_near(query, criteria.near)

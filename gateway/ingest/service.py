@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
-from gateway.model.capacity import LocationUpdate
+from gateway.model.capacity import LocationUpdate, above_registered
+from gateway.model.vocab import QualityFlag
 from gateway.places import District, district_of, load_districts
 from gateway.schemas import Problem
 from gateway.store import repository
@@ -82,7 +83,7 @@ class Prepared:
     record_json: bytes  # the record as stored
     location: dict[str, Any]
     lines: list[dict[str, Any]]
-    flags: list[str]
+    flags: list[str]  # its lines' (the flags against the registry are judged when storing)
     district_region: str | None  # the NHS region of its postcode's district
     declared_region: str | None  # the NHS region its source declares
 
@@ -96,7 +97,7 @@ def prepare(update: LocationUpdate) -> Prepared:
     lines: list[dict[str, Any]] = []
     flags: set[str] = set()
     for line, line_record in zip(update.vacancies, record["vacancies"], strict=True):
-        line_flags = [f._value_ for f in line.quality_flags()]  # ``.value`` is a slow descriptor
+        line_flags = [f._value_ for f in update.line_quality_flags(line)]  # ``.value`` is a slow descriptor
         flags.update(line_flags)
         row = line_record.copy()  # the record itself is stored as it is
         row["cqc_location_id"] = cqc_id
@@ -153,6 +154,11 @@ class Known:
         place = self.places.get(cqc_id)
         return place.nhs_region if place is not None else None
 
+    def registered_beds(self, cqc_id: str) -> int | None:
+        """The beds the CQC registry registers the location for (None: not known)."""
+        place = self.places.get(cqc_id)
+        return place.registered_beds if place is not None else None
+
 
 def known_locations(session: Session, ids: Sequence[str]) -> Known:
     """What the store knows of ``ids``; read it under the change clock's lock (see
@@ -189,6 +195,18 @@ def _region(
 def _placed(known: Known, cqc_id: str, current: HeldLocation | None, update: Prepared) -> str | None:
     """Where an update's location is (see ``resolve_region``)."""
     return _region(known.registered_region(cqc_id), current, update.district_region, update.declared_region)
+
+
+_ABOVE_REGISTERED = QualityFlag.ENTERED_CAPACITY_ABOVE_REGISTERED.value
+
+
+def _answer_flags(update: Prepared, registered_beds: int | None) -> list[str]:
+    """The quality flags an accepted record carries, as the national view shows them: its
+    lines', and its entered capacity against the registry's beds (``above_registered``,
+    as every output judges it; the registry's beds are read with the batch's places)."""
+    if above_registered(update.location["entered_capacity"], registered_beds):
+        return sorted([*update.flags, _ABOVE_REGISTERED])
+    return update.flags
 
 
 UNPLACED = Problem("/nhs_region", "nhs_region is required for a location the gateway does not know yet")
@@ -278,7 +296,7 @@ def apply_prepared(
         else:
             location = update.location
             location.update(nhs_region=region, source=source, received_at=received_at)
-            result.quality_flags = update.flags
+            result.quality_flags = _answer_flags(update, known.registered_beds(cqc_id))
             winners[cqc_id] = (location, update.lines)
             versions.append(
                 {

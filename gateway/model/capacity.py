@@ -21,6 +21,7 @@ from gateway.model.vocab import (
     ShortStayService,
     UnavailableReason,
     VacancyType,
+    offers,
 )
 
 CQC_ID_PATTERN = r"^1-[0-9]{1,12}$"
@@ -37,6 +38,35 @@ def _no_nul(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 
+
+def _said(value: str) -> str | None:
+    # Text of only whitespace says nothing (a tracker's form sends its empty fields so):
+    # held as not given, or a blank local authority would be an area of its own in reports
+    # beside 'area not known'. Text that says something is kept as sent.
+    _no_nul(value)
+    return value if value and not value.isspace() else None
+
+
+# Optional text: None when only whitespace was sent (use as ``OptionalText | None``).
+OptionalText = Annotated[str, AfterValidator(_said)]
+
+
+def _said_once(values: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of names (languages, contracts) without blank items, each name once: a repeat
+    (as the search compares names: any case and spacing) is the same name, the first
+    spelling kept. The order is the source's."""
+    if not values:
+        return values
+    seen: set[str] = set()
+    kept = []
+    for value in values:
+        key = " ".join(value.casefold().split())
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(value)
+    return values if len(kept) == len(values) else tuple(kept)
+
+
 _Code = TypeVar("_Code", bound=StrEnum)
 
 
@@ -52,11 +82,11 @@ def _in_code_order(codes: tuple[_Code, ...]) -> tuple[_Code, ...]:
 class Address(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    line1: Text | None = None
-    line2: Text | None = None
-    town: Text | None = None
-    county: Text | None = None
-    postcode: Text | None = None
+    line1: OptionalText | None = None
+    line2: OptionalText | None = None
+    town: OptionalText | None = None
+    county: OptionalText | None = None
+    postcode: OptionalText | None = None
 
 
 class ProviderRef(BaseModel):
@@ -65,12 +95,14 @@ class ProviderRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     cqc_provider_id: str | None = Field(default=None, pattern=CQC_ID_PATTERN)
-    name: Text | None = None
+    name: OptionalText | None = None
 
 
 def above_registered(entered: int, registered: int | None) -> bool:
-    """Whether a location entered more capacity than the CQC registered it for. No
-    registered beds (a community rehabilitation provider, say) bounds nothing."""
+    """Whether a location entered more capacity than the CQC registered it for: the one
+    rule behind the ``entered-capacity-above-registered`` flag (push answers, native API,
+    search, FHIR) and the ``capacity-above-registered`` finding. No registered beds (None,
+    or the CQC's 0: a community rehabilitation provider, say) bounds nothing."""
     return bool(registered) and entered > (registered or 0)
 
 
@@ -115,7 +147,8 @@ class VacancyLine(BaseModel):
         return max(self.maximum_capacity - self.occupied, 0)
 
     def quality_flags(self) -> list[QualityFlag]:
-        """Data-quality findings on this line; the figures themselves are kept."""
+        """Data-quality findings on this line alone; the figures themselves are kept. Its
+        location adds what depends on the location (``LocationUpdate.line_quality_flags``)."""
         flags: list[QualityFlag] = []
         if not self.is_consistent:
             flags.append(QualityFlag.CAPACITY_INVARIANT_BROKEN)
@@ -140,13 +173,13 @@ class LocationUpdate(BaseModel):
     name: Text
     provider: ProviderRef = ProviderRef()
     nhs_region: NhsRegion | None = None
-    local_authority: Text | None = None
+    local_authority: OptionalText | None = None
     address: Address = Address()
-    phone: Text | None = None
+    phone: OptionalText | None = None
     provider_type: ProviderType = ProviderType.CARE_HOME
     short_stay_services: tuple[ShortStayService, ...] = ()
     languages: tuple[Text, ...] = ()
-    notes: Text | None = None
+    notes: OptionalText | None = None
     funding_sources: tuple[FundingSource, ...] = ()
     contracts_with_local_authorities: tuple[Text, ...] = ()
     contracts_with_sub_icbs: tuple[Text, ...] = ()
@@ -158,6 +191,9 @@ class LocationUpdate(BaseModel):
     vacancies: tuple[VacancyLine, ...] = ()
 
     _sets_in_order = field_validator("short_stay_services", "funding_sources")(_in_code_order)
+    _names_once = field_validator("languages", "contracts_with_local_authorities", "contracts_with_sub_icbs")(
+        _said_once
+    )
 
     @field_validator("vacancies")
     @classmethod
@@ -194,7 +230,22 @@ class LocationUpdate(BaseModel):
                 "updated_at is out of range: in UTC it falls outside the years 1 to 9999"
             ) from None
 
+    def counted(self, line: VacancyLine) -> bool:
+        """Whether ``line`` counts in national totals (entered capacity, reports, search
+        matches, FHIR services): of a national vacancy type this kind of provider offers. A
+        line of an unmapped code, or of a type its provider does not offer (a care home's
+        community rehabilitation line), is kept and flagged but counted nowhere."""
+        return offers(self.provider_type, line.vacancy_type)
+
+    def line_quality_flags(self, line: VacancyLine) -> list[QualityFlag]:
+        """Data-quality findings on one of this location's lines: the line's own, and
+        ``type-not-offered-by-provider`` for a national type its provider does not offer."""
+        flags = line.quality_flags()
+        if line.vacancy_type is not None and not offers(self.provider_type, line.vacancy_type):
+            flags.append(QualityFlag.TYPE_NOT_OFFERED_BY_PROVIDER)
+        return flags
+
     @property
     def entered_capacity(self) -> int:
-        """Total entered capacity: the sum of the mapped lines' maximum capacity."""
-        return sum(v.maximum_capacity for v in self.vacancies if v.vacancy_type is not None)
+        """Total entered capacity: the sum of the counted lines' maximum capacity."""
+        return sum(v.maximum_capacity for v in self.vacancies if self.counted(v))

@@ -108,6 +108,25 @@ class ProviderType(_Vocabulary):
     COMMUNITY_REHAB = "community-rehab"
 
 
+# The vacancy types each kind of provider offers (the spec's lists): long-term types are
+# care homes', community rehabilitation types community rehabilitation providers'.
+OFFERED_VACANCY_TYPES: dict[str, frozenset[str]] = {
+    ProviderType.CARE_HOME.value: frozenset(v.value for v in LONG_TERM_VACANCY_TYPES),
+    ProviderType.COMMUNITY_REHAB.value: frozenset(v.value for v in COMMUNITY_REHAB_VACANCY_TYPES),
+}
+
+
+def offers(provider_type: str | None, vacancy_type: str | None) -> bool:
+    """Whether a provider of ``provider_type`` (a code; None: a care home, the model's
+    default) offers beds of the national ``vacancy_type`` (a code). A line of a type its
+    provider does not offer is kept and flagged ``type-not-offered-by-provider``, and, as a
+    line of an unmapped code (``vacancy_type`` None, offered by nobody), counts in no total."""
+    if vacancy_type is None:
+        return False
+    offered = OFFERED_VACANCY_TYPES.get(provider_type or ProviderType.CARE_HOME.value)
+    return offered is not None and vacancy_type in offered
+
+
 class CqcRating(_Vocabulary):
     """CQC overall rating."""
 
@@ -126,6 +145,7 @@ class QualityFlag(_Vocabulary):
     UNAVAILABLE_WITHOUT_REASON = "unavailable-without-reason"
     ENTERED_CAPACITY_ABOVE_REGISTERED = "entered-capacity-above-registered"
     UNMAPPED_VACANCY_TYPE = "unmapped-vacancy-type"
+    TYPE_NOT_OFFERED_BY_PROVIDER = "type-not-offered-by-provider"
 
 
 _DISPLAY: dict[StrEnum, str] = {
@@ -187,5 +207,10 @@ _DISPLAY: dict[StrEnum, str] = {
     ),
     QualityFlag.UNMAPPED_VACANCY_TYPE: (
         "The source's vacancy type is not mapped to a national type; left out of totals"
+    ),
+    QualityFlag.TYPE_NOT_OFFERED_BY_PROVIDER: (
+        "The vacancy type is not one this kind of provider offers (long-term types are care "
+        "homes', community rehabilitation types community rehabilitation providers'); left out "
+        "of totals"
     ),
 }

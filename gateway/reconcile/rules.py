@@ -13,6 +13,8 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
+from gateway.model.capacity import above_registered
+
 NAME_AGREEMENT = 80.0  # name agreement (0-100) under which names disagree
 
 
@@ -183,9 +185,9 @@ def compare(
             )
         if loc.reporting and reg.dormant:
             yield observe(Kind.DORMANT_REPORTING, {"dormancy": "Y"})
-        # Only a care home's registered beds bound what it may enter: community
-        # rehabilitation providers, and other locations with no registered beds, have none.
-        if reg.care_home and reg.registered_beds and loc.entered_capacity > reg.registered_beds:
+        # The rule of the ``entered-capacity-above-registered`` flag, so every output
+        # agrees: no registered beds (a community rehabilitation provider's 0) bound nothing.
+        if above_registered(loc.entered_capacity, reg.registered_beds):
             yield observe(
                 Kind.CAPACITY_ABOVE_REGISTERED,
                 {"entered_capacity": loc.entered_capacity, "registered_beds": reg.registered_beds},

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from gateway.model.capacity import above_registered
-from gateway.model.vocab import QualityFlag
+from gateway.model.vocab import QualityFlag, offers
 from gateway.search.query import area_code, authority_key, text_key
 from gateway.store.repository import chunks
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table
@@ -157,6 +157,11 @@ def _entry(row: Sequence[Any], lines: list[Line]) -> Entry:
     ptype, accepting, ooh, updated, notes, name, provider_id, provider_name = row[10:18]
     line1, town, postcode, phone, short_stay_cost, source, entered, registered = row[18:26]
     flags_text, sets_text = row[26], row[27:]
+    if la is not None and not la.strip():
+        la = None  # a blank authority (held before blanks were taken as not given) is not known
+    # Lines of a type this kind of provider does not offer count nowhere, as unmapped
+    # lines (never loaded) do not: no line filter, sort or result shows them.
+    lines = [line for line in lines if offers(ptype, line.vacancy_type)]
     flags = set(_list(flags_text))
     if above_registered(entered, registered):
         flags.add(QualityFlag.ENTERED_CAPACITY_ABOVE_REGISTERED.value)

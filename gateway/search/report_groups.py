@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from gateway.model.vocab import NhsRegion, VacancyType
+from gateway.model.vocab import OFFERED_VACANCY_TYPES, NhsRegion, VacancyType
 from gateway.search.query import area_code, area_codes, authority_key, codes
 from gateway.search.service import check_area_codes, check_local_authorities, reference_authorities
 from gateway.store.registry import registry_authorities, registry_values
@@ -35,13 +35,24 @@ REGISTRY_GROUPS = {
 }
 # The groups named by a vocabulary: their codes, or display names (as the search takes them).
 VOCABULARY_GROUPS = {"nhs_region": NhsRegion, "vacancy_type": VacancyType}
+# The lines a report counts (with its location joined): of a vacancy type their location's
+# kind of provider offers (``gateway.model.vocab.offers``), as the model counts them. A
+# care home's community rehabilitation line, or a provider's long-term line, is kept and
+# flagged ``type-not-offered-by-provider`` but counted nowhere, as an unmapped line.
+COUNTED_LINES: sa.ColumnElement[bool] = sa.or_(
+    *(
+        sa.and_(LOC.c.provider_type == provider_type, LINE.c.vacancy_type.in_(sorted(types)))
+        for provider_type, types in OFFERED_VACANCY_TYPES.items()
+    )
+)
 
 
 def group_key(group_by: str, value: Any) -> Any:
     """The key by which a report's rows are one group: a local authority's name as the
-    search compares it (any case and spacing), any other group's value as it is."""
+    search compares it (any case and spacing; a blank one, held before blanks were taken
+    as not given, is the area not known, None), any other group's value as it is."""
     if group_by == "local_authority" and isinstance(value, str):
-        return authority_key(value)
+        return authority_key(value) or None
     return value
 
 

@@ -25,6 +25,7 @@ from gateway.model.vocab import (
 )
 from gateway.search.query import stay_types
 from gateway.search.report_groups import (
+    COUNTED_LINES,
     GROUPS,
     LINE,
     LOC,
@@ -92,7 +93,13 @@ def _filters(
     accepting: bool | None,
     provider_types: list[str],
 ) -> list[sa.ColumnElement[bool]]:
-    conditions: list[sa.ColumnElement[bool]] = [LOC.c.active.is_(True), LINE.c.vacancy_type.is_not(None)]
+    # Lines of a national type the location's provider type offers (an unmapped line, or a
+    # care home's community-rehab line, is kept and flagged, never counted).
+    conditions: list[sa.ColumnElement[bool]] = [
+        LOC.c.active.is_(True),
+        LINE.c.vacancy_type.is_not(None),
+        COUNTED_LINES,
+    ]
     # As in the search: short stays are filled from a location's long-term vacancies, so
     # either stay counts long-term lines only (a short stay, of locations offering one).
     stay, vacancy_types = stay_types(stay, vacancy_types)

@@ -303,22 +303,24 @@ def replace_locations(
 
 @dataclass(frozen=True, slots=True)
 class RegistryPlace:
-    """What the CQC registry says of where a location is."""
+    """What the CQC registry says of where a location is, and of how many beds it is
+    registered for (what an incoming update's entered capacity is compared with)."""
 
     nhs_region: str | None
     latitude: float | None
     longitude: float | None
+    registered_beds: int | None = None
 
 
 def registry_places(session: Session, ids: Sequence[str]) -> dict[str, RegistryPlace]:
-    """The registry's region and coordinates of those of ``ids`` it knows."""
+    """The registry's region, coordinates and registered beds of those of ``ids`` it knows."""
     from gateway.store.tables import RegistryLocation
 
     t = table(RegistryLocation)
-    columns = (t.c.cqc_location_id, t.c.nhs_region, t.c.latitude, t.c.longitude)
+    columns = (t.c.cqc_location_id, t.c.nhs_region, t.c.latitude, t.c.longitude, t.c.registered_beds)
     return {
-        cqc_id: RegistryPlace(region, lat, lon)
-        for cqc_id, region, lat, lon in _rows_by_ids(session, columns, t.c.cqc_location_id, ids)
+        cqc_id: RegistryPlace(region, lat, lon, beds)
+        for cqc_id, region, lat, lon, beds in _rows_by_ids(session, columns, t.c.cqc_location_id, ids)
     }
 
 

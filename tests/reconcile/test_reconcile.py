@@ -481,7 +481,11 @@ def test_the_command_reconciles_once_unless_a_gateway_process_is_reconciling(
     assert ("unknown-to-cqc", "1-102") in {(f.kind, f.cqc_location_id) for f in findings}
 
 
-def test_registered_beds_bound_only_care_homes_that_have_them() -> None:
+def test_registered_beds_bound_every_location_that_has_them() -> None:
+    """The rule of the entered-capacity-above-registered flag (``above_registered``): no
+    registered beds (None, or the CQC's 0) bound nothing; any registered beds bound, a care
+    home's or not, so the finding agrees with the flag the API, search and FHIR show."""
+
     def registered(cqc_id: str, beds: int | None, care_home: bool) -> RegisteredLocation:
         name = f"Home {cqc_id}"
         return RegisteredLocation(cqc_id, name, "M1 1AA", "Registered", False, beds, care_home, None, None)
@@ -491,7 +495,7 @@ def test_registered_beds_bound_only_care_homes_that_have_them() -> None:
         "1-2": registered("1-2", 0, False),  # a community rehabilitation provider
         "1-3": registered("1-3", 0, True),
         "1-4": registered("1-4", None, True),
-        "1-5": registered("1-5", 30, False),
+        "1-5": registered("1-5", 30, False),  # not a care home, but registered for 30 beds
     }
     tracked = [
         TrackedLocation(cqc_id, "tracker", f"Home {cqc_id}", "M1 1AA", 50, None, None, True)
@@ -499,7 +503,8 @@ def test_registered_beds_bound_only_care_homes_that_have_them() -> None:
     ]
     above = [o for o in compare(tracked, registry_) if o.kind == Kind.CAPACITY_ABOVE_REGISTERED]
     assert [(o.cqc_location_id, o.evidence) for o in above] == [
-        ("1-1", {"entered_capacity": 50, "registered_beds": 30})
+        ("1-1", {"entered_capacity": 50, "registered_beds": 30}),
+        ("1-5", {"entered_capacity": 50, "registered_beds": 30}),
     ]
 
 

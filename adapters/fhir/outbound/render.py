@@ -26,6 +26,7 @@ from typing import Any
 
 from adapters.fhir import systems as S
 from adapters.fhir.outbound.languages import bcp47
+from gateway.model.capacity import above_registered
 from gateway.model.vocab import (
     CqcRating,
     FundingSource,
@@ -35,6 +36,7 @@ from gateway.model.vocab import (
     ShortStayService,
     UnavailableReason,
     VacancyType,
+    offers,
 )
 from gateway.places import district_centroid
 
@@ -140,8 +142,9 @@ def _consistent(line: dict[str, Any]) -> bool:
     return bool(line["maximum_capacity"] == figures)
 
 
-def line_flags(line: dict[str, Any]) -> list[str]:
-    """Data-quality flags of one vacancy line (the model's checks, on the stored record)."""
+def line_flags(line: dict[str, Any], provider_type: str | None) -> list[str]:
+    """Data-quality flags of one vacancy line of a location of ``provider_type`` (the
+    model's checks, ``LocationUpdate.line_quality_flags``, on the stored record)."""
     flags = []
     if not _consistent(line):
         flags.append(QualityFlag.CAPACITY_INVARIANT_BROKEN.value)
@@ -149,23 +152,33 @@ def line_flags(line: dict[str, Any]) -> list[str]:
         flags.append(QualityFlag.UNAVAILABLE_WITHOUT_REASON.value)
     if line.get("unavailable", 0) == 0 and line.get("unavailable_reasons"):
         flags.append(QualityFlag.REASONS_WITHOUT_UNAVAILABLE.value)
-    if line.get("vacancy_type") is None:
+    vacancy_type = line.get("vacancy_type")
+    if vacancy_type is None:
         flags.append(QualityFlag.UNMAPPED_VACANCY_TYPE.value)
+    elif not offers(provider_type, vacancy_type):
+        flags.append(QualityFlag.TYPE_NOT_OFFERED_BY_PROVIDER.value)
     return flags
 
 
 def national_lines(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The record's lines of national vacancy types (unmapped source codes have no service)."""
-    return [line for line in record.get("vacancies", ()) if line.get("vacancy_type")]
+    """The record's lines that are services: those the model counts
+    (``LocationUpdate.counted``), of national vacancy types its kind of provider offers.
+    Unmapped source codes, and types its provider does not offer (a care home's community
+    rehabilitation line), have no service: they are flagged on the Location."""
+    provider_type = record.get("provider_type")
+    return [line for line in record.get("vacancies", ()) if offers(provider_type, line.get("vacancy_type"))]
 
 
 def location_flags(snapshot: LocationSnapshot) -> list[str]:
+    """The Location's data-quality flags: its lines', and its entered capacity against the
+    registry's beds (``above_registered``, as every output judges it)."""
+    record = snapshot.record
     flags: set[str] = set()
-    for line in snapshot.record.get("vacancies", ()):
-        flags.update(line_flags(line))
+    for line in record.get("vacancies", ()):
+        flags.update(line_flags(line, record.get("provider_type")))
     registered = snapshot.registry.registered_beds if snapshot.registry else None
-    entered = sum(line["maximum_capacity"] for line in national_lines(snapshot.record))
-    if registered is not None and entered > registered:
+    entered = sum(line["maximum_capacity"] for line in national_lines(record))
+    if above_registered(entered, registered):
         flags.add(QualityFlag.ENTERED_CAPACITY_ABOVE_REGISTERED.value)
     return sorted(flags)
 
@@ -405,7 +418,7 @@ def render_service(
     extensions = [*c["admissions"], *c["other_languages"]]
     if line is not None:
         extensions.insert(0, _bed_availability(line, record))
-        extensions.extend(_flag_extensions(line_flags(line)))
+        extensions.extend(_flag_extensions(line_flags(line, record.get("provider_type"))))
     resource: dict[str, Any] = {
         "resourceType": "HealthcareService",
         "id": service_id(snapshot.cqc_location_id, vacancy_type),
