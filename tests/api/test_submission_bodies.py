@@ -132,3 +132,19 @@ def test_a_small_body_that_decompresses_past_the_limit_is_a_413(
     assert response.status_code == 413
     assert "once decompressed" in response.json()["detail"]
     assert kept(factory) == []
+
+
+def test_a_content_length_that_is_not_ascii_digits_is_not_read_as_one() -> None:
+    """'²' (b'\\xb2', a latin-1 header byte) is a digit to Python but not to int(): it had
+    raised a 500 before the body was read; the body is read and judged as sent."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from gateway.api.bodies import read_body
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b'{"a": 1}', "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", b"\xb2")]}
+    assert asyncio.run(read_body(Request(scope, receive), limit=100)) == b'{"a": 1}'

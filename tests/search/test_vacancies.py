@@ -131,6 +131,7 @@ def test_paging_and_total(client: TestClient, token: str) -> None:
         ({"updated_within": "99999999999999999999d"}, "updated_within"),  # was a 500 (overflow)
         ({"updated_within": "999999999h"}, "updated_within"),
         ({"updated_within": "3651d"}, "updated_within"),
+        ({"updated_within": "\u00b2h"}, "updated_within"),  # a digit to Python, not to int(): was a 500
         ({"stay": "forever"}, "stay"),
         ({"colour": "blue"}, "colour"),
         ({"sort": "random"}, "sort"),
