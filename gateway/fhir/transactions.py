@@ -26,6 +26,7 @@ from gateway.auth import Principal
 from gateway.errors import InvalidBody, Unprocessable
 from gateway.ingest.service import RecordResult, RecordStatus
 from gateway.ingest.submissions import SubmissionOutcome, apply_records, keep_and_process
+from gateway.model.vocab import offers
 from gateway.store import fhir as store
 
 FHIR_JSON = "application/fhir+json"
@@ -153,9 +154,21 @@ def _responses(
         return _rejected(location, issues)
     cqc_id = location.cqc_location_id or ""
     version = result.version_id if result.status == RecordStatus.ACCEPTED else current.get(cqc_id)
+    provider_type = (location.record or {}).get("provider_type")
     out: dict[int, dict[str, Any]] = {}
     for index in location.entries:
         response: dict[str, Any] = {"status": CREATED if index in created else OK}
+        if index in location.service_types and not offers(provider_type, location.service_types[index]):
+            # Kept as a line of its Location, flagged, but no service is published for it:
+            # no link that a read would answer 404.
+            response["outcome"] = _information(
+                f"kept as a line of Location/{cqc_id}, flagged type-not-offered-by-provider: its kind "
+                "of provider does not offer this vacancy type, so no HealthcareService is published for it",
+                f"Bundle.entry[{index}]",
+                "warning",
+            )
+            out[index] = response
+            continue
         if version is not None:
             response["location"] = f"{_path(location, index)}/_history/{version}"
             response["etag"] = f'W/"{version}"'

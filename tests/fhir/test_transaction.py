@@ -475,3 +475,28 @@ def test_the_capability_statement_says_writes_are_transaction_entries_only(
         "/fhir/Location", content=orjson.dumps(new[0]), headers={"Content-Type": FHIR_JSON, **bearer(token)}
     )
     assert posted.status_code == 405
+
+
+def test_a_service_its_locations_provider_does_not_offer_gets_no_link_that_reads_404(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    """A care home sending a community-rehab HealthcareService: the line is kept on its
+    Location, flagged, and no service is published for it, so its entry's answer names no
+    HealthcareService (which a read would answer 404) and says why."""
+    token = make_token()
+    care = location("1-900000001", provider_type="care-home", vacancies=[vacancy("general-nursing")])
+    rehab = {**care, "provider_type": "community-rehab", "vacancies": [vacancy("community-rehab-nhs-la")]}
+    snapshot = LocationSnapshot(1, datetime(2026, 11, 22, tzinfo=UTC), "x", rehab)
+    [place] = resources(care)[:1]
+    services = render_services(snapshot)
+    for service in services:
+        service["meta"] = {"lastUpdated": care["updated_at"]}
+    answer = post(client, token, transaction(place, *services))
+    assert answer.status_code == 200, answer.text
+    place_entry, service_entry = answer.json()["entry"]
+    assert place_entry["response"]["location"].startswith("Location/1-900000001/_history/")
+    assert "location" not in service_entry["response"] and "etag" not in service_entry["response"]
+    [issue] = service_entry["response"]["outcome"]["issue"]
+    assert issue["severity"] == "warning" and "type-not-offered-by-provider" in issue["diagnostics"]
+    served = client.get("/fhir/Location/1-900000001", headers=bearer(token)).json()
+    assert "type-not-offered-by-provider" in orjson.dumps(served).decode()
