@@ -192,10 +192,12 @@ def _merged(parts: list[dict[str, Any]], warnings: list[str], ref: str) -> dict[
     line["source_code"] = "+".join(part["source_code"] for part in parts)
     broken = [part["source_code"] for part in parts if not _consistent(part)]
     if broken and _consistent(line):
-        # Summed, their errors cancel out: the merged line would not show the flag.
+        # Summed, their errors cancel out: the line is flagged all the same (the provider's
+        # figures did not add up), and the run says which parts broke it.
+        line["parts_inconsistent"] = True
         warnings.append(
-            f"{ref}: {', '.join(broken)} break the capacity invariant, but summed into "
-            f"{line['source_code']} they add up; the line is not flagged"
+            f"{ref}: {', '.join(broken)} break the capacity invariant; summed into "
+            f"{line['source_code']} they add up, and the line is flagged as inconsistent"
         )
     return line
 

@@ -100,6 +100,7 @@ def prepare(update: LocationUpdate) -> Prepared:
         line_flags = [f._value_ for f in update.line_quality_flags(line)]  # ``.value`` is a slow descriptor
         flags.update(line_flags)
         row = line_record.copy()  # the record itself is stored as it is
+        row.pop("parts_inconsistent", None)  # in the record (and ``consistent``), not a column
         row["cqc_location_id"] = cqc_id
         row["line_key"] = line.line_key
         row["consistent"] = line.is_consistent

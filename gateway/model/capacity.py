@@ -106,6 +106,10 @@ def above_registered(entered: int, registered: int | None) -> bool:
     return bool(registered) and entered > (registered or 0)
 
 
+def _false(value: bool) -> bool:
+    return not value
+
+
 class VacancyLine(BaseModel):
     """One line per location and vacancy type, with the provider's figures as sent.
 
@@ -126,6 +130,11 @@ class VacancyLine(BaseModel):
     unavailable: Count = 0
     unavailable_reasons: tuple[UnavailableReason, ...] = ()
     flexible: bool = False
+    # A line a source's mapping summed from parts of one national type (London's step-down,
+    # D2A and respite beds) where some part broke the capacity invariant though the sums add
+    # up: it is flagged as any inconsistent line is. Set by no tracker (the push schema has
+    # no such field); absent from a record while false, so no other record's digest moves.
+    parts_inconsistent: bool = Field(default=False, exclude_if=_false)
 
     _reasons_in_order = field_validator("unavailable_reasons")(_in_code_order)
 
@@ -139,7 +148,8 @@ class VacancyLine(BaseModel):
 
     @property
     def is_consistent(self) -> bool:
-        return self.maximum_capacity == (self.occupied + self.reserved + self.admittable + self.unavailable)
+        counted = self.occupied + self.reserved + self.admittable + self.unavailable
+        return self.maximum_capacity == counted and not self.parts_inconsistent
 
     @property
     def vacancies_total(self) -> int:

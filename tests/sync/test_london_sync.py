@@ -11,6 +11,7 @@ import httpx
 import pytest
 import respx
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +26,7 @@ from gateway.sync.sources import SyncContext
 from simulators.london_tracker import LondonSimulatorSettings, LondonTrackerSimulator, create_app
 from simulators.server import run_in_thread
 from tests.adapters.london_tracker.homes import bed, home
+from tests.conftest import TokenMaker, bearer
 
 HOMES = 300
 
@@ -546,3 +548,36 @@ def test_two_homes_naming_one_location_are_warned_of_and_found_until_one_moves(
     with factory() as session:
         (finding,) = session.scalars(sa.select(Finding).where(Finding.kind == "shared-location"))
         assert finding.status == "closed"
+
+
+def test_a_line_summed_from_parts_that_break_the_invariant_is_stored_and_served_as_inconsistent(
+    settings: Settings, factory: sessionmaker[Session], client: TestClient, make_token: TokenMaker
+) -> None:
+    """Step-down, D2A and respite beds are one national line; when its parts' errors cancel
+    out, the stored line, the reports and FHIR all say it is inconsistent (it had been
+    published clean, its 'free now' beds taken at their word)."""
+    homes = london_homes()[:5]
+    over = bed("D2A", commissioned=5, occupied=3, free_now=3, on_hold=0, closed=0)  # 5 against 6
+    under = bed("RESPITE", commissioned=5, occupied=3, free_now=1, on_hold=0, closed=0)  # 5 against 4
+    homes[1]["beds"] = [over, under]
+    cqc_id = homes[1]["cqc_location_id"]
+    app = create_app(homes, LondonSimulatorSettings(client_id="gw", client_secret="s3cret"))
+    with run_in_thread(app) as url:
+        run = run_sync(settings, factory, url)
+    assert run.status == "succeeded" and any("flagged as inconsistent" in w for w in run.warnings)
+    token = bearer(make_token(scopes=("read",)))
+    (line,) = client.get(f"/api/v1/locations/{cqc_id}", headers=token).json()["vacancies"]
+    assert (line["maximum_capacity"], line["admittable"], line["consistent"]) == (10, 4, False)
+    assert "capacity-invariant-broken" in [flag["code"] for flag in line["quality_flags"]]
+    service = client.get(f"/fhir/HealthcareService/{cqc_id}-transitional", headers=token).json()
+    assert service["resourceType"] == "HealthcareService", service
+    assert {"url": "consistent", "valueBoolean": False} in _parts(service)
+
+
+def _parts(resource: Any) -> list[Any]:
+    """Every object nested anywhere in ``resource``."""
+    if isinstance(resource, dict):
+        return [resource, *(part for value in resource.values() for part in _parts(value))]
+    if isinstance(resource, list):
+        return [part for value in resource for part in _parts(value)]
+    return []

@@ -139,7 +139,9 @@ def _consistent(line: dict[str, Any]) -> bool:
     figures = (
         line["occupied"] + line.get("reserved", 0) + line.get("admittable", 0) + line.get("unavailable", 0)
     )
-    return bool(line["maximum_capacity"] == figures)
+    # A line summed from parts that broke the invariant is not consistent either (the model's
+    # ``VacancyLine.is_consistent``).
+    return bool(line["maximum_capacity"] == figures) and not line.get("parts_inconsistent", False)
 
 
 def line_flags(line: dict[str, Any], provider_type: str | None) -> list[str]:

@@ -147,15 +147,22 @@ def test_a_merged_line_is_priced_from_its_cheapest_part_with_a_bed_free_now() ->
         assert update.vacancies[0].weekly_price_from == price
 
 
-def test_parts_whose_errors_cancel_out_when_summed_are_reported() -> None:
+def test_parts_whose_errors_cancel_out_when_summed_are_flagged_and_reported() -> None:
+    """The provider's figures did not add up: the line is flagged as inconsistent (as the
+    spec asks of such a line) though its sums do, where it had been published clean."""
     over = bed("D2A", commissioned=5, occupied=3, free_now=3)  # 5 against 6
     under = bed("RESPITE", commissioned=5, occupied=3, free_now=1)  # 5 against 4
     result = map_home(home(beds=[over, under]))
     assert result.update is not None
     (line,) = result.update.vacancies
-    assert (line.maximum_capacity, line.occupied, line.admittable) == (10, 6, 4)
-    assert line.is_consistent  # the figures are kept as sent, summed
+    assert (line.maximum_capacity, line.occupied, line.admittable) == (10, 6, 4)  # kept as sent, summed
+    assert not line.is_consistent and line.parts_inconsistent
+    assert QualityFlag.CAPACITY_INVARIANT_BROKEN in line.quality_flags()
+    assert result.update.model_dump(mode="json")["vacancies"][0]["parts_inconsistent"] is True
     assert any("D2A, RESPITE break the capacity invariant" in w for w in result.warnings), result.warnings
+    # A line whose parts add up carries no such key: no other record's digest moves.
+    clean = map_home(home(beds=[bed("D2A"), bed("RESPITE")])).update
+    assert clean is not None and "parts_inconsistent" not in clean.model_dump(mode="json")["vacancies"][0]
     # Parts that break it in one direction still break it summed: flagged, nothing to report.
     result = map_home(home(beds=[over, {**under, "free_now": 2}]))
     assert result.update is not None
