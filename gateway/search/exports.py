@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.model.vocab import VacancyType
@@ -87,6 +88,13 @@ def _cells(values: Iterable[Any], missing: Any = None) -> list[Any]:
     """A row as written to CSV or Excel: every cell through ``spreadsheet_cell``, a
     missing value as ``missing``."""
     return [missing if v is None else spreadsheet_cell(v) for v in values]
+
+
+def _excel_row(values: Iterable[Any]) -> list[Any]:
+    """A row as Excel can hold it: a control character (a vertical tab pasted into notes,
+    say) that the file format cannot carry becomes U+FFFD, where openpyxl refused the
+    whole file (the export ended empty, a report's was a 500)."""
+    return [ILLEGAL_CHARACTERS_RE.sub("\ufffd", v) if isinstance(v, str) else v for v in values]
 
 
 def excel_time(value: Any) -> Any:
@@ -199,11 +207,11 @@ def xlsx_stream(results: Iterable[dict[str, Any]], filters: list[tuple[str, str]
         for row in rows(result):
             cells = _cells(row)
             cells[_UPDATED] = excel_time(row[_UPDATED])
-            sheet.append(cells)
+            sheet.append(_excel_row(cells))
     about = workbook.create_sheet("About this export")
     about.append(["National Care Capacity Gateway: vacancy search"])
     for line in [*_preamble(filters), _UTC_NOTE]:
-        about.append([line])
+        about.append(_excel_row([line]))
     with tempfile.TemporaryFile() as handle:
         workbook.save(handle)
         handle.seek(0)
@@ -241,10 +249,12 @@ def table_response(
         )
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(name[:31])
-    sheet.append([f"{stamp} {_UTC_NOTE}"])
-    sheet.append(_cells(headers or columns))
+    sheet.append(_excel_row([f"{stamp} {_UTC_NOTE}"]))
+    sheet.append(_excel_row(_cells(headers or columns)))
     for row in rows:
-        sheet.append([(excel_time if c in _TIME_COLUMNS else spreadsheet_cell)(row.get(c)) for c in columns])
+        sheet.append(
+            _excel_row((excel_time if c in _TIME_COLUMNS else spreadsheet_cell)(row.get(c)) for c in columns)
+        )
     out = io.BytesIO()
     workbook.save(out)
     return Response(

@@ -163,3 +163,36 @@ def test_an_export_gives_its_database_connection_back_before_streaming(
     monkeypatch.setattr(exports, "rows", rows)
     chunks = list(stream(exports.results_of(factory, SearchQuery()), [("language", "English")]))
     assert chunks and held == [0]
+
+
+def test_a_control_character_excel_cannot_hold_is_replaced_not_fatal(
+    client: TestClient, make_token: TokenMaker
+) -> None:
+    """A vertical tab pasted into notes, or typed into a filter: the Excel file is written
+    with U+FFFD in its place (openpyxl had refused the file: an empty search export, a 500
+    for a report). The CSV keeps the text as sent."""
+    token = make_token()
+    record = location("1-9", name="Oak Lodge\x02", notes="Hoist\x0bavailable", local_authority="Wigan")
+    client.post("/api/v1/submissions", content=orjson.dumps(batch(record)), headers=bearer(token))
+    search = client.get(
+        "/api/v1/vacancies", params={"format": "xlsx", "language": "Polish\x1b"}, headers=bearer(token)
+    )
+    assert search.status_code == 200 and search.content
+    book = load_workbook(io.BytesIO(search.content))
+    about = [row[0] for row in book["About this export"].values]
+    assert any("language=Polish\ufffd" in str(line) for line in about)
+    everyone = client.get("/api/v1/vacancies", params={"format": "xlsx"}, headers=bearer(token))
+    header, row = (list(r) for r in load_workbook(io.BytesIO(everyone.content))["Vacancies"].values)
+    cells = dict(zip(header, row, strict=True))
+    assert (cells["Location name"], cells["Notes"]) == ("Oak Lodge\ufffd", "Hoist\ufffdavailable")
+    drill = client.get(
+        "/api/v1/reports/occupancy",
+        params={"group_by": "local_authority", "group": "Wigan", "format": "xlsx"},
+        headers=bearer(token),
+    )
+    assert drill.status_code == 200, drill.text
+    assert "Oak Lodge\ufffd" in [
+        c for r in load_workbook(io.BytesIO(drill.content)).worksheets[0].values for c in r
+    ]
+    csv_text = client.get("/api/v1/vacancies", params={"format": "csv"}, headers=bearer(token)).text
+    assert "Hoist\x0bavailable" in csv_text
