@@ -40,7 +40,8 @@ from gateway.fhir.criteria import (
 )
 from gateway.model.vocab import ShortStayService, VacancyType
 from gateway.places import bounding_box
-from gateway.store.fhir import offered_lines
+from gateway.search.report_groups import COUNTED_LINES
+from gateway.store.fhir import offered_lines, version_offers
 
 # The HealthcareService search parameters applied to retired services here (in SQL's scope
 # of locations, then ``_matcher``): one declared in ``params`` but missing here would be
@@ -98,9 +99,10 @@ def _location_scope(criteria: Criteria) -> list[sa.ColumnElement[bool]]:
 
 def _retirements(session: Session, criteria: Criteria) -> sa.Select[Any]:
     """Every vacancy type a location stopped offering and offers no more (within the
-    filters' locations): location, vacancy type, the version that retired it (the first
-    after the last one offering it) with when it was recorded, the provider and short-stay
-    services it names, and the location's position now."""
+    filters' locations), offering judged by the provider-type rule (``version_offers`` in
+    its versions, ``COUNTED_LINES`` now): location, vacancy type, the version that retired
+    it (the first after the last one offering it) with when it was recorded, the provider
+    and short-stay services it names, and the location's position now."""
     elements, vacancy_type = offered_lines(session)
     offered = (
         sa.select(
@@ -110,7 +112,7 @@ def _retirements(session: Session, criteria: Criteria) -> sa.Select[Any]:
         )
         .select_from(VER)
         .join(elements, sa.true())
-        .where(*_location_scope(criteria))
+        .where(version_offers(vacancy_type), *_location_scope(criteria))
         .subquery("offered")
     )
     last = (
@@ -124,8 +126,12 @@ def _retirements(session: Session, criteria: Criteria) -> sa.Select[Any]:
         .subquery("last")
     )
     later = VER.alias("later")
+    # Offered now as the current view's search finds it: a line its kind of provider offers.
     offered_now = sa.exists().where(
-        LINE.c.cqc_location_id == last.c.cqc_location_id, LINE.c.vacancy_type == last.c.vacancy_type
+        LINE.c.cqc_location_id == last.c.cqc_location_id,
+        LINE.c.vacancy_type == last.c.vacancy_type,
+        LOC.c.cqc_location_id == LINE.c.cqc_location_id,
+        COUNTED_LINES,
     )
     retired = (
         sa.select(

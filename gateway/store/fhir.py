@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.fhir.outbound.render import LocationSnapshot, RegistryFacts
+from gateway.model.vocab import OFFERED_VACANCY_TYPES, ProviderType
 from gateway.store.db import transaction
 from gateway.store.repository import chunks, claim_change_clock
 from gateway.store.tables import (
@@ -251,11 +252,27 @@ def offered_lines(session: Session) -> tuple[Any, Any]:
     return elements, elements.c.value["vacancy_type"].as_string()
 
 
+def version_offers(vacancy_type: Any) -> sa.ColumnElement[bool]:
+    """Whether the version's kind of provider (its record's ``provider_type``, absent or
+    blank: a care home) offers ``vacancy_type`` (a column of ``offered_lines``): its line
+    is a service, as ``gateway.model.vocab.offers`` judges a record's line."""
+    provider_type = sa.func.coalesce(
+        sa.func.nullif(VER.c.record["provider_type"].as_string(), ""), ProviderType.CARE_HOME.value
+    )
+    return sa.or_(
+        *(
+            sa.and_(provider_type == kind, vacancy_type.in_(sorted(types)))
+            for kind, types in OFFERED_VACANCY_TYPES.items()
+        )
+    )
+
+
 def offered_before(session: Session, wanted: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
     """Those of the (location, vacancy type, version id) given whose type some earlier
-    version of the location offered (a national line of it): a service offered, withdrawn
-    and offered again was not created again. One query per chunk of locations, reading only
-    their versions before the newest version asked about."""
+    version of the location offered (a national line of it its kind of provider then
+    offered: ``version_offers``): a service offered, withdrawn and offered again was not
+    created again. One query per chunk of locations, reading only their versions before
+    the newest version asked about."""
     asked = list(wanted)
     if not asked:
         return set()
@@ -273,6 +290,7 @@ def offered_before(session: Session, wanted: Iterable[tuple[str, str, int]]) -> 
         .where(
             VER.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)),
             VER.c.version_id < max(version_id for _, _, version_id in asked),
+            version_offers(vacancy_type),
         )
         .subquery("offered")
     )

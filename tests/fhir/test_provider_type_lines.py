@@ -21,9 +21,6 @@ from tests.fhir.helpers import get, ids
 
 NOT_OFFERED = "type-not-offered-by-provider"
 ABOVE = "entered-capacity-above-registered"
-# Until gateway/fhir/criteria.py's HealthcareService query leaves such lines out (as it
-# leaves out unmapped ones), a search finds the service a read does not give: strict, so
-# the marker must go once it does.
 
 
 def _flags(resource: dict[str, Any]) -> list[str]:
