@@ -75,13 +75,17 @@ class UpstreamDataError(UpstreamError):
 
 
 def redact_url(url: str | httpx.URL) -> str:
-    """The URL with secret query parameters masked, safe to log."""
+    """The URL with secret query parameters and any credentials in it (``user:password@``,
+    as a base URL behind a proxy may carry) masked, safe to log."""
     parts = urlsplit(str(url))
     query = [
         (k, "***" if k.lower() in _SECRET_PARAMS else v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     ]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

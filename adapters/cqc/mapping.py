@@ -107,13 +107,13 @@ def registry_row(record: dict[str, Any]) -> dict[str, Any]:
         raise CqcRecordError("locationId", "missing")
     name = _text(record, "name")
     if name is None:
-        raise CqcRecordError("name", f"missing for {location_id}")
+        raise CqcRecordError("name", "missing")  # the rejection names the ID asked for
     beds = record.get("numberOfBeds")
     if beds is not None and not isinstance(beds, int):
         try:
             beds = int(beds)
         except (TypeError, ValueError) as exc:
-            raise CqcRecordError("numberOfBeds", f"not a number for {location_id}") from exc
+            raise CqcRecordError("numberOfBeds", "not a number") from exc
     region = _text(record, "region")
     nhs_region = CQC_REGION_TO_NHS.get(region.casefold()) if region else None
     code, rating_date, _ = rating(record)
@@ -176,7 +176,7 @@ def provider_row(record: dict[str, Any]) -> dict[str, Any]:
         raise CqcRecordError("providerId", "missing")
     name = _text(record, "name")
     if name is None:
-        raise CqcRecordError("name", f"missing for {provider_id}")
+        raise CqcRecordError("name", "missing")  # the rejection names the ID asked for
     return {
         "cqc_provider_id": provider_id,
         "name": name,

@@ -129,8 +129,13 @@ class LondonTrackerClient:
             problems = validator(PAGE_SCHEMA).problems(body)
             if problems:
                 # A garbled page, like one that is not JSON: asked for again, then given up.
-                detail = "; ".join(f"{p.pointer or '/'}: {p.message}" for p in problems[:3])
-                raise TransientUpstreamError(f"GET /api/v2/homes: the page breaks the contract ({detail})")
+                # Where, not what: the values are the upstream's data, and this text is
+                # logged and kept with the run.
+                where = ", ".join(sorted({p.pointer or "/" for p in problems}))
+                raise TransientUpstreamError(
+                    f"GET /api/v2/homes: the page breaks the contract at {where} "
+                    "(schemas/london-tracker-page.schema.json)"
+                )
             page: dict[str, Any] = body
             return page
 

@@ -410,7 +410,7 @@ async def test_provider_details_are_fetched_and_one_that_fails_is_skipped(client
     assert row["ownership_type"] == "Organisation" and row["location_ids"] == ["1-1", "1-2"]
     assert batch.not_found == ["1-102"]
     assert [i for i, _ in batch.failed] == ["1-103"] and "HTTP 503" in batch.failed[0][1]
-    assert batch.rejected == [("1-104", "name: missing for 1-104")]
+    assert batch.rejected == [("1-104", "name: missing")]
     assert broken.call_count == 4 and soft.call_count == 2 and found.call_count == 1
     request = found.calls[0].request
     assert request.headers["Ocp-Apim-Subscription-Key"] == "k3y"

@@ -302,3 +302,27 @@ async def test_a_listing_closed_early_drops_the_request_ahead(client: LondonTrac
     await listing.aclose()  # no error escapes, nothing is left running
     pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert pending == []
+
+
+@respx.mock
+async def test_a_broken_page_is_named_by_where_it_breaks_never_by_its_values(
+    client: LondonTrackerClient,
+) -> None:
+    """The error is logged on each try and kept with the run: it says where the page
+    breaks the contract, never what the upstream put there (its data)."""
+    respx.post(f"{BASE}/oauth/token").mock(return_value=token_answer("t"))
+    broken = {"homes": {"error": "SECRET session"}, "next_cursor": None, "as_of": "Jane Doe 1931"}
+    respx.get(f"{BASE}/api/v2/homes").mock(return_value=httpx.Response(200, json=broken))
+    with pytest.raises(TransientUpstreamError) as failed:
+        await collect(client)
+    said = str(failed.value)
+    assert "breaks the contract at /as_of, /homes" in said
+    assert "SECRET" not in said and "Jane" not in said
+
+
+def test_a_url_is_logged_without_its_credentials_or_secret_parameters() -> None:
+    from adapters.common.http import redact_url
+
+    said = redact_url("https://gw:s3cret@proxy.example:8443/public/v1/changes?subscription-key=k&page=2")
+    assert said == "https://***@proxy.example:8443/public/v1/changes?subscription-key=%2A%2A%2A&page=2"
+    assert redact_url("https://cqc.example/public/v1/locations") == "https://cqc.example/public/v1/locations"
