@@ -190,7 +190,8 @@ def cqc_location(
         "postalAddressTownCity": home.district.post_town.title(),
         "region": CQC_REGION.get(home.district.ons_region, home.district.ons_region),
         "postalCode": postcode or home.postcode,
-        "numberOfBeds": home.entered_capacity if beds is None else beds,
+        # The CQC registers no beds for a community rehabilitation provider: 0 where none.
+        "numberOfBeds": 0 if rehab else (home.entered_capacity if beds is None else beds),
         "mainPhoneNumber": home.phone.replace(" ", ""),
         "localAuthority": home.district.local_authority,
         "lastInspection": {"date": home.rating_date},

@@ -141,3 +141,7 @@ def test_registry_covers_the_trackers_with_planted_discrepancies(demo: Path) -> 
         assert key in record, key
     assert record["inspectionCategories"][0]["primary"] == "true"
     assert manifest["community_rehab_providers"] == 260
+    # The CQC registers no beds for a community rehabilitation provider (0 where none).
+    rehab = [r for r in registry.values() if r["careHome"] == "N"]
+    assert len(rehab) > 200 and all(r["numberOfBeds"] == 0 for r in rehab)
+    assert all(r["numberOfBeds"] > 0 for r in registry.values() if r["careHome"] == "Y")
