@@ -192,10 +192,13 @@ def run_demo(port: int, data_dir: Path) -> None:
         for region, files in push_files(data_dir).items():
             token = _mint(settings, f"tracker-{region.value}", ["submit"], [region.value])
             for result in push_region(gateway_url, token, files):
-                console.print(
-                    f"pushed {region.display:<26} {result.file}: HTTP {result.status_code} "
-                    f"{orjson.dumps(result.summary).decode()}"
+                answer = (
+                    f"HTTP {result.status_code} {orjson.dumps(result.summary).decode()}"
+                    if result.status_code
+                    else f"no answer ({result.error})"
                 )
+                tries = f" after {result.tries} tries" if result.tries > 1 else ""
+                console.print(f"pushed {region.display:<26} {result.file}: {answer}{tries}")
 
         reader = _mint(settings, "demo-reader", ["read", "admin"], ["all"])
         console.print(f"\n[bold green]The gateway is up[/] on {gateway_url} (API docs: {gateway_url}/docs)")

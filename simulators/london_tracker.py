@@ -22,6 +22,7 @@ import base64
 import bisect
 import copy
 import hashlib
+import math
 import random
 import secrets
 import threading
@@ -43,14 +44,14 @@ class LondonSimulatorSettings(BaseModel):
     token_ttl_s: float = 3600.0
     cursor_ttl_s: float = 900.0
     seed: int = 1
-    error_rate: float = 0.0  # share of listing calls answered 500/502/503/504
+    error_rate: float = 0.0  # share of calls (token requests too) answered 500/502/503/504
     rate_limit_per_minute: int = 120  # per client, as the contract says; 0: no limit
-    retry_after_s: int = 1
+    retry_after_s: int = 1  # Retry-After of a throttle fault; the limit's 429 tells its own wait
     slow_rate: float = 0.0
     slow_seconds: float = 0.0
     non_json_rate: float = 0.0
     malformed_rate: float = 0.0  # share of homes served malformed (chosen by home_ref)
-    throttle_rate: float = 0.0  # share of listing calls answered 429, whatever the rate
+    throttle_rate: float = 0.0  # share of calls (token requests too) answered 429, whatever the rate
     revoke_tokens_at_request: int | None = None  # revoke every token once, at this listing call
     expire_cursors_at_request: int | None = None  # expire every cursor once, at this listing call
 
@@ -68,7 +69,7 @@ class LondonTrackerSimulator:
         self.tokens: dict[str, tuple[float, str]] = {}  # token -> (expiry, client id)
         self.listings: dict[str, tuple[datetime | None, str]] = {}  # id -> (updated_since, as_of)
         self._order: list[tuple[datetime, str]] | None = None  # the homes by (updated_at, ref)
-        self.calls: deque[tuple[str, float]] = deque()
+        self.calls: deque[tuple[str, float]] = deque()  # (client, clock()) in the last minute
         self.random = random.Random(settings.seed)
         self.lock = threading.Lock()
         self.request_count = 0
@@ -79,7 +80,8 @@ class LondonTrackerSimulator:
         return datetime.fromtimestamp(time.time() + self._clock_offset, UTC).replace(microsecond=0)
 
     def clock(self) -> float:
-        """Monotonic seconds, moved on by ``advance_clock`` (token and cursor expiry)."""
+        """Monotonic seconds, moved on by ``advance_clock`` (token and cursor expiry, the
+        rate limit's window)."""
         return time.monotonic() + self._clock_offset
 
     def advance_clock(self, seconds: float) -> None:
@@ -159,18 +161,22 @@ class LondonTrackerSimulator:
             expires, client = self.tokens.get(authorization[7:], (0.0, ""))
         return client if expires > self.clock() else None
 
-    def throttled(self, client: str) -> bool:
+    def throttled(self, client: str) -> int | None:
+        """None when the client is within its limit (the call is counted), else the whole
+        seconds until its oldest call in the 60-second window leaves it (at least 1). The
+        window runs on ``clock()``, so ``advance_clock`` moves it on."""
         limit = self.settings.rate_limit_per_minute
         if limit <= 0:
-            return False
-        now = time.monotonic()
+            return None
+        now = self.clock()
         with self.lock:
-            while self.calls and self.calls[0][1] < now - 60:
+            while self.calls and self.calls[0][1] <= now - 60:
                 self.calls.popleft()
-            if sum(1 for c, _ in self.calls if c == client) >= limit:
-                return True
+            mine = [at for c, at in self.calls if c == client]
+            if len(mine) >= limit:
+                return max(1, math.ceil(mine[0] + 60 - now))
             self.calls.append((client, now))
-        return False
+        return None
 
     def draw(self) -> float:
         with self.lock:
@@ -244,13 +250,36 @@ def create_app(homes: list[dict[str, Any]], settings: LondonSimulatorSettings | 
     app = FastAPI(title="London Care Home Bed Tracker (simulator)")
     app.state.simulator = sim
 
+    async def played(client: str) -> Response | None:
+        """The faults every call may meet, the token request's too: the client's rate limit
+        (its own 429 says how long until the window frees), then, at their rates, a
+        throttle, a 5xx and a slow answer."""
+        if (wait := sim.throttled(client)) is not None:
+            return _error(429, "rate_limited", {"Retry-After": str(wait)})
+        if sim.draw() < sim.settings.throttle_rate:
+            return _error(429, "rate_limited", {"Retry-After": str(sim.settings.retry_after_s)})
+        if sim.draw() < sim.settings.error_rate:
+            status = sim.random.choice([500, 502, 503, 504])
+            if sim.draw() < 0.5:
+                return Response(
+                    f"<html><body><h1>{status} Upstream trouble</h1></body></html>",
+                    status_code=status,
+                    media_type="text/html",
+                )
+            return _error(status, "server_error")
+        if sim.draw() < sim.settings.slow_rate:
+            await asyncio.sleep(sim.settings.slow_seconds)
+        return None
+
     @app.post("/oauth/token")
-    def token(
+    async def token(
         grant_type: Annotated[str, Form()],
         client_id: Annotated[str, Form()] = "",
         client_secret: Annotated[str, Form()] = "",
         scope: Annotated[str, Form()] = "beds.read",
-    ) -> JSONResponse:
+    ) -> Response:
+        if (refused := await played(client_id)) is not None:
+            return refused
         if grant_type != "client_credentials":
             return _error(400, "unsupported_grant_type")
         if client_id != sim.settings.client_id or client_secret != sim.settings.client_secret:
@@ -273,20 +302,7 @@ def create_app(homes: list[dict[str, Any]], settings: LondonSimulatorSettings | 
         client = sim.client_of(authorization)
         if client is None:
             return _error(401, "invalid_token")
-        if sim.throttled(client) or sim.draw() < sim.settings.throttle_rate:
-            return _error(429, "rate_limited", {"Retry-After": str(sim.settings.retry_after_s)})
-        if sim.draw() < sim.settings.error_rate:
-            status = sim.random.choice([500, 502, 503, 504])
-            if sim.draw() < 0.5:
-                return Response(
-                    f"<html><body><h1>{status} Upstream trouble</h1></body></html>",
-                    status_code=status,
-                    media_type="text/html",
-                )
-            return _error(status, "server_error")
-        if sim.draw() < sim.settings.slow_rate:
-            await asyncio.sleep(sim.settings.slow_seconds)
-        return None
+        return await played(client)
 
     @app.get("/api/v2/homes")
     async def list_homes(

@@ -78,12 +78,40 @@ def test_each_cursor_lasts_15_minutes_from_when_it_was_handed_out() -> None:
 
 
 def test_the_rate_limit_is_per_client_and_a_new_token_does_not_reset_it() -> None:
-    client, _, bearer = _client(rate_limit_per_minute=3, retry_after_s=7)
+    client, sim, bearer = _client(rate_limit_per_minute=4, retry_after_s=7)  # the token call counts
     assert [client.get("/api/v2/homes", headers=bearer).status_code for _ in range(3)] == [200] * 3
-    for headers in (bearer, _bearer(client)):
+    sim.advance_clock(20)  # the oldest call of the window (the token request) frees it in 40 s
+    for headers in (bearer, {"Authorization": "Bearer " + sim.issue_token("gw")}):
         throttled = client.get("/api/v2/homes", headers=headers)
-        assert throttled.status_code == 429 and throttled.headers["Retry-After"] == "7"
+        # Retry-After is the wait until the window frees, not the throttle fault's 7 s.
+        assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) in (40, 41)
     assert LondonSimulatorSettings().rate_limit_per_minute == 120  # the contract's limit by default
+
+
+def test_a_client_that_waits_as_the_rate_limit_tells_is_served() -> None:
+    client, sim, bearer = _client(rate_limit_per_minute=3)
+    assert [client.get("/api/v2/homes", headers=bearer).status_code for _ in range(2)] == [200] * 2
+    sim.advance_clock(30)
+    throttled = client.get("/api/v2/homes", headers=bearer)
+    assert throttled.status_code == 429
+    wait = int(throttled.headers["Retry-After"])
+    assert 29 <= wait <= 31
+    sim.advance_clock(wait)
+    assert client.get("/api/v2/homes", headers=bearer).status_code == 200
+
+
+def test_the_token_request_counts_in_the_rate_limit_and_meets_the_faults() -> None:
+    client, sim, bearer = _client(rate_limit_per_minute=2)
+    assert client.get("/api/v2/homes", headers=bearer).status_code == 200
+    form = {"grant_type": "client_credentials", "client_id": "gw", "client_secret": "s3cret"}
+    refused = client.post("/oauth/token", data=form)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    sim.advance_clock(61)
+    assert client.post("/oauth/token", data=form).status_code == 200
+    for fault, status in (("error_rate", {500, 502, 503, 504}), ("throttle_rate", {429})):
+        client, sim, _ = _client(rate_limit_per_minute=0)
+        setattr(sim.settings, fault, 1.0)
+        assert client.post("/oauth/token", data=form).status_code in status
 
 
 def test_the_listing_starts_at_updated_since_and_ends_with_a_null_cursor() -> None:
