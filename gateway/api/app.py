@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.api import problems
 from gateway.api.deps import Reader
 from gateway.api.guards import RefuseNul
+from gateway.api.head import HeadAsGet
 from gateway.api.headers import SecurityHeaders
 from gateway.api.routes import fhir, fhir_export, fhir_transaction, native, reconciliation, search, sources
 from gateway.auth import PrincipalCache
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.principals = PrincipalCache(settings.auth_cache_s)
     problems.install(app)
+    app.add_middleware(HeadAsGet)  # innermost: the others see the HEAD as it came
     app.add_middleware(RefuseNul)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(HttpMetrics)  # outermost: it times the whole answer

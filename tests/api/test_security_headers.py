@@ -97,3 +97,17 @@ def test_a_nul_in_the_path_or_query_is_a_400_naming_where(client: TestClient, ma
     assert "NUL" in fhir.json()["issue"][0]["diagnostics"]
     # A percent sign followed by 00 is still a value (%2500 is '%00' as text, no NUL).
     assert client.get("/api/v1/reconciliation/findings?source=london%2500", headers=token).status_code != 400
+
+
+def test_head_is_answered_as_get_without_the_body(client: TestClient, make_token: TokenMaker) -> None:
+    """A client checking a resource (its ETag, its size) without fetching it: HEAD had been a
+    405 everywhere. It takes the token GET takes."""
+    token = bearer(make_token(scopes=("read",)))
+    for path in ("/fhir/metadata", "/api/v1/sources", "/fhir/Location", "/api/v1/vacancies?format=csv"):
+        got, head = client.get(path, headers=token), client.head(path, headers=token)
+        assert (head.status_code, head.content) == (200, b""), path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert head.headers["x-content-type-options"] == "nosniff", path
+    assert client.head("/api/v1/sources").status_code == 401
+    assert client.head("/api/v1/locations/1-999999999", headers=token).status_code == 404
+    assert client.head("/healthz").status_code == 200
