@@ -79,8 +79,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         response = outcome(exc.status_code, detail)
     else:
         response = problem(exc.status_code, detail, detail, request.url.path)
-    # What the error carries stays with it: a 405's Allow (the methods the path takes).
+    # What the error carries stays with it: a 405's Allow (the methods the path takes, HEAD
+    # with GET: HeadAsGet answers it).
     response.headers.update(exc.headers or {})
+    methods = [m.strip() for m in response.headers.get("allow", "").split(",") if m.strip()]
+    if "GET" in methods and "HEAD" not in methods:
+        response.headers["allow"] = ", ".join([*methods, "HEAD"])
     return response
 
 

@@ -93,8 +93,8 @@ def test_unknown_ids_and_missing_or_wrong_tokens_are_operation_outcomes(
         assert body["resourceType"] == "OperationOutcome"
         assert body["issue"][0]["code"] == code and body["issue"][0]["diagnostics"]
     # A 405 says which methods the path takes, as HTTP asks of it.
-    assert cases[-1][0].headers["Allow"] == "GET"
-    assert client.post("/fhir/Location", json={}, headers=bearer(reader)).headers["Allow"] == "GET"
+    assert cases[-1][0].headers["Allow"] == "GET, HEAD"
+    assert client.post("/fhir/Location", json={}, headers=bearer(reader)).headers["Allow"] == "GET, HEAD"
 
 
 @pytest.mark.parametrize(
