@@ -41,7 +41,7 @@ from gateway.fhir.criteria import (
 from gateway.model.vocab import ShortStayService, VacancyType
 from gateway.places import bounding_box
 from gateway.search.report_groups import COUNTED_LINES
-from gateway.store.fhir import offered_lines, version_offers
+from gateway.store.fhir import offered_versions
 
 # The HealthcareService search parameters applied to retired services here (in SQL's scope
 # of locations, then ``_matcher``): one declared in ``params`` but missing here would be
@@ -99,22 +99,11 @@ def _location_scope(criteria: Criteria) -> list[sa.ColumnElement[bool]]:
 
 def _retirements(session: Session, criteria: Criteria) -> sa.Select[Any]:
     """Every vacancy type a location stopped offering and offers no more (within the
-    filters' locations), offering judged by the provider-type rule (``version_offers`` in
+    filters' locations), offering judged by the provider-type rule (``offered_versions`` in
     its versions, ``COUNTED_LINES`` now): location, vacancy type, the version that retired
     it (the first after the last one offering it) with when it was recorded, the provider
     and short-stay services it names, and the location's position now."""
-    elements, vacancy_type = offered_lines(session)
-    offered = (
-        sa.select(
-            VER.c.cqc_location_id.label("cqc_location_id"),
-            vacancy_type.label("vacancy_type"),
-            VER.c.version_id.label("version_id"),
-        )
-        .select_from(VER)
-        .join(elements, sa.true())
-        .where(version_offers(vacancy_type), *_location_scope(criteria))
-        .subquery("offered")
-    )
+    offered = offered_versions(session, *_location_scope(criteria))
     last = (
         sa.select(
             offered.c.cqc_location_id,

@@ -251,7 +251,7 @@ class LocationUpdate(BaseModel):
         """Data-quality findings on one of this location's lines: the line's own, and
         ``type-not-offered-by-provider`` for a national type its provider does not offer."""
         flags = line.quality_flags()
-        if line.vacancy_type is not None and not offers(self.provider_type, line.vacancy_type):
+        if line.vacancy_type is not None and not self.counted(line):
             flags.append(QualityFlag.TYPE_NOT_OFFERED_BY_PROVIDER)
         return flags
 

@@ -15,10 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from gateway.model.vocab import OFFERED_VACANCY_TYPES, NhsRegion, VacancyType
+from gateway.model.vocab import NhsRegion, VacancyType
 from gateway.search.query import area_code, area_codes, authority_key, codes
 from gateway.search.service import check_area_codes, check_local_authorities, reference_authorities
 from gateway.store.registry import registry_authorities, registry_values
+from gateway.store.repository import offers_sql
 from gateway.store.tables import Location, RegistryLocation, VacancyLine, table
 
 LOC, REG, LINE = table(Location), table(RegistryLocation), table(VacancyLine)
@@ -39,12 +40,7 @@ VOCABULARY_GROUPS = {"nhs_region": NhsRegion, "vacancy_type": VacancyType}
 # kind of provider offers (``gateway.model.vocab.offers``), as the model counts them. A
 # care home's community rehabilitation line, or a provider's long-term line, is kept and
 # flagged ``type-not-offered-by-provider`` but counted nowhere, as an unmapped line.
-COUNTED_LINES: sa.ColumnElement[bool] = sa.or_(
-    *(
-        sa.and_(LOC.c.provider_type == provider_type, LINE.c.vacancy_type.in_(sorted(types)))
-        for provider_type, types in OFFERED_VACANCY_TYPES.items()
-    )
-)
+COUNTED_LINES: sa.ColumnElement[bool] = offers_sql(LOC.c.provider_type, LINE.c.vacancy_type)
 
 
 def group_key(group_by: str, value: Any) -> Any:

@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.fhir.outbound.render import LocationSnapshot, RegistryFacts
-from gateway.model.vocab import OFFERED_VACANCY_TYPES, ProviderType
+from gateway.model.vocab import ProviderType
 from gateway.store.db import transaction
-from gateway.store.repository import chunks, claim_change_clock
+from gateway.store.repository import chunks, claim_change_clock, offers_sql
 from gateway.store.tables import (
     Location,
     LocationVersion,
@@ -240,46 +240,25 @@ def first_naming_versions(session: Session, provider_ids: Iterable[str]) -> dict
     return out
 
 
-def offered_lines(session: Session) -> tuple[Any, Any]:
-    """A FROM clause of every version's vacancy lines and its vacancy-type column: the
-    record's JSON array taken apart by the database's own JSON functions."""
+def offered_versions(session: Session, *where: sa.ColumnElement[bool]) -> sa.Subquery:
+    """(location, vacancy type, version id) of every version line that was a service: of a
+    national type the version's kind of provider offered (its record's ``provider_type``,
+    absent or blank: a care home), as ``gateway.model.vocab.offers`` judges a record's line.
+    The record's JSON array is taken apart by the database's own JSON functions; ``where``
+    narrows the versions read. A subquery, so a caller groups by its plain columns
+    (PostgreSQL takes a JSON path in SELECT and in GROUP BY, each with its own bound key,
+    for two different expressions)."""
     value = sa.column("value", sa.JSON)
     if session.get_bind().dialect.name == "postgresql":
         lines = sa.func.json_array_elements(VER.c.record["vacancies"])
     else:
         lines = sa.func.json_each(VER.c.record, "$.vacancies")
     elements = lines.table_valued(value, joins_implicitly=True).alias("offered_line")
-    return elements, elements.c.value["vacancy_type"].as_string()
-
-
-def version_offers(vacancy_type: Any) -> sa.ColumnElement[bool]:
-    """Whether the version's kind of provider (its record's ``provider_type``, absent or
-    blank: a care home) offers ``vacancy_type`` (a column of ``offered_lines``): its line
-    is a service, as ``gateway.model.vocab.offers`` judges a record's line."""
+    vacancy_type = elements.c.value["vacancy_type"].as_string()
     provider_type = sa.func.coalesce(
         sa.func.nullif(VER.c.record["provider_type"].as_string(), ""), ProviderType.CARE_HOME.value
     )
-    return sa.or_(
-        *(
-            sa.and_(provider_type == kind, vacancy_type.in_(sorted(types)))
-            for kind, types in OFFERED_VACANCY_TYPES.items()
-        )
-    )
-
-
-def offered_before(session: Session, wanted: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
-    """Those of the (location, vacancy type, version id) given whose type some earlier
-    version of the location offered (a national line of it its kind of provider then
-    offered: ``version_offers``): a service offered, withdrawn and offered again was not
-    created again. One query per chunk of locations, reading only their versions before
-    the newest version asked about."""
-    asked = list(wanted)
-    if not asked:
-        return set()
-    elements, vacancy_type = offered_lines(session)
-    # Grouped by a subquery's column: PostgreSQL takes the JSON path in SELECT and in
-    # GROUP BY, each with its own bound key, for two different expressions.
-    offered = (
+    return (
         sa.select(
             VER.c.cqc_location_id.label("cqc_location_id"),
             vacancy_type.label("vacancy_type"),
@@ -287,12 +266,24 @@ def offered_before(session: Session, wanted: Iterable[tuple[str, str, int]]) -> 
         )
         .select_from(VER)
         .join(elements, sa.true())
-        .where(
-            VER.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)),
-            VER.c.version_id < max(version_id for _, _, version_id in asked),
-            version_offers(vacancy_type),
-        )
+        .where(offers_sql(provider_type, vacancy_type), *where)
         .subquery("offered")
+    )
+
+
+def offered_before(session: Session, wanted: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+    """Those of the (location, vacancy type, version id) given whose type some earlier
+    version of the location offered (a national line of it its kind of provider then
+    offered: ``offered_versions``): a service offered, withdrawn and offered again was not
+    created again. One query per chunk of locations, reading only their versions before
+    the newest version asked about."""
+    asked = list(wanted)
+    if not asked:
+        return set()
+    offered = offered_versions(
+        session,
+        VER.c.cqc_location_id.in_(sa.bindparam("ids", expanding=True)),
+        VER.c.version_id < max(version_id for _, _, version_id in asked),
     )
     query = (
         sa.select(offered.c.cqc_location_id, offered.c.vacancy_type, sa.func.min(offered.c.version_id))

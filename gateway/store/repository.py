@@ -17,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, defer
 from sqlmodel import col
 
+from gateway.model.vocab import OFFERED_VACANCY_TYPES
 from gateway.store.tables import (
     ApiToken,
     ChangeClock,
@@ -57,6 +58,20 @@ class HeldLocation:
     source: str
     source_updated_at: datetime
     content_hash: str
+
+
+def offers_sql(
+    provider_type: sa.ColumnElement[Any], vacancy_type: sa.ColumnElement[Any]
+) -> sa.ColumnElement[bool]:
+    """``gateway.model.vocab.offers`` in SQL: whether a provider of ``provider_type`` offers
+    beds of ``vacancy_type`` (a line that counts, and is a service). Over the current view's
+    columns or a version record's fields alike."""
+    return sa.or_(
+        *(
+            sa.and_(provider_type == kind, vacancy_type.in_(sorted(types)))
+            for kind, types in OFFERED_VACANCY_TYPES.items()
+        )
+    )
 
 
 def _rows_by_ids(
