@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from adapters.fhir import systems as S
 from adapters.fhir.outbound import render
 from gateway.fhir import params as P
+from gateway.folding import fold
 from gateway.model.vocab import COMMUNITY_REHAB_VACANCY_TYPES, ShortStayService, VacancyType
 from gateway.places import bounding_box, haversine_km
 from gateway.search.report_groups import COUNTED_LINES
@@ -147,14 +148,19 @@ def _range_sql(column: Any, r: P.Range) -> sa.ColumnElement[bool]:
             return column < r.high
 
 
-def _string_sql(column: Any, modifier: str, values: list[str]) -> sa.ColumnElement[bool]:
+def _string_sql(
+    column: Any, modifier: str, values: list[str], folded: Any | None = None
+) -> sa.ColumnElement[bool]:
+    """A string parameter's condition on ``column``: ``exact`` as written, otherwise
+    ignoring case and accents, on ``folded`` (the column as ``fold`` stores it) when there
+    is one, else on the column in lower case (text with no accents: a postcode)."""
     if modifier == "exact":
         return column.in_(values)
-    lowered = sa.func.lower(column)
+    compared = folded if folded is not None else sa.func.lower(column)
     patterns = [P.like_prefix(v) for v in values]
     if modifier == "contains":
         patterns = ["%" + p for p in patterns]
-    return sa.or_(*[lowered.like(p, escape="\\") for p in patterns])
+    return sa.or_(*[compared.like(p, escape="\\") for p in patterns])
 
 
 def _codes(parameter: str, values: list[str], system: str, allowed: Iterable[str]) -> list[str]:
@@ -253,9 +259,9 @@ def _location_plan(criteria: Criteria) -> _Plan:
     )
     query = _apply_near(_apply_common(query, criteria, LOC.c.cqc_location_id), criteria.near)
     for modifier, values in criteria.each("name"):
-        query = query.where(_string_sql(LOC.c.name, modifier, values))
+        query = query.where(_string_sql(LOC.c.name, modifier, values, LOC.c.name_folded))
     for modifier, values in criteria.each("address-city"):
-        query = query.where(_string_sql(LOC.c.town, modifier, values))
+        query = query.where(_string_sql(LOC.c.town, modifier, values, LOC.c.town_folded))
     for modifier, values in criteria.each("address-postalcode"):
         compact = sa.func.replace(LOC.c.postcode, " ", "")
         query = query.where(_string_sql(compact, modifier, [v.replace(" ", "") for v in values]))
@@ -465,12 +471,13 @@ def _retired_organizations(session: Session, criteria: Criteria) -> list[Candida
 
 
 def _string_matches(text: str, modifier: str, values: list[str]) -> bool:
-    folded = text.casefold()
+    """``_string_sql`` for a text in hand."""
     if modifier == "exact":
         return text in values
+    folded = fold(text)
     if modifier == "contains":
-        return any(v.casefold() in folded for v in values)
-    return any(folded.startswith(v.casefold()) for v in values)
+        return any(fold(v) in folded for v in values)
+    return any(folded.startswith(fold(v)) for v in values)
 
 
 PLANS: dict[str, Callable[[Criteria], _Plan]] = {

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from adapters.fhir import systems as S
 from gateway.errors import BadRequest
+from gateway.folding import fold
 
 
 class ParamType(StrEnum):
@@ -71,7 +72,10 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParam]] = {
                 _base("address-postalcode", "Location"),
             ),
             SearchParam(
-                "address-city", ParamType.STRING, "Town (starts with)", _base("address-city", "Location")
+                "address-city",
+                ParamType.STRING,
+                "Town (starts with; case and accents ignored)",
+                _base("address-city", "Location"),
             ),
             SearchParam(
                 "identifier",
@@ -80,7 +84,10 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParam]] = {
                 _base("identifier", "Location"),
             ),
             SearchParam(
-                "name", ParamType.STRING, "Name (starts with; :contains, :exact)", _base("name", "Location")
+                "name",
+                ParamType.STRING,
+                "Name (starts with, case and accents ignored; :contains, :exact)",
+                _base("name", "Location"),
             ),
             SearchParam(
                 "organization",
@@ -154,7 +161,7 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParam]] = {
             SearchParam(
                 "name",
                 ParamType.STRING,
-                "Name (starts with; :contains, :exact)",
+                "Name (starts with, case and accents ignored; :contains, :exact)",
                 _base("name", "Organization"),
             ),
             SearchParam(
@@ -241,9 +248,10 @@ def parse_reference(parameter: str, value: str, resource_type: str) -> str:
 
 
 def like_prefix(text: str) -> str:
-    """A LIKE pattern matching strings that start with ``text`` (escape character '\\')."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.casefold() + "%"
+    """A LIKE pattern matching folded strings (``fold``) that start with ``text``, folded
+    likewise (escape character '\\')."""
+    escaped = fold(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
 
 
 # --- dates and numbers with prefixes ---------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
+from gateway.folding import fold
 from gateway.model.capacity import LocationUpdate, above_registered
 from gateway.model.vocab import QualityFlag
 from gateway.places import District, district_of, load_districts
@@ -117,6 +118,8 @@ def prepare(update: LocationUpdate) -> Prepared:
         town=address["town"],
         county=address["county"],
         postcode=address["postcode"],
+        name_folded=fold(record["name"]),
+        town_folded=fold(address["town"]) if address["town"] is not None else None,
         latitude=district.latitude if district else None,
         longitude=district.longitude if district else None,
         entered_capacity=update.entered_capacity,

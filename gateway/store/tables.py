@@ -69,6 +69,9 @@ class Location(SQLModel, table=True):
     town: str | None = None
     county: str | None = None
     postcode: str | None = Field(default=None, max_length=10)
+    # ``name`` and ``town`` as string searches compare them (``gateway.folding.fold``).
+    name_folded: str | None = None
+    town_folded: str | None = None
     latitude: float | None = Field(default=None, index=True)  # the postcode district's centroid
     longitude: float | None = None
     phone: str | None = None
