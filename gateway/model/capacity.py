@@ -26,6 +26,8 @@ from gateway.model.vocab import (
 
 CQC_ID_PATTERN = r"^1-[0-9]{1,12}$"
 Count = Annotated[int, Field(ge=0, le=100_000)]
+# The earliest ``updated_at`` taken: older is a clock never set or a typing slip.
+EARLIEST_UPDATE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _no_nul(value: str) -> str:
@@ -232,13 +234,21 @@ class LocationUpdate(BaseModel):
         try:
             # One instant, one form: the same time written with another offset is the
             # same record (its digest unchanged), not a new version.
-            return value.astimezone(UTC)
+            instant = value.astimezone(UTC)
         except OverflowError:
             # e.g. the first hour of year 1 at +01:00 is still year 0 in UTC, which neither
             # store nor any reader of the gateway can hold.
             raise ValueError(
                 "updated_at is out of range: in UTC it falls outside the years 1 to 9999"
             ) from None
+        if instant < EARLIEST_UPDATE:
+            # A clock never set (0001-01-01, a platform's minimum date) or a typing slip
+            # (0202 for 2025): no bed count of that time is the state of a home today.
+            raise ValueError(
+                f"updated_at {instant.date().isoformat()} is before {EARLIEST_UPDATE.year}: "
+                "a source's clock or a typing fault, not when the home last updated"
+            )
+        return instant
 
     def counted(self, line: VacancyLine) -> bool:
         """Whether ``line`` counts in national totals (entered capacity, reports, search

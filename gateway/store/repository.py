@@ -119,7 +119,9 @@ def held_locations(session: Session, ids: Sequence[str]) -> dict[str, HeldLocati
 @lru_cache(maxsize=8192)
 def _sqlite_instant(value: datetime | None) -> str | None:
     # Cached: a batch repeats its received_at on every row.
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # As SQLAlchemy writes it, the year in four digits (``strftime`` leaves years before
+    # 1000 unpadded on glibc, text that no reader can parse back).
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _json_text(values: Iterable[Any]) -> Iterator[str]:

@@ -4,6 +4,7 @@ the store cannot hold, and messages about long values."""
 from __future__ import annotations
 
 import orjson
+import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -59,6 +60,27 @@ def test_a_time_the_store_cannot_hold_is_rejected_and_the_rest_of_the_batch_kept
     assert "out of range" in error["message"]
     assert client.get("/api/v1/locations/1-100000001", headers=bearer(token)).status_code == 200
     assert client.get("/api/v1/locations/1-100000002", headers=bearer(token)).status_code == 404
+
+
+@pytest.mark.parametrize("updated_at", ["0202-12-06T09:00:00Z", "0001-01-01T00:00:00Z", "1999-12-31T23:59:59Z"])
+def test_a_time_before_2000_is_rejected_and_the_rest_of_the_batch_kept(
+    client: TestClient, make_token: TokenMaker, updated_at: str
+) -> None:
+    """A clock never set or a typing slip (0202 for 2025). On SQLite, a year before 1000 had
+    been stored unpadded, and every later read of the location, the national search among
+    them, answered 500."""
+    token = make_token()
+    response = post(client, token, batch(location(), location("1-100000002", updated_at=updated_at)))
+    assert response.status_code == 200
+    assert statuses(response) == ["accepted", "rejected"]
+    [error] = response.json()["records"][1]["errors"]
+    assert error["pointer"] == "/locations/1/updated_at"
+    assert "before 2000" in error["message"]
+    assert client.get("/api/v1/vacancies", headers=bearer(token)).status_code == 200
+    assert client.get("/api/v1/locations/1-100000002", headers=bearer(token)).status_code == 404
+    # The first instant of 2000 is taken.
+    later = location("1-100000002", updated_at="2000-01-01T00:00:00Z")
+    assert statuses(post(client, token, batch(later))) == ["accepted"]
 
 
 def test_a_nul_character_is_rejected_by_its_field_and_the_rest_of_the_batch_kept(

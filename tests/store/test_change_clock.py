@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.store.db import transaction
-from gateway.store.repository import claim_change_clock
+from gateway.store.repository import _sqlite_instant, claim_change_clock
 from gateway.store.tables import ChangeClock, table
 
 
@@ -32,3 +33,12 @@ def test_the_clock_never_runs_backwards(factory: sessionmaker[Session]) -> None:
         assert claim_change_clock(session) == ahead
     with transaction(factory) as session:
         assert session.scalar(sa.select(table(ChangeClock).c.last)) == ahead
+
+
+def test_bulk_rows_store_instants_as_sqlalchemy_reads_them_back_whatever_the_year() -> None:
+    """``strftime`` leaves a year before 1000 unpadded on glibc: text no reader parsed."""
+    for instant in (datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC), datetime(2026, 12, 7, 8, 9, 10, tzinfo=UTC)):
+        text = _sqlite_instant(instant)
+        assert text is not None and text[:4] == f"{instant.year:04d}"
+        parsed = sa.DateTime().dialect_impl(sqlite.dialect()).result_processor(sqlite.dialect(), None)(text)
+        assert parsed == instant.replace(tzinfo=None)
