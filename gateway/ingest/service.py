@@ -2,8 +2,10 @@
 
 Every source ends here: pushes, London's pulled pages, FHIR transactions. For each update
 the rule is the same:
-- older than what the gateway holds (by the source's own timestamp): ``stale``, ignored;
+- older than what the gateway holds (by the source's own timestamp), or as old as what
+  another source gave it: ``stale``, ignored;
 - the same content as held: ``unchanged``;
+- a second state of a location at a time the batch already stated: ``rejected``;
 - otherwise ``accepted``: a new version is written and the current view replaced.
 """
 
@@ -235,6 +237,14 @@ def _from_the_future(update: Prepared, received_at: datetime) -> Problem | None:
     )
 
 
+def _twin_problem(index: int) -> Problem:
+    return Problem(
+        "/updated_at",
+        f"is the updated_at of record {index} of this batch, the same location with other content: "
+        "which is the home's state then is not known; send one record per location and time",
+    )
+
+
 def apply_updates(
     session: Session,
     *,
@@ -283,6 +293,8 @@ def apply_prepared(
     winners: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     versions: list[dict[str, Any]] = []
     accepted: list[RecordResult] = []
+    # Each location and time the batch stated (accepted, or unchanged): the record's index.
+    batch_times: dict[tuple[str, datetime], int] = {}
     for index, update in updates:
         cqc_id = update.cqc_location_id
         current = held.get(cqc_id)
@@ -293,6 +305,19 @@ def apply_prepared(
             result.status = RecordStatus.STALE
         elif current is not None and current.content_hash == update.digest:
             result.status = RecordStatus.UNCHANGED
+            batch_times.setdefault((cqc_id, update.updated_at), index)
+        elif (twin := batch_times.get((cqc_id, update.updated_at))) is not None:
+            # Two states of one home at one time in one batch: which is true is not known,
+            # and taking the last would write both again at every retry of the batch.
+            result.status, result.problems = RecordStatus.REJECTED, [_twin_problem(twin)]
+        elif (
+            current is not None
+            and update.updated_at == current.source_updated_at
+            and current.source != source
+        ):
+            # As old as what another source holds: the first word stands, or two sources
+            # reporting one home at one time would flip the view at each push.
+            result.status = RecordStatus.STALE
         elif (region := _placed(known, cqc_id, current, update)) is None and current is None:
             # A location new to the gateway must be placed (a caller checks regions first,
             # but an earlier record of the batch that placed it may have been refused).
@@ -316,6 +341,7 @@ def apply_prepared(
             )
             accepted.append(result)
             held[cqc_id] = HeldLocation(region, source, update.updated_at, update.digest)
+            batch_times[(cqc_id, update.updated_at)] = index
         results.append(result)
 
     version_ids = repository.add_versions(session, versions, stamp)

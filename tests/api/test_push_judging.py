@@ -62,7 +62,9 @@ def test_a_time_the_store_cannot_hold_is_rejected_and_the_rest_of_the_batch_kept
     assert client.get("/api/v1/locations/1-100000002", headers=bearer(token)).status_code == 404
 
 
-@pytest.mark.parametrize("updated_at", ["0202-12-06T09:00:00Z", "0001-01-01T00:00:00Z", "1999-12-31T23:59:59Z"])
+@pytest.mark.parametrize(
+    "updated_at", ["0202-12-06T09:00:00Z", "0001-01-01T00:00:00Z", "1999-12-31T23:59:59Z"]
+)
 def test_a_time_before_2000_is_rejected_and_the_rest_of_the_batch_kept(
     client: TestClient, make_token: TokenMaker, updated_at: str
 ) -> None:
@@ -225,3 +227,55 @@ def test_a_new_location_placed_by_its_first_record_needs_no_region_on_a_later_on
     assert response.json()["records"][2]["errors"][0]["pointer"] == "/locations/2/nhs_region"
     body = client.get("/api/v1/locations/1-100000001", headers=bearer(token)).json()
     assert (body["nhs_region"], body["source_updated_at"]) == ("north-west", "2026-11-20T10:00:00+00:00")
+
+
+def _versions(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        return int(session.scalar(sa.select(sa.func.count()).select_from(LocationVersion)) or 0)
+
+
+def test_two_states_of_a_location_at_one_time_in_one_batch_keep_the_first_and_reject_the_second(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    """Which is the home's state then is not known; taking the last wrote both again at
+    every retry of the batch (two versions a retry)."""
+    token = make_token()
+    first = location(vacancies=[vacancy(admittable=2, occupied=16)])
+    second = location(vacancies=[vacancy(admittable=0, occupied=18)])
+    other = location("1-100000002")
+    answer = post(client, token, batch(first, second, other))
+    assert statuses(answer) == ["accepted", "rejected", "accepted"]
+    [error] = answer.json()["records"][1]["errors"]
+    assert error["pointer"] == "/locations/1/updated_at"
+    assert "record 0 of this batch" in error["message"]
+    for _ in range(2):  # retried without an Idempotency-Key: nothing moves
+        assert statuses(post(client, token, batch(first, second, other))) == [
+            "unchanged",
+            "rejected",
+            "unchanged",
+        ]
+    assert _versions(factory) == 2
+    held = client.get("/api/v1/locations/1-100000001", headers=bearer(token)).json()
+    assert held["vacancies"][0]["admittable"] == 2
+    # A later time is a later state, in the same batch or the next.
+    later = location(updated_at="2026-11-20T10:00:00Z", vacancies=[vacancy(admittable=0, occupied=18)])
+    assert statuses(post(client, token, batch(first, later))) == ["unchanged", "accepted"]
+
+
+def test_another_source_as_old_as_the_held_state_is_stale_so_two_sources_never_flip_the_view(
+    client: TestClient, make_token: TokenMaker, factory: sessionmaker[Session]
+) -> None:
+    one, two = make_token(name="tracker-one"), make_token(name="tracker-two")
+    ones = location(vacancies=[vacancy(admittable=2, occupied=16)])
+    twos = location(vacancies=[vacancy(admittable=0, occupied=18)])
+    assert statuses(post(client, one, batch(ones))) == ["accepted"]
+    for _ in range(2):
+        assert statuses(post(client, two, batch(twos))) == ["stale"]
+        assert statuses(post(client, one, batch(ones))) == ["unchanged"]
+    assert _versions(factory) == 1
+    held = client.get("/api/v1/locations/1-100000001", headers=bearer(one)).json()
+    assert (held["source"], held["vacancies"][0]["admittable"]) == ("tracker-one", 2)
+    # The same source may restate its own time (its last word), and a later time wins from anyone.
+    assert statuses(post(client, one, batch(twos))) == ["accepted"]
+    later = location(updated_at="2026-11-20T09:00:01Z", vacancies=[vacancy(admittable=1, occupied=17)])
+    assert statuses(post(client, two, batch(later))) == ["accepted"]
