@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from gateway.api.head import is_head
 from gateway.api.headers import secure
 from gateway.errors import GatewayError, log_unexpected
 from gateway.fhir.bundles import operation_outcome
@@ -80,10 +81,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         response = problem(exc.status_code, detail, detail, request.url.path)
     # What the error carries stays with it: a 405's Allow (the methods the path takes, HEAD
-    # with GET: HeadAsGet answers it).
+    # with GET: HeadAsGet answers it, unless this was a HEAD the route refused).
     response.headers.update(exc.headers or {})
     methods = [m.strip() for m in response.headers.get("allow", "").split(",") if m.strip()]
-    if "GET" in methods and "HEAD" not in methods:
+    if "GET" in methods and "HEAD" not in methods and not is_head(request):
         response.headers["allow"] = ", ".join([*methods, "HEAD"])
     return response
 

@@ -340,3 +340,19 @@ def test_a_stopping_gateway_lets_exports_being_counted_finish(
         kick_off(client, reader)
         assert not counted.is_set()
     assert counted.is_set()  # the stop waited for it
+
+
+def test_head_on_the_kick_off_is_refused_and_starts_no_export(
+    client: TestClient, make_token: TokenMaker, engine: sa.Engine
+) -> None:
+    """HEAD asks without acting (RFC 9110): answered as the GET it stands for, it had started
+    a job counting the whole national view."""
+    token = make_token(scopes=("read",))
+    refused = client.head("/fhir/$export", headers={**bearer(token), **ASYNC})
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET"
+    with engine.connect() as connection:
+        assert connection.scalar(sa.text("SELECT count(*) FROM bulk_export")) == 0
+    assert client.head("/fhir/$export", headers=ASYNC).status_code == 401  # the token first
+    url = kick_off(client, token)  # GET still starts one, and its status may be checked by HEAD
+    assert client.head(url, headers=bearer(token)).status_code in (200, 202)

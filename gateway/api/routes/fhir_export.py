@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 
 from gateway.api.deps import FactoryDep, Reader
+from gateway.api.head import is_head
 from gateway.api.routes.fhir import FhirResponse, base_url
 from gateway.fhir import export
 from gateway.fhir.bundles import operation_outcome
@@ -29,6 +30,8 @@ def kick_off(
     principal: Reader,
     prefer: Annotated[str | None, Header()] = None,
 ) -> Response:
+    if is_head(request):  # HEAD asks without acting; this GET starts a job
+        raise HTTPException(405, "a HEAD would start a bulk export: kick one off with GET", {"Allow": "GET"})
     wanted = export.parse_kick_off(list(request.query_params.multi_items()), prefer)
     job_id = export.kick_off(factory, principal, wanted, str(request.url))
     base = base_url(request)
