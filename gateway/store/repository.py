@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -121,7 +121,9 @@ def _sqlite_instant(value: datetime | None) -> str | None:
     # Cached: a batch repeats its received_at on every row.
     # As SQLAlchemy writes it, the year in four digits (``strftime`` leaves years before
     # 1000 unpadded on glibc, text that no reader can parse back).
-    return None if value is None else value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return (
+        None if value is None else value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    )
 
 
 def _json_text(values: Iterable[Any]) -> Iterator[str]:
@@ -228,16 +230,22 @@ def _sqlite_executemany(session: Session, t: sa.Table, rows: list[dict[str, Any]
 
 def claim_change_clock(session: Session) -> datetime:
     """Take the change clock's row lock for the rest of the transaction and return the
-    instant it now stands at: later than or equal to every instant handed out before.
+    instant it now stands at: later than every instant handed out before (by at least a
+    microsecond, however far a host's clock lags the last one).
 
     Writers stamp their versions with it; readers of the change feed take it in a
-    transaction of their own to get a horizon no later write can fall behind.
+    transaction of their own to get a horizon that every version committed before is
+    earlier than and every later one is later than (had two claims been able to return the
+    same instant, a bulk export's ``recorded_at < transactionTime`` would leave out
+    versions committed before its kick-off).
     """
-    # One statement: the UPDATE takes the row lock, and (on PostgreSQL) re-reads a row a
-    # concurrent writer changed before comparing, so the clock never runs backwards.
+    # The UPDATE takes the row lock first, and (on PostgreSQL) reads the row a concurrent
+    # writer committed while it waited, so the clock never runs backwards.
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    last: datetime = update_counter(session, _CLAIM_CLOCK, {"now": datetime.now(UTC)}, last=epoch)
-    return last
+    last: datetime = update_counter(session, _LOCK_CLOCK, {}, last=epoch)
+    stamp = max(datetime.now(UTC), last + _TICK)
+    session.execute(_SET_CLOCK, {"stamp": stamp})
+    return stamp
 
 
 def update_counter(session: Session, statement: sa.Update, params: dict[str, Any], **first: Any) -> Any:
@@ -255,14 +263,12 @@ def update_counter(session: Session, statement: sa.Update, params: dict[str, Any
     return found
 
 
-def _claim_clock_statement() -> sa.Update:
-    t = table(ChangeClock)
-    now = sa.bindparam("now", type_=t.c.last.type)
-    later = sa.case((t.c.last > now, t.c.last), else_=now)
-    return sa.update(t).where(t.c.id == 1).values(last=later).returning(t.c.last)
-
-
-_CLAIM_CLOCK = _claim_clock_statement()
+_CLOCK = table(ChangeClock)
+_LOCK_CLOCK = sa.update(_CLOCK).where(_CLOCK.c.id == 1).values(last=_CLOCK.c.last).returning(_CLOCK.c.last)
+_SET_CLOCK = (
+    sa.update(_CLOCK).where(_CLOCK.c.id == 1).values(last=sa.bindparam("stamp", type_=_CLOCK.c.last.type))
+)
+_TICK = timedelta(microseconds=1)  # the clock's resolution on both databases
 
 
 def add_versions(
